@@ -1,0 +1,172 @@
+//! What agents, customers and the system ask of a ticket. Every field is already parsed:
+//! a command that exists is well-formed; whether it is *allowed* is for [`crate::Ticket::decide`].
+
+use chrono::Duration;
+
+use crate::vocabulary::*;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiveTicket {
+    pub number: TicketNumber,
+    pub channel: Channel,
+    pub category: Option<Category>,
+    pub service_area: Option<ServiceArea>,
+    pub contract_id: Option<ContractId>,
+    pub language: Language,
+    pub reporter_name: PersonName,
+    pub reporter_email: Option<EmailAddress>,
+    pub reporter_phone: Option<PhoneNumber>,
+    pub subject: Subject,
+    pub message: MessageBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TicketCommand {
+    Receive(ReceiveTicket),
+    /// The confirmation went out (the mailer's Message-ID), or was given in person.
+    Acknowledge {
+        message_id: Option<MessageId>,
+    },
+    /// Identify the report and record the first contact.
+    Investigate {
+        category: Category,
+        service_area: ServiceArea,
+        contact_method: ContactMethod,
+    },
+    Escalate {
+        division: DivisionId,
+        reason: Reason,
+    },
+    AnswerEscalation {
+        outcome: Reason,
+    },
+    Resolve {
+        resolution: MessageBody,
+        root_cause: RootCause,
+        within_own_authority: bool,
+    },
+    Close,
+    RecordSurveySent {
+        message_id: Option<MessageId>,
+    },
+    AnswerSurvey {
+        score: SurveyScore,
+        comment: Option<MessageBody>,
+    },
+    Reopen {
+        reason: Reason,
+    },
+    Reclassify {
+        category: Option<Category>,
+        service_area: Option<ServiceArea>,
+        reason: Reason,
+    },
+    Assign {
+        assignee: StaffName,
+    },
+    /// A customer's message on this ticket. Within `reopen_window` of the resolution it
+    /// reopens a resolved or closed ticket.
+    RecordCustomerReply {
+        channel: Channel,
+        message_id: Option<MessageId>,
+        from: Option<EmailAddress>,
+        body: MessageBody,
+        reopen_window: Duration,
+    },
+    ReplyToCustomer {
+        body: MessageBody,
+    },
+    AddNote {
+        body: MessageBody,
+    },
+    MarkOutOfScope {
+        reason: Reason,
+    },
+}
+
+/// The name of a command, as the API's action names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CommandKind {
+    Receive,
+    Acknowledge,
+    Investigate,
+    Escalate,
+    AnswerEscalation,
+    Resolve,
+    Close,
+    RecordSurveySent,
+    AnswerSurvey,
+    Reopen,
+    Reclassify,
+    Assign,
+    RecordCustomerReply,
+    ReplyToCustomer,
+    AddNote,
+    MarkOutOfScope,
+}
+
+impl CommandKind {
+    pub const ALL: [CommandKind; 16] = [
+        Self::Receive,
+        Self::Acknowledge,
+        Self::Investigate,
+        Self::Escalate,
+        Self::AnswerEscalation,
+        Self::Resolve,
+        Self::Close,
+        Self::RecordSurveySent,
+        Self::AnswerSurvey,
+        Self::Reopen,
+        Self::Reclassify,
+        Self::Assign,
+        Self::RecordCustomerReply,
+        Self::ReplyToCustomer,
+        Self::AddNote,
+        Self::MarkOutOfScope,
+    ];
+
+    /// The action's name in the API (`POST /tickets/{id}/{name}`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Receive => "receive",
+            Self::Acknowledge => "acknowledge",
+            Self::Investigate => "investigate",
+            Self::Escalate => "escalate",
+            Self::AnswerEscalation => "escalation-answer",
+            Self::Resolve => "resolve",
+            Self::Close => "close",
+            Self::RecordSurveySent => "survey-sent",
+            Self::AnswerSurvey => "survey-answer",
+            Self::Reopen => "reopen",
+            Self::Reclassify => "reclassify",
+            Self::Assign => "assign",
+            Self::RecordCustomerReply => "customer-reply",
+            Self::ReplyToCustomer => "replies",
+            Self::AddNote => "notes",
+            Self::MarkOutOfScope => "out-of-scope",
+        }
+    }
+}
+
+impl TicketCommand {
+    pub fn kind(&self) -> CommandKind {
+        match self {
+            Self::Receive(_) => CommandKind::Receive,
+            Self::Acknowledge { .. } => CommandKind::Acknowledge,
+            Self::Investigate { .. } => CommandKind::Investigate,
+            Self::Escalate { .. } => CommandKind::Escalate,
+            Self::AnswerEscalation { .. } => CommandKind::AnswerEscalation,
+            Self::Resolve { .. } => CommandKind::Resolve,
+            Self::Close => CommandKind::Close,
+            Self::RecordSurveySent { .. } => CommandKind::RecordSurveySent,
+            Self::AnswerSurvey { .. } => CommandKind::AnswerSurvey,
+            Self::Reopen { .. } => CommandKind::Reopen,
+            Self::Reclassify { .. } => CommandKind::Reclassify,
+            Self::Assign { .. } => CommandKind::Assign,
+            Self::RecordCustomerReply { .. } => CommandKind::RecordCustomerReply,
+            Self::ReplyToCustomer { .. } => CommandKind::ReplyToCustomer,
+            Self::AddNote { .. } => CommandKind::AddNote,
+            Self::MarkOutOfScope { .. } => CommandKind::MarkOutOfScope,
+        }
+    }
+}

@@ -1,0 +1,279 @@
+//! The ticket's events: what happened, in the past tense, forever.
+//!
+//! Every event's JSON payload keeps personal data (names, addresses, phone numbers, message
+//! bodies) in one object under the key `personal`, and nothing personal outside it, so that
+//! a person's data can later be encrypted per person and erased (crypto-shredding) without
+//! touching the rest of the history or the statistics built from it.
+//!
+//! An event type's JSON shape is versioned (`SCHEMA_VERSION` per type) and described by a
+//! JSON Schema in `schemas/events/`; see [`crate::codec`] for reading older versions.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::vocabulary::*;
+
+/// A ticket was created from a report on one of the intake channels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Received {
+    pub number: TicketNumber,
+    pub channel: Channel,
+    /// Set at intake when the channel or the agent knows it; otherwise at identification.
+    pub category: Option<Category>,
+    pub service_area: Option<ServiceArea>,
+    pub contract_id: Option<ContractId>,
+    pub language: Language,
+    pub personal: ReporterDetails,
+}
+
+/// Who reported, and what they wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReporterDetails {
+    pub name: PersonName,
+    /// Missing only for reports taken by phone or letter from someone without an address.
+    pub email: Option<EmailAddress>,
+    pub phone: Option<PhoneNumber>,
+    pub subject: Subject,
+    pub message: MessageBody,
+}
+
+/// The customer was told the ticket exists (policy §7.2): the confirmation e-mail went out,
+/// or, without an address, the agent told them in person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Acknowledged {
+    /// The Message-ID of the confirmation mail, to thread replies on.
+    pub message_id: Option<MessageId>,
+}
+
+/// The agent identified the report and made first contact with the reporter (policy §7.3);
+/// investigation starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Investigated {
+    pub category: Category,
+    pub service_area: ServiceArea,
+    pub contact_method: ContactMethod,
+}
+
+/// The problem is outside the agent's authority; a division takes it (policy §7.4.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Escalated {
+    pub division: DivisionId,
+    pub reason: Reason,
+}
+
+/// The division reported its outcome; the ticket is back with the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationAnswered {
+    pub division: DivisionId,
+    pub outcome: Reason,
+}
+
+/// The ticket was resolved and the customer informed (policy §7.4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Resolved {
+    pub root_cause: RootCause,
+    /// True when the agent solved it within their own authority (§7.4.1), false when a
+    /// division's work solved it (§7.4.2).
+    pub within_own_authority: bool,
+    pub personal: ResolutionText,
+}
+
+/// The resolution as told to the customer; it may quote them, so it is personal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolutionText {
+    pub resolution: MessageBody,
+}
+
+/// The ticket was closed after its resolution (policy §7.5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Closed {}
+
+/// The satisfaction survey e-mail went out (policy §7.5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SurveySent {
+    pub message_id: Option<MessageId>,
+}
+
+/// The customer answered the satisfaction survey.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SurveyAnswered {
+    pub score: SurveyScore,
+    pub personal: SurveyComment,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SurveyComment {
+    pub comment: Option<MessageBody>,
+}
+
+/// A resolved or closed ticket went back to investigation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reopened {
+    pub reason: Reason,
+}
+
+/// The category or service area was corrected. A ticket becoming or ceasing to be a
+/// complaint is one of these, with who, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reclassified {
+    pub category: Option<Category>,
+    pub service_area: Option<ServiceArea>,
+    pub previous_category: Option<Category>,
+    pub previous_service_area: Option<ServiceArea>,
+    pub reason: Reason,
+}
+
+/// The ticket was given to a member of staff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Assigned {
+    pub assignee: StaffName,
+}
+
+/// The customer wrote again on this ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerReplied {
+    pub channel: Channel,
+    pub message_id: Option<MessageId>,
+    pub personal: CustomerMessage,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerMessage {
+    pub from: Option<EmailAddress>,
+    pub body: MessageBody,
+}
+
+/// An agent wrote to the customer; the message is part of the ticket's record (policy §4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentReplied {
+    pub personal: MessageText,
+}
+
+/// An internal note; never shown to the customer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoteAdded {
+    pub personal: MessageText,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageText {
+    pub body: MessageBody,
+}
+
+/// Outside the policy's scope (§2): closed without the complaint workflow and without a
+/// survey, but kept in the record and in the statistics as out of scope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarkedOutOfScope {
+    pub reason: Reason,
+}
+
+/// Declares [`TicketEvent`] over the event structs, with each type's name and schema version
+/// in one place, so that the name list, the codec and the schema list cannot drift apart.
+macro_rules! ticket_events {
+    ($($name:ident = $version:literal),+ $(,)?) => {
+        /// Everything that can happen to a ticket.
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub enum TicketEvent {
+            $($name($name),)+
+        }
+
+        impl TicketEvent {
+            /// Every event type's name and current schema version.
+            pub const TYPES: &'static [(&'static str, u32)] = &[$((stringify!($name), $version),)+];
+
+            /// The stored `event_type` of this event.
+            pub fn event_type(&self) -> &'static str {
+                match self {
+                    $(Self::$name(_) => stringify!($name),)+
+                }
+            }
+
+            /// The schema version this code writes for this event's type.
+            pub fn schema_version(&self) -> u32 {
+                match self {
+                    $(Self::$name(_) => $version,)+
+                }
+            }
+
+            /// The current schema version of an event type, if the type exists.
+            pub fn current_schema_version(event_type: &str) -> Option<u32> {
+                Self::TYPES.iter().find(|(name, _)| *name == event_type).map(|(_, v)| *v)
+            }
+
+            /// The payload JSON (the struct, without a type tag: the type is stored beside it).
+            pub fn to_payload(&self) -> serde_json::Value {
+                let value = match self {
+                    $(Self::$name(event) => serde_json::to_value(event),)+
+                };
+                // The event structs hold only strings, numbers, bools and enums.
+                value.expect("event structs always serialise")
+            }
+
+            /// Reads a payload already upcast to the current schema version.
+            pub(crate) fn from_current_payload(
+                event_type: &str,
+                payload: serde_json::Value,
+            ) -> Result<Self, crate::codec::DecodeError> {
+                match event_type {
+                    $(stringify!($name) => serde_json::from_value(payload)
+                        .map(Self::$name)
+                        .map_err(|e| crate::codec::DecodeError::Payload {
+                            event_type: event_type.to_owned(),
+                            message: e.to_string(),
+                        }),)+
+                    other => Err(crate::codec::DecodeError::UnknownType(other.to_owned())),
+                }
+            }
+
+            /// The JSON Schema of every event type's current payload.
+            pub fn json_schemas() -> Vec<(&'static str, u32, serde_json::Value)> {
+                vec![$((
+                    stringify!($name),
+                    $version,
+                    serde_json::to_value(schemars::schema_for!($name))
+                        .expect("a schema is JSON"),
+                ),)+]
+            }
+        }
+    };
+}
+
+ticket_events! {
+    Received = 1,
+    Acknowledged = 1,
+    Investigated = 1,
+    Escalated = 1,
+    EscalationAnswered = 1,
+    Resolved = 1,
+    Closed = 1,
+    SurveySent = 1,
+    SurveyAnswered = 1,
+    Reopened = 1,
+    Reclassified = 1,
+    Assigned = 1,
+    CustomerReplied = 1,
+    AgentReplied = 1,
+    NoteAdded = 1,
+    MarkedOutOfScope = 1,
+}

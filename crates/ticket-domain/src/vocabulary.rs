@@ -1,0 +1,336 @@
+//! The words of the product brief (`shared/PRODUCT.md`), as types.
+//!
+//! Values that have an invariant are newtypes with a private field and one fallible
+//! constructor (`parse`). Deserialisation is deliberately *not* checked: events are read
+//! back from the store years later, and a rule tightened today must never make an old,
+//! once-valid event unreadable. Parsing happens at the edge, when a command is built.
+
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Why a value given to a constructor was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct InvalidValue {
+    pub field: &'static str,
+    pub problem: String,
+}
+
+impl InvalidValue {
+    fn new(field: &'static str, problem: impl Into<String>) -> Self {
+        Self { field, problem: problem.into() }
+    }
+}
+
+/// How a report reached us (policy §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    WebForm,
+    Email,
+    Phone,
+    /// Post, social media: not supported channels, but recorded by hand (policy §5.4).
+    Other,
+}
+
+/// What kind of report a ticket is (policy §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    BugReport,
+    UserSupport,
+    /// A complaint in the strict legal sense of policy §6, not any dissatisfaction.
+    Complaint,
+    InformationRequest,
+    DataChange,
+}
+
+/// Which service a ticket is about (policy §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceArea {
+    DataProtectionConsulting,
+    Norma,
+    ProcessImprovementConsulting,
+    Other,
+}
+
+/// The customer's language: customer mails and pages use it. Hungarian is the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Language {
+    #[default]
+    Hu,
+    En,
+}
+
+/// How the agent made first contact with the reporter (policy §7.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactMethod {
+    Email,
+    Phone,
+    InPerson,
+    Letter,
+}
+
+/// The staff roles of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Agent,
+    QualityManager,
+    Auditor,
+    Admin,
+}
+
+/// Who caused an event. Recorded in every event's envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Actor {
+    /// A member of staff, identified by the name of the API token they used.
+    Staff { name: String, role: Role },
+    /// The reporter, writing through a form or an e-mail.
+    Customer { channel: Channel },
+    /// The service itself: a timer, the mailer, an importer.
+    System { component: String },
+}
+
+/// The identity of a ticket; its event stream is `ticket-<uuid>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct TicketId(Uuid);
+
+impl TicketId {
+    /// A new, time-ordered id (UUIDv7).
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+    pub fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+    /// The name of this ticket's event stream.
+    pub fn stream_name(&self) -> String {
+        format!("{}{}", Self::STREAM_PREFIX, self.0)
+    }
+    pub const STREAM_PREFIX: &'static str = "ticket-";
+}
+
+impl Default for TicketId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for TicketId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The short, human ticket number customers quote (unique, increasing; allocated by the store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct TicketNumber(u64);
+
+impl TicketNumber {
+    pub fn new(number: u64) -> Result<Self, InvalidValue> {
+        if number == 0 {
+            return Err(InvalidValue::new("number", "ticket numbers start at 1"));
+        }
+        Ok(Self(number))
+    }
+    pub fn get(&self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for TicketNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A customer e-mail address (an RFC 5322 addr-spec).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    pub const BYTES_MAX: usize = 254;
+
+    pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        let value = value.trim();
+        if value.len() > Self::BYTES_MAX {
+            return Err(InvalidValue::new("email", format!("longer than {} bytes", Self::BYTES_MAX)));
+        }
+        // The crate accepts display-name forms ("Name <a@b>"); we want the bare address.
+        if value.contains('<') || !email_address::EmailAddress::is_valid(value) {
+            return Err(InvalidValue::new("email", format!("'{value}' is not an e-mail address")));
+        }
+        Ok(Self(value.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Declares a text newtype that is trimmed, non-empty and at most `$max` characters.
+macro_rules! bounded_text {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const CHARS_MAX: usize = $max;
+
+            pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+                let value = value.trim();
+                if value.is_empty() {
+                    return Err(InvalidValue::new($field, "must not be empty"));
+                }
+                let chars = value.chars().count();
+                if chars > Self::CHARS_MAX {
+                    return Err(InvalidValue::new(
+                        $field,
+                        format!("is {chars} characters long; at most {} are allowed", Self::CHARS_MAX),
+                    ));
+                }
+                if value.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
+                    return Err(InvalidValue::new($field, "contains control characters"));
+                }
+                Ok(Self(value.to_owned()))
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+bounded_text!(
+    /// A person's name as they gave it.
+    PersonName, "name", 200
+);
+bounded_text!(
+    /// A phone number as given; not normalised, people write them in many ways.
+    PhoneNumber, "phone", 50
+);
+bounded_text!(
+    /// The subject line of a report.
+    Subject, "subject", 300
+);
+bounded_text!(
+    /// A message body: the report, a reply, a note.
+    MessageBody, "message", 50_000
+);
+bounded_text!(
+    /// A short reason or outcome written by staff.
+    Reason, "reason", 5_000
+);
+bounded_text!(
+    /// A short root-cause label for statistics ("billing-error", "ui-confusing").
+    RootCause, "root_cause", 200
+);
+bounded_text!(
+    /// The name of a staff member (an API token's name).
+    StaffName, "assignee", 200
+);
+bounded_text!(
+    /// The slug of a division tickets are escalated to; the list is data an admin keeps.
+    DivisionId, "division", 100
+);
+bounded_text!(
+    /// A customer's contract, which names its SLA targets.
+    ContractId, "contract_id", 100
+);
+bounded_text!(
+    /// An RFC 5322 Message-ID of a mail we sent or received.
+    MessageId, "message_id", 998
+);
+
+/// A satisfaction score, 1 (worst) to 5 (best).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct SurveyScore(u8);
+
+impl SurveyScore {
+    pub const MIN: u8 = 1;
+    pub const MAX: u8 = 5;
+
+    pub fn new(score: u8) -> Result<Self, InvalidValue> {
+        if !(Self::MIN..=Self::MAX).contains(&score) {
+            return Err(InvalidValue::new("score", format!("must be {} to {}", Self::MIN, Self::MAX)));
+        }
+        Ok(Self(score))
+    }
+    pub fn get(&self) -> u8 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_addresses_are_parsed_not_trusted() {
+        assert!(EmailAddress::parse("kovacs.anna@example.hu").is_ok());
+        assert_eq!(EmailAddress::parse("  a@b.hu ").unwrap().as_str(), "a@b.hu");
+        for bad in ["", "anna", "anna@", "@example.hu", "Anna <anna@example.hu>", "a b@c.hu"] {
+            assert!(EmailAddress::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn bounded_text_trims_and_limits() {
+        assert_eq!(Subject::parse("  Hiba a számlán ").unwrap().as_str(), "Hiba a számlán");
+        assert!(Subject::parse("   ").is_err());
+        let long = "é".repeat(Subject::CHARS_MAX + 1);
+        let error = Subject::parse(&long).unwrap_err();
+        assert_eq!(error.field, "subject");
+        assert!(Subject::parse(&"é".repeat(Subject::CHARS_MAX)).is_ok(), "the limit counts characters, not bytes");
+        assert!(Subject::parse("a\u{0}b").is_err());
+        assert!(MessageBody::parse("line one\nline two").is_ok());
+    }
+
+    #[test]
+    fn scores_and_numbers_have_ranges() {
+        assert!(SurveyScore::new(0).is_err());
+        assert!(SurveyScore::new(6).is_err());
+        assert_eq!(SurveyScore::new(5).unwrap().get(), 5);
+        assert!(TicketNumber::new(0).is_err());
+    }
+
+    #[test]
+    fn vocabulary_serialises_with_the_product_names() {
+        let names = |v: serde_json::Value| v.as_str().unwrap().to_owned();
+        assert_eq!(names(serde_json::to_value(Channel::WebForm).unwrap()), "web_form");
+        assert_eq!(names(serde_json::to_value(Category::DataChange).unwrap()), "data_change");
+        assert_eq!(
+            names(serde_json::to_value(ServiceArea::ProcessImprovementConsulting).unwrap()),
+            "process_improvement_consulting"
+        );
+        assert_eq!(names(serde_json::to_value(Role::QualityManager).unwrap()), "quality_manager");
+    }
+}

@@ -1,0 +1,164 @@
+//! The JSON Schemas in `schemas/events/` and the code cannot drift apart, and events written
+//! today load in every later version of the code.
+//!
+//! After changing an event type on purpose: bump its schema version, add an upcaster, and run
+//! `BLESS_SCHEMAS=1 cargo test -p ticket-domain --test schemas` to write the new schema file.
+//! Fixture files are never rewritten: they are the record of what was once stored.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use chrono::{Duration, TimeZone, Utc};
+use serde_json::{Value, json};
+use ticket_domain::vocabulary::Category;
+use ticket_domain::{Ticket, TicketCommand, TicketEvent, codec, sample};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn schema_path(event_type: &str, version: u32) -> PathBuf {
+    repo_root().join(format!("schemas/events/{event_type}.v{version}.json"))
+}
+
+fn blessing() -> bool {
+    std::env::var_os("BLESS_SCHEMAS").is_some()
+}
+
+fn validator(event_type: &str, version: u32) -> jsonschema::Validator {
+    let path = schema_path(event_type, version);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+}
+
+/// Every event type at least once, as a real history makes them.
+fn sample_events() -> Vec<TicketEvent> {
+    let at = |minutes: i64| Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap() + Duration::minutes(minutes);
+    let mut events = Vec::new();
+    let histories = [
+        vec![
+            TicketCommand::Receive(sample::receive(1)),
+            sample::acknowledge(),
+            sample::assign("kata"),
+            sample::investigate(Category::UserSupport),
+            sample::reclassify(Category::Complaint),
+            sample::escalate("legal"),
+            sample::answer_escalation(),
+            sample::agent_reply(),
+            sample::note(),
+            sample::resolve(),
+            sample::customer_reply(Duration::days(14)),
+            sample::resolve(),
+            TicketCommand::Close,
+            sample::survey_sent(),
+            sample::answer_survey(5),
+        ],
+        vec![TicketCommand::Receive(sample::receive(2)), sample::out_of_scope()],
+    ];
+    for history in histories {
+        let mut ticket = Ticket::default();
+        for (minute, command) in history.into_iter().enumerate() {
+            for event in ticket.decide(command, at(minute as i64)).unwrap() {
+                ticket = ticket.evolve(&event, at(minute as i64));
+                events.push(event);
+            }
+        }
+    }
+    events
+}
+
+#[test]
+fn the_checked_in_schemas_are_the_ones_the_code_generates() {
+    for (event_type, version, schema) in TicketEvent::json_schemas() {
+        let path = schema_path(event_type, version);
+        let generated = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+        if blessing() {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &generated).unwrap();
+            continue;
+        }
+        let checked_in = std::fs::read_to_string(&path)
+            .unwrap_or_else(|_| panic!("{} is missing: run with BLESS_SCHEMAS=1", path.display()));
+        assert_eq!(
+            checked_in, generated,
+            "{event_type} changed shape but schemas/ did not: bump its schema version, add an upcaster, bless"
+        );
+    }
+}
+
+#[test]
+fn every_serialised_event_validates_against_its_schema() {
+    let events = sample_events();
+    let covered: BTreeSet<&str> = events.iter().map(|e| e.event_type()).collect();
+    let all: BTreeSet<&str> = TicketEvent::TYPES.iter().map(|(name, _)| *name).collect();
+    assert_eq!(covered, all, "the sample history must cover every event type");
+    for event in events {
+        let stored = codec::encode(&event);
+        let validator = validator(stored.event_type, stored.schema_version);
+        let errors: Vec<String> = validator.iter_errors(&stored.payload).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{}: {errors:?}\n{}", stored.event_type, stored.payload);
+        // The schema is strict: it would notice a field the code no longer writes.
+        let mut broken = stored.payload.clone();
+        broken.as_object_mut().unwrap().insert("unexpected".into(), json!(1));
+        assert!(!validator.is_valid(&broken), "{} schema accepts unknown fields", stored.event_type);
+    }
+}
+
+#[test]
+fn personal_data_sits_only_under_personal() {
+    // The reporter's name, address, phone and words must not appear outside `personal`.
+    let personal_strings =
+        ["Kovács Anna", "kovacs.anna@example.hu", "+36 30 123 4567", "Tegnap óta", "Sajnos", "próbálja", "Called back"];
+    for event in sample_events() {
+        let mut payload = codec::encode(&event).payload;
+        payload.as_object_mut().unwrap().remove("personal");
+        let rest = payload.to_string();
+        for needle in personal_strings {
+            assert!(!rest.contains(needle), "{} carries '{needle}' outside personal: {rest}", event.event_type());
+        }
+    }
+}
+
+const FIXTURE: &str = "schemas/fixtures/ticket-events.v1.jsonl";
+
+#[test]
+fn events_written_by_earlier_versions_still_load() {
+    let path = repo_root().join(FIXTURE);
+    if blessing() && !path.exists() {
+        let lines: Vec<String> = sample_events()
+            .iter()
+            .map(|event| {
+                let stored = codec::encode(event);
+                json!({"event_type": stored.event_type, "schema_version": stored.schema_version, "payload": stored.payload})
+                    .to_string()
+            })
+            .collect();
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut types = BTreeSet::new();
+    let mut decoded = Vec::new();
+    for (line_number, line) in text.lines().enumerate() {
+        let record: Value = serde_json::from_str(line).unwrap();
+        let event_type = record["event_type"].as_str().unwrap();
+        let version = record["schema_version"].as_u64().unwrap() as u32;
+        assert!(validator(event_type, version).is_valid(&record["payload"]), "line {}", line_number + 1);
+        let event = codec::decode(event_type, version, record["payload"].clone())
+            .unwrap_or_else(|e| panic!("{FIXTURE} line {}: {e}", line_number + 1));
+        types.insert(event_type.to_owned());
+        decoded.push(event);
+    }
+    assert_eq!(types.len(), TicketEvent::TYPES.len(), "the fixture covers every event type of v1");
+    // The fixture's first ticket replays to the state it was in when it was written.
+    let at = Utc.with_ymd_and_hms(2026, 1, 5, 9, 0, 0).unwrap();
+    let first_ticket: Vec<&TicketEvent> =
+        decoded.iter().take_while(|e| !matches!(e, TicketEvent::Received(r) if r.number.get() == 2)).collect();
+    let ticket = Ticket::replay(first_ticket.into_iter().map(|e| (e, at)));
+    let state = ticket.state().unwrap();
+    assert_eq!(ticket.version(), 16);
+    assert_eq!(
+        (state.status, state.survey, state.category),
+        (ticket_domain::Status::Closed, ticket_domain::SurveyStatus::Answered, Some(Category::Complaint))
+    );
+}
