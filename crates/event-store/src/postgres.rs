@@ -1,0 +1,300 @@
+//! The production backend: PostgreSQL (13 or newer), shared by any number of service instances.
+//!
+//! An append is one statement and one round trip: it checks the expected version and inserts
+//! the events together (`INSERT … SELECT … WHERE max(version) = expected`); two racing appends
+//! that both pass the check are told apart by the `events_stream_version_key` unique index.
+//!
+//! Global order without holes: see the comment in `migrations/postgres/0001_events.sql` and
+//! ARCHITECTURE.md. In short, a position is `(transaction id << 16) | index`, and readers stop
+//! below the oldest transaction still running.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{ConnectOptions, Connection, PgPool, Row};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::*;
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+    /// A schema to keep the tables in (created if missing); `None` for the URL's default
+    /// `search_path`. Tests use one schema each.
+    pub schema: Option<String>,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self { max_connections: 16, acquire_timeout: Duration::from_secs(10), schema: None }
+    }
+}
+
+pub struct PostgresStore {
+    pool: PgPool,
+    appended: watch::Sender<u64>,
+}
+
+const COLUMNS: &str = "position, stream_id, version, event_id, event_type, schema_version, occurred_at, recorded_at, \
+                       actor::text, correlation_id, causation_id, payload::text";
+
+/// One statement: the version check, the positions and the insert. `used` counts events this
+/// transaction already appended (when a caller appends twice in one transaction), so that
+/// positions stay unique within it; a transaction may hold up to 65,536 events.
+const APPEND_SQL: &str = "\
+    WITH tx AS (SELECT pg_current_xact_id()::text::bigint << 16 AS base), \
+         used AS (SELECT count(*) AS n FROM events, tx WHERE position >= tx.base AND position < tx.base + 65536) \
+    INSERT INTO events (position, event_id, stream_id, version, event_type, schema_version, occurred_at, \
+                        actor, correlation_id, causation_id, payload) \
+    SELECT tx.base + used.n + e.ord - 1, e.event_id, $1, $2 + e.ord, e.event_type, \
+           e.schema_version, e.occurred_at, e.actor::jsonb, e.correlation_id, e.causation_id, e.payload::jsonb \
+    FROM tx, used, \
+         unnest($3::uuid[], $4::text[], $5::int4[], $6::timestamptz[], $7::text[], $8::uuid[], $9::uuid[], $10::text[]) \
+         WITH ORDINALITY AS e(event_id, event_type, schema_version, occurred_at, actor, correlation_id, causation_id, \
+                              payload, ord) \
+    WHERE (SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = $1) = $2 \
+      AND used.n + cardinality($3::uuid[]) <= 65536 \
+    RETURNING position, version, recorded_at";
+
+/// The highest position every reader may see: below the oldest transaction still running.
+const VISIBLE_BOUND: &str = "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16)";
+
+impl PostgresStore {
+    /// Connects and migrates.
+    pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let mut connect = PgConnectOptions::from_str(url).map_err(StoreError::from_sqlx)?;
+        if let Some(schema) = &options.schema {
+            if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || schema.is_empty() {
+                return Err(StoreError::InvalidInput(format!("'{schema}' is not a plain schema name")));
+            }
+            let mut setup = connect.connect().await.map_err(StoreError::from_sqlx)?;
+            sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                .execute(&mut setup)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+            setup.close().await.map_err(StoreError::from_sqlx)?;
+            connect = connect.options([("search_path", schema.as_str())]);
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Database(format!("migrating: {e}")))?;
+        Ok(Self { pool, appended: watch::Sender::new(0) })
+    }
+
+    /// The connection pool: read models live in the same database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Appends on a connection the caller holds, possibly inside its own transaction, so that
+    /// other writes (an outbox row, a read model) commit or roll back with the events. Until
+    /// that transaction ends, readers see no event positioned after its events.
+    pub async fn append_in(
+        &self,
+        connection: &mut sqlx::PgConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        match self.try_insert(connection, stream, expected, &events).await? {
+            Some(outcome) => Ok(outcome),
+            None => self.explain_refusal(stream, expected, &events).await,
+        }
+    }
+
+    /// The insert alone: `None` when the version check or a unique key refused it.
+    async fn try_insert(
+        &self,
+        connection: &mut sqlx::PgConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<Option<AppendOutcome>, StoreError> {
+        check_append(events)?;
+        let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+        let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+        let schema_versions: Vec<i32> = events.iter().map(|e| e.schema_version as i32).collect();
+        let occurred: Vec<DateTime<Utc>> = events.iter().map(|e| e.occurred_at).collect();
+        let actors: Vec<&str> = events.iter().map(|e| e.metadata.actor.get()).collect();
+        let correlations: Vec<Uuid> = events.iter().map(|e| e.metadata.correlation_id).collect();
+        let causations: Vec<Option<Uuid>> = events.iter().map(|e| e.metadata.causation_id).collect();
+        let payloads: Vec<&str> = events.iter().map(|e| e.payload.get()).collect();
+        let result = sqlx::query(APPEND_SQL)
+            .bind(stream.as_str())
+            .bind(expected.0 as i64)
+            .bind(&ids)
+            .bind(&types)
+            .bind(&schema_versions)
+            .bind(&occurred)
+            .bind(&actors)
+            .bind(&correlations)
+            .bind(&causations)
+            .bind(&payloads)
+            .fetch_all(&mut *connection)
+            .await;
+        let rows = match result {
+            Ok(rows) => rows,
+            // Our own named keys only: a racing append took the version, or an id is reused.
+            Err(sqlx::Error::Database(error))
+                if matches!(error.constraint(), Some("events_stream_version_key" | "events_event_id_key")) =>
+            {
+                Vec::new()
+            }
+            Err(error) => return Err(StoreError::from_sqlx(error)),
+        };
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        if rows.len() != events.len() {
+            return Err(StoreError::Database(format!("append stored {} of {} events", rows.len(), events.len())));
+        }
+        let mut placed: Vec<(i64, i64, DateTime<Utc>)> = rows
+            .iter()
+            .map(|row| Ok((row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(0)?, row.try_get(2)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from_sqlx)?;
+        placed.sort_unstable_by_key(|(version, _, _)| *version);
+        self.appended.send_modify(|n| *n += 1);
+        Ok(Some(AppendOutcome {
+            version: expected.0 + events.len() as u64,
+            recorded_at: placed[0].2,
+            positions: placed.into_iter().map(|(_, position, _)| GlobalPosition(position)).collect(),
+            already_stored: false,
+        }))
+    }
+
+    /// Why an append was refused, read on a fresh connection (the caller's may be aborted).
+    async fn explain_refusal(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendOutcome, StoreError> {
+        let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+        let stored = self.stored_with_ids(&ids).await?;
+        let actual = self.stream_version(stream).await?;
+        explain_refused_append(stream, expected, events, &stored, actual)
+    }
+
+    async fn stored_with_ids(&self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE event_id = ANY($1) ORDER BY position");
+        let rows = sqlx::query(&sql).bind(ids).fetch_all(&self.pool).await.map_err(StoreError::from_sqlx)?;
+        rows.iter().map(recorded_event).collect()
+    }
+}
+
+fn recorded_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row.try_get(0).map_err(StoreError::from_sqlx)?;
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt { position, reason: e.to_string() };
+    let stream: String = row.try_get(1).map_err(corrupt)?;
+    Ok(RecordedEvent {
+        position: GlobalPosition(position),
+        stream_id: StreamId::parse(&stream).map_err(|reason| StoreError::Corrupt { position, reason })?,
+        version: row.try_get::<i64, _>(2).map_err(corrupt)? as u64,
+        event_id: row.try_get(3).map_err(corrupt)?,
+        event_type: row.try_get(4).map_err(corrupt)?,
+        schema_version: row.try_get::<i32, _>(5).map_err(corrupt)? as u32,
+        occurred_at: row.try_get(6).map_err(corrupt)?,
+        recorded_at: row.try_get(7).map_err(corrupt)?,
+        metadata: EventMetadata {
+            actor: raw_json(row.try_get(8).map_err(corrupt)?, position)?,
+            correlation_id: row.try_get(9).map_err(corrupt)?,
+            causation_id: row.try_get(10).map_err(corrupt)?,
+        },
+        payload: raw_json(row.try_get(11).map_err(corrupt)?, position)?,
+    })
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        let inserted = {
+            // Released before explaining a refusal, which needs a connection of its own.
+            let mut connection = self.pool.acquire().await.map_err(StoreError::from_sqlx)?;
+            self.try_insert(&mut connection, stream, expected, &events).await?
+        };
+        match inserted {
+            Some(outcome) => Ok(outcome),
+            None => self.explain_refusal(stream, expected, &events).await,
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND version > $2 ORDER BY version LIMIT $3");
+        let rows = sqlx::query(&sql)
+            .bind(stream.as_str())
+            .bind(after_version as i64)
+            .bind(clamp_limit(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(recorded_event).collect()
+    }
+
+    async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE position > $1 AND position < {VISIBLE_BOUND} ORDER BY position LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after.0)
+            .bind(clamp_limit(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(recorded_event).collect()
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        let version: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = $1")
+            .bind(stream.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(version as u64)
+    }
+
+    async fn next_sequence_value(&self, sequence: Sequence) -> Result<u64, StoreError> {
+        let sql = match sequence {
+            Sequence::TicketNumber => "SELECT nextval('ticket_number_seq')",
+        };
+        let value: i64 = sqlx::query_scalar(sql).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+        Ok(value as u64)
+    }
+
+    fn appended(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1 FROM events LIMIT 1").fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,278 @@
+//! The embedded backend: one SQLite file, WAL journal, `synchronous = FULL` (a commit that
+//! returned survives a power cut).
+//!
+//! SQLite lets one connection write at a time, so writes go through a pool of exactly one
+//! connection (no SQLITE_BUSY between our own writers) and reads through a separate pool that
+//! WAL lets run beside the writer. Other processes on the same file (the CLI) wait for the lock
+//! up to `busy_timeout`.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::*;
+
+/// How to open the SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Connections for reads; WAL lets them read while the one writer writes.
+    pub read_connections: u32,
+    /// How long a write waits for another process holding the write lock.
+    pub busy_timeout: Duration,
+    /// `FULL` by default: the commit is on disk when `append` returns.
+    pub synchronous: SqliteSynchronous,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self { read_connections: 4, busy_timeout: Duration::from_secs(5), synchronous: SqliteSynchronous::Full }
+    }
+}
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    appended: watch::Sender<u64>,
+}
+
+const COLUMNS: &str = "position, stream_id, version, event_id, event_type, schema_version, occurred_at, recorded_at, \
+                       actor, correlation_id, causation_id, payload";
+
+impl SqliteStore {
+    /// Opens (creating it and its folder if needed) the store file at `path`, and migrates it.
+    pub async fn open(path: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create the data folder {}: {e}", parent.display()))
+            })?;
+        }
+        let connect = SqliteConnectOptions::from_str("sqlite:")
+            .map_err(StoreError::from_sqlx)?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(options.synchronous)
+            .busy_timeout(options.busy_timeout)
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(options.busy_timeout * 2)
+            .connect_with(connect.clone())
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Database(format!("migrating {}: {e}", path.display())))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.read_connections.max(1))
+            .connect_with(connect)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(Self { writer, reader, appended: watch::Sender::new(0) })
+    }
+
+    /// The pool that writes: for read models kept in the same file (one writer at a time).
+    pub fn write_pool(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// The pool that reads.
+    pub fn read_pool(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    fn append_sql(events: usize) -> String {
+        // ?1 stream, ?2 expected version, ?3 recorded_at, then 9 parameters per event.
+        let rows: Vec<String> = (0..events)
+            .map(|i| {
+                let p = 4 + i * 9;
+                format!(
+                    "(?{},?{},?{},?{},?{},?{},?{},?{},?{})",
+                    p,
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7,
+                    p + 8
+                )
+            })
+            .collect();
+        format!(
+            "INSERT INTO events (event_id, stream_id, version, event_type, schema_version, occurred_at, recorded_at, \
+                                 actor, correlation_id, causation_id, payload) \
+             SELECT column1, ?1, ?2 + column2, column3, column4, column5, ?3, column6, column7, column8, column9 \
+             FROM (VALUES {}) \
+             WHERE (SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?1) = ?2 \
+             RETURNING position, version",
+            rows.join(",")
+        )
+    }
+
+    async fn stored_with_ids(&self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let placeholders = vec!["?"; ids.len()].join(",");
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE event_id IN ({placeholders}) ORDER BY position");
+        let mut query = sqlx::query(&sql);
+        for id in ids {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(&self.writer).await.map_err(StoreError::from_sqlx)?;
+        rows.iter().map(recorded_event).collect()
+    }
+}
+
+fn recorded_event(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
+    let position: i64 = row.try_get(0).map_err(StoreError::from_sqlx)?;
+    let corrupt = |e: sqlx::Error| StoreError::Corrupt { position, reason: e.to_string() };
+    let stream: String = row.try_get(1).map_err(corrupt)?;
+    Ok(RecordedEvent {
+        position: GlobalPosition(position),
+        stream_id: StreamId::parse(&stream).map_err(|reason| StoreError::Corrupt { position, reason })?,
+        version: row.try_get::<i64, _>(2).map_err(corrupt)? as u64,
+        event_id: row.try_get(3).map_err(corrupt)?,
+        event_type: row.try_get(4).map_err(corrupt)?,
+        schema_version: row.try_get::<i64, _>(5).map_err(corrupt)? as u32,
+        occurred_at: micros_to_time(row.try_get(6).map_err(corrupt)?, position)?,
+        recorded_at: micros_to_time(row.try_get(7).map_err(corrupt)?, position)?,
+        metadata: EventMetadata {
+            actor: raw_json(row.try_get(8).map_err(corrupt)?, position)?,
+            correlation_id: row.try_get(9).map_err(corrupt)?,
+            causation_id: row.try_get(10).map_err(corrupt)?,
+        },
+        payload: raw_json(row.try_get(11).map_err(corrupt)?, position)?,
+    })
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn append(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendOutcome, StoreError> {
+        check_append(&events)?;
+        let recorded_at = Utc::now();
+        let sql = Self::append_sql(events.len());
+        let mut query =
+            sqlx::query(&sql).bind(stream.as_str()).bind(expected.0 as i64).bind(recorded_at.timestamp_micros());
+        for (index, event) in events.iter().enumerate() {
+            query = query
+                .bind(event.event_id)
+                .bind(index as i64 + 1)
+                .bind(&event.event_type)
+                .bind(i64::from(event.schema_version))
+                .bind(event.occurred_at.timestamp_micros())
+                .bind(event.metadata.actor.get())
+                .bind(event.metadata.correlation_id)
+                .bind(event.metadata.causation_id)
+                .bind(event.payload.get());
+        }
+        let result = query.fetch_all(&self.writer).await;
+        let rows = match result {
+            Ok(rows) if rows.len() == events.len() => rows,
+            Ok(rows) if rows.is_empty() => Vec::new(),
+            Ok(rows) => {
+                return Err(StoreError::Database(format!("append stored {} of {} events", rows.len(), events.len())));
+            }
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => Vec::new(),
+            Err(error) => return Err(StoreError::from_sqlx(error)),
+        };
+        if rows.is_empty() {
+            let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+            let stored = self.stored_with_ids(&ids).await?;
+            let actual = self.stream_version(stream).await?;
+            return explain_refused_append(stream, expected, &events, &stored, actual);
+        }
+        let mut placed: Vec<(i64, i64)> = rows
+            .iter()
+            .map(|row| Ok((row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(0)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from_sqlx)?;
+        placed.sort_unstable();
+        self.appended.send_modify(|n| *n += 1);
+        Ok(AppendOutcome {
+            version: expected.0 + events.len() as u64,
+            positions: placed.into_iter().map(|(_, position)| GlobalPosition(position)).collect(),
+            recorded_at: micros_to_time(recorded_at.timestamp_micros(), 0)?,
+            already_stored: false,
+        })
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql =
+            format!("SELECT {COLUMNS} FROM events WHERE stream_id = ?1 AND version > ?2 ORDER BY version LIMIT ?3");
+        let rows = sqlx::query(&sql)
+            .bind(stream.as_str())
+            .bind(after_version as i64)
+            .bind(clamp_limit(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(recorded_event).collect()
+    }
+
+    async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2");
+        let rows = sqlx::query(&sql)
+            .bind(after.0)
+            .bind(clamp_limit(limit))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        rows.iter().map(recorded_event).collect()
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
+        let version: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?1")
+            .bind(stream.as_str())
+            .fetch_one(&self.reader)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(version as u64)
+    }
+
+    async fn next_sequence_value(&self, sequence: Sequence) -> Result<u64, StoreError> {
+        let value: i64 = sqlx::query_scalar(
+            "INSERT INTO sequences (name, value) VALUES (?1, 1) \
+             ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
+        )
+        .bind(sequence.name())
+        .fetch_one(&self.writer)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        Ok(value as u64)
+    }
+
+    fn appended(&self) -> watch::Receiver<u64> {
+        self.appended.subscribe()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1 FROM events LIMIT 1")
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,237 @@
+//! Running commands: load, decide, append, and what to do when another writer was first.
+
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+
+use event_store::{ExpectedVersion, READ_EVENTS_MAX, Sequence, SharedStore, StoreError, StreamId};
+use lru::LruCache;
+use ticket_domain::codec::DecodeError;
+use ticket_domain::vocabulary::{TicketId, TicketNumber};
+use ticket_domain::{DomainError, ReceiveTicket, Ticket, TicketCommand};
+
+use crate::Clock;
+use crate::envelope::{CommandContext, TicketRecord, decode, to_new_event};
+
+/// Why a command did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The workflow refused it; nothing was written.
+    #[error(transparent)]
+    Refused(#[from] DomainError),
+    #[error("ticket {0} does not exist")]
+    NotFound(TicketId),
+    /// The caller pinned a version (`If-Match`) and the ticket has moved on.
+    #[error("the ticket is at version {actual}, not {expected}: reload it and try again")]
+    VersionMismatch { expected: u64, actual: u64 },
+    /// Other writers kept winning the race; nothing was written.
+    #[error("the ticket changed {attempts} times while this command was decided; try again")]
+    Contended { attempts: u32 },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("a stored event cannot be read: {0}")]
+    Corrupt(#[from] DecodeError),
+}
+
+/// What a command did.
+#[derive(Debug, Clone)]
+pub struct CommandOutcome {
+    pub ticket_id: TicketId,
+    /// The ticket after the command.
+    pub ticket: Ticket,
+    /// The events the command appended, as stored.
+    pub records: Vec<TicketRecord>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// Tickets kept folded in memory, so that a command need not read its stream first.
+    /// Safe with several instances: the append's expected-version check catches a stale
+    /// entry, which is then dropped and the command decided again on a fresh read. 0: no cache.
+    pub cache_capacity: usize,
+    /// How many times a command is decided again after losing a race (without `If-Match`).
+    pub conflict_retries: u32,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        Self { cache_capacity: 10_000, conflict_retries: 5 }
+    }
+}
+
+pub struct TicketService {
+    store: SharedStore,
+    clock: Arc<dyn Clock>,
+    /// A std mutex: held for a map lookup or insert, never across an await.
+    cache: Option<Mutex<LruCache<TicketId, Ticket>>>,
+    options: ServiceOptions,
+}
+
+impl TicketService {
+    pub fn new(store: SharedStore, clock: Arc<dyn Clock>, options: ServiceOptions) -> Self {
+        let cache = NonZeroUsize::new(options.cache_capacity).map(|capacity| Mutex::new(LruCache::new(capacity)));
+        Self { store, clock, cache, options }
+    }
+
+    pub fn store(&self) -> &SharedStore {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// Creates a ticket: allocates its number, then runs `Receive`.
+    pub async fn open_ticket(
+        &self,
+        context: &CommandContext,
+        receive: impl FnOnce(TicketNumber) -> ReceiveTicket,
+    ) -> Result<CommandOutcome, AppError> {
+        let number = self.store.next_sequence_value(Sequence::TicketNumber).await?;
+        let number = TicketNumber::new(number)
+            .map_err(|e| StoreError::Database(format!("the ticket number sequence returned {number}: {e}")))?;
+        let command = TicketCommand::Receive(receive(number));
+        self.execute(TicketId::new(), None, command, context).await
+    }
+
+    /// Runs `command` on the ticket. With `expected_version` (an `If-Match`), the command runs
+    /// only on that version; without, a lost race is decided again on the new state.
+    #[tracing::instrument(skip(self, command, context), fields(command = command.kind().name()))]
+    pub async fn execute(
+        &self,
+        ticket_id: TicketId,
+        expected_version: Option<u64>,
+        command: TicketCommand,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, AppError> {
+        let stream = stream_id(ticket_id);
+        let mut from_cache_allowed = true;
+        for attempt in 0..=self.options.conflict_retries {
+            let (ticket, from_cache) = self.load_folded(ticket_id, &stream, from_cache_allowed).await?;
+            if let Some(expected) = expected_version
+                && expected != ticket.version()
+            {
+                if from_cache {
+                    // The cache may be behind another instance's write: check the store.
+                    from_cache_allowed = false;
+                    self.forget(ticket_id);
+                    continue;
+                }
+                return Err(AppError::VersionMismatch { expected, actual: ticket.version() });
+            }
+            let now = self.clock.now();
+            let events = ticket.decide(command.clone(), now)?;
+            let new_events: Vec<_> = events.iter().map(|event| to_new_event(event, context, now)).collect();
+            let event_ids: Vec<_> = new_events.iter().map(|e| e.event_id).collect();
+            match self.store.append(&stream, ExpectedVersion(ticket.version()), new_events).await {
+                Ok(outcome) => {
+                    let mut ticket = ticket;
+                    let mut records = Vec::with_capacity(events.len());
+                    for (index, event) in events.into_iter().enumerate() {
+                        ticket = ticket.evolve(&event, now);
+                        records.push(TicketRecord {
+                            position: outcome.positions[index],
+                            version: outcome.version - (outcome.positions.len() - 1 - index) as u64,
+                            event_id: event_ids[index],
+                            occurred_at: now,
+                            recorded_at: outcome.recorded_at,
+                            actor: context.actor.clone(),
+                            correlation_id: context.correlation_id,
+                            causation_id: context.causation_id,
+                            event,
+                        });
+                    }
+                    self.remember(ticket_id, &ticket);
+                    return Ok(CommandOutcome { ticket_id, ticket, records });
+                }
+                Err(StoreError::VersionConflict { actual, .. }) => {
+                    self.forget(ticket_id);
+                    from_cache_allowed = false;
+                    if let Some(expected) = expected_version
+                        && !from_cache
+                    {
+                        return Err(AppError::VersionMismatch { expected, actual });
+                    }
+                    tracing::debug!(attempt, actual, "lost an append race; deciding again");
+                }
+                Err(error) => {
+                    self.forget(ticket_id);
+                    return Err(error.into());
+                }
+            }
+        }
+        Err(AppError::Contended { attempts: self.options.conflict_retries + 1 })
+    }
+
+    /// The ticket as it stands, read from the store (never from the cache).
+    pub async fn load(&self, ticket_id: TicketId) -> Result<Ticket, AppError> {
+        let (ticket, _) = self.load_folded(ticket_id, &stream_id(ticket_id), false).await?;
+        if ticket.state().is_none() {
+            return Err(AppError::NotFound(ticket_id));
+        }
+        Ok(ticket)
+    }
+
+    /// Every event of the ticket, in order, with its envelope.
+    pub async fn history(&self, ticket_id: TicketId) -> Result<Vec<TicketRecord>, AppError> {
+        let stream = stream_id(ticket_id);
+        let mut records = Vec::new();
+        loop {
+            let after = records.last().map_or(0, |r: &TicketRecord| r.version);
+            let page = self.store.read_stream(&stream, after, READ_EVENTS_MAX).await?;
+            let done = page.len() < READ_EVENTS_MAX;
+            for recorded in &page {
+                records.push(decode(recorded)?);
+            }
+            if done {
+                break;
+            }
+        }
+        if records.is_empty() {
+            return Err(AppError::NotFound(ticket_id));
+        }
+        Ok(records)
+    }
+
+    async fn load_folded(
+        &self,
+        ticket_id: TicketId,
+        stream: &StreamId,
+        from_cache_allowed: bool,
+    ) -> Result<(Ticket, bool), AppError> {
+        if from_cache_allowed
+            && let Some(cache) = &self.cache
+            && let Some(ticket) = cache.lock().expect("cache lock").get(&ticket_id)
+        {
+            return Ok((ticket.clone(), true));
+        }
+        let mut ticket = Ticket::default();
+        loop {
+            let page = self.store.read_stream(stream, ticket.version(), READ_EVENTS_MAX).await?;
+            let done = page.len() < READ_EVENTS_MAX;
+            for recorded in &page {
+                let record = decode(recorded)?;
+                ticket = ticket.evolve(&record.event, record.occurred_at);
+            }
+            if done {
+                break;
+            }
+        }
+        Ok((ticket, false))
+    }
+
+    fn remember(&self, ticket_id: TicketId, ticket: &Ticket) {
+        if let Some(cache) = &self.cache {
+            cache.lock().expect("cache lock").put(ticket_id, ticket.clone());
+        }
+    }
+
+    fn forget(&self, ticket_id: TicketId) {
+        if let Some(cache) = &self.cache {
+            cache.lock().expect("cache lock").pop(&ticket_id);
+        }
+    }
+}
+
+pub fn stream_id(ticket_id: TicketId) -> StreamId {
+    StreamId::parse(&ticket_id.stream_name()).expect("a ticket's stream name is a valid stream id")
+}

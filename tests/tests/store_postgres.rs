@@ -1,0 +1,107 @@
+//! The store conformance suite on PostgreSQL, plus what only PostgreSQL has: transactions that
+//! commit out of order.
+
+use std::time::Duration;
+
+use event_store::{ExpectedVersion, GlobalPosition, StreamId};
+use serde_json::json;
+use ticket_tests::backends;
+use ticket_tests::conformance::{event, read_all_until};
+
+ticket_tests::store_conformance_suite!(backends::postgres);
+
+/// The classic sequence problem: a transaction that took its place in the order early but
+/// commits late. Readers must not pass its place before it commits, and must see its events
+/// once it does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_transaction_holds_readers_back_until_it_commits() {
+    let Some(test_store) = backends::postgres().await else { return };
+    let postgres = test_store.postgres.clone().unwrap();
+    let store = test_store.store.clone();
+    let slow_stream = StreamId::parse("ticket-slow").unwrap();
+    let fast_stream = StreamId::parse("ticket-fast").unwrap();
+
+    let mut slow = postgres.pool().begin().await.unwrap();
+    let slow_outcome = postgres
+        .append_in(&mut slow, &slow_stream, ExpectedVersion(0), vec![event("Slow", json!({"i": 0}))])
+        .await
+        .unwrap();
+    // Later transactions commit while the slow one is open.
+    let fast = store.append(&fast_stream, ExpectedVersion(0), vec![event("Fast", json!({"i": 1}))]).await.unwrap();
+    assert!(fast.positions[0] > slow_outcome.positions[0], "the slow transaction took the earlier place");
+    let visible = store.read_all(GlobalPosition::START, 100).await.unwrap();
+    assert!(visible.is_empty(), "a reader must not pass the open transaction's place: saw {visible:?}");
+
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    slow.commit().await.unwrap();
+    let visible = read_all_until(&store, GlobalPosition::START, 2).await;
+    let types: Vec<&str> = visible.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(types, vec!["Slow", "Fast"], "after the commit both are seen, in position order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolled_back_append_leaves_nothing_and_blocks_no_one() {
+    let Some(test_store) = backends::postgres().await else { return };
+    let postgres = test_store.postgres.clone().unwrap();
+    let stream = StreamId::parse("ticket-rollback").unwrap();
+    let mut transaction = postgres.pool().begin().await.unwrap();
+    postgres
+        .append_in(&mut transaction, &stream, ExpectedVersion(0), vec![event("Gone", json!({"i": 0}))])
+        .await
+        .unwrap();
+    // Two appends in one transaction get distinct positions.
+    let second = StreamId::parse("ticket-rollback-2").unwrap();
+    postgres
+        .append_in(&mut transaction, &second, ExpectedVersion(0), vec![event("Gone2", json!({"i": 1}))])
+        .await
+        .unwrap();
+    transaction.rollback().await.unwrap();
+    assert_eq!(test_store.store.stream_version(&stream).await.unwrap(), 0);
+    let kept =
+        test_store.store.append(&stream, ExpectedVersion(0), vec![event("Kept", json!({"i": 2}))]).await.unwrap();
+    let all = read_all_until(&test_store.store, GlobalPosition::START, 1).await;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].position, kept.positions[0]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_appends_in_one_transaction_get_distinct_positions() {
+    let Some(test_store) = backends::postgres().await else { return };
+    let postgres = test_store.postgres.clone().unwrap();
+    let mut transaction = postgres.pool().begin().await.unwrap();
+    let a = postgres
+        .append_in(
+            &mut transaction,
+            &StreamId::parse("ticket-a").unwrap(),
+            ExpectedVersion(0),
+            vec![event("A", json!({"i": 0})), event("A", json!({"i": 1}))],
+        )
+        .await
+        .unwrap();
+    let b = postgres
+        .append_in(
+            &mut transaction,
+            &StreamId::parse("ticket-b").unwrap(),
+            ExpectedVersion(0),
+            vec![event("B", json!({"i": 2}))],
+        )
+        .await
+        .unwrap();
+    transaction.commit().await.unwrap();
+    assert!(a.positions[0] < a.positions[1] && a.positions[1] < b.positions[0], "{a:?} {b:?}");
+    let all = read_all_until(&test_store.store, GlobalPosition::START, 3).await;
+    assert_eq!(all.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(), vec!["A", "A", "B"]);
+}
+
+#[tokio::test]
+async fn stored_events_cannot_be_altered_or_deleted() {
+    let Some(test_store) = backends::postgres().await else { return };
+    let id = StreamId::parse("ticket-immutable").unwrap();
+    test_store.store.append(&id, ExpectedVersion(0), vec![event("A", json!({"i": 0}))]).await.unwrap();
+    let pool = test_store.postgres.as_ref().unwrap().pool();
+    for statement in ["UPDATE events SET payload = '{}'", "DELETE FROM events", "TRUNCATE events"] {
+        let error = sqlx::query(statement).execute(pool).await.unwrap_err();
+        assert!(error.to_string().contains("events are immutable"), "{statement}: {error}");
+    }
+    assert_eq!(test_store.store.stream_version(&id).await.unwrap(), 1);
+}
