@@ -28,6 +28,7 @@ macro_rules! store_conformance_suite {
             a_subscription_delivers_events_as_they_commit,
             sequences_are_unique_and_increasing_under_concurrency,
             the_store_holds_exactly_what_a_model_of_it_holds,
+            a_crowd_of_appends_gets_each_its_own_answer,
         );
     };
     (@each $factory:path; $($name:ident),+ $(,)?) => {
@@ -439,4 +440,61 @@ async fn run_model_case(store: &SharedStore, steps: Vec<Step>) -> Result<(), Str
         return Err("the global order differs from the order the appends were accepted in".into());
     }
     Ok(())
+}
+
+/// Concurrent appends are written in shared batches (group commit). Each caller must still get
+/// its own exact answer: accepted, conflict, retry of a stored append, or a reused event id.
+pub async fn a_crowd_of_appends_gets_each_its_own_answer(store: SharedStore) {
+    const STREAMS: usize = 12;
+    let mut setup = Vec::new();
+    for i in 0..STREAMS {
+        let id = unique_stream("crowd");
+        let first = event("First", json!({"i": i}));
+        store.append(&id, ExpectedVersion(0), vec![first.clone()]).await.unwrap();
+        setup.push((id, first));
+    }
+    #[derive(Debug, Clone, Copy, PartialEq)]
+    enum Expect {
+        Accepted,
+        Conflict,
+        AlreadyStored,
+        Duplicate,
+    }
+    let mut tasks = Vec::new();
+    for (id, first) in &setup {
+        let cases = [
+            (
+                id.clone(),
+                ExpectedVersion(1),
+                vec![event("Second", json!({"i": 1})), event("Third", json!({"i": 2}))],
+                Expect::Accepted,
+            ),
+            (unique_stream("crowd-wrong"), ExpectedVersion(5), vec![event("Wrong", json!({"i": 3}))], Expect::Conflict),
+            (id.clone(), ExpectedVersion(0), vec![first.clone()], Expect::AlreadyStored),
+            (unique_stream("crowd-dup"), ExpectedVersion(0), vec![first.clone()], Expect::Duplicate),
+        ];
+        for (stream, expected, events, expect) in cases {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                let result = store.append(&stream, expected, events).await;
+                (stream, expect, result)
+            }));
+        }
+    }
+    for task in tasks {
+        let (stream, expect, result) = task.await.unwrap();
+        match (expect, &result) {
+            (Expect::Accepted, Ok(outcome)) if !outcome.already_stored && outcome.version == 3 => {}
+            (Expect::Conflict, Err(StoreError::VersionConflict { expected: 5, actual: 0, .. })) => {}
+            (Expect::AlreadyStored, Ok(outcome)) if outcome.already_stored && outcome.version == 1 => {}
+            (Expect::Duplicate, Err(StoreError::DuplicateEvent { .. })) => {}
+            _ => panic!("{stream}: expected {expect:?}, got {result:?}"),
+        }
+    }
+    for (id, first) in &setup {
+        let stored = read_whole_stream(&store, id).await;
+        let types: Vec<&str> = stored.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(types, vec!["First", "Second", "Third"], "{id}");
+        assert_eq!(stored[0].event_id, first.event_id);
+    }
 }

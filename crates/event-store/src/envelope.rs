@@ -4,7 +4,6 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use uuid::Uuid;
 
 /// The name of a stream (`ticket-<uuid>`): 1 to 200 characters of `[A-Za-z0-9_.:-]`.
@@ -73,27 +72,34 @@ impl fmt::Display for GlobalPosition {
     }
 }
 
-/// A JSON document as stored. PostgreSQL's `jsonb` does not keep whitespace or key order,
-/// so equality is by meaning (parsed values), not by text.
+/// A JSON document as stored: its text, parsed only when asked. The store guarantees it is
+/// valid JSON (SQLite checks `json_valid` on insert; PostgreSQL stores `jsonb`), so reading
+/// an event does not parse its payload twice. PostgreSQL's `jsonb` does not keep whitespace
+/// or key order, so equality is by meaning (parsed values), not by text.
 #[derive(Debug, Clone)]
-pub struct Json(Box<RawValue>);
+pub struct Json(String);
 
 impl Json {
     pub fn from_value(value: &serde_json::Value) -> Self {
-        Self(serde_json::value::to_raw_value(value).expect("a Value is always valid JSON"))
+        Self(value.to_string())
     }
     pub fn from_serialize<T: Serialize>(value: &T) -> Result<Self, serde_json::Error> {
-        serde_json::value::to_raw_value(value).map(Self)
+        serde_json::to_string(value).map(Self)
+    }
+    /// Wraps text that must be JSON; checked.
+    pub fn from_text(text: String) -> Result<Self, serde_json::Error> {
+        serde_json::from_str::<serde::de::IgnoredAny>(&text)?;
+        Ok(Self(text))
     }
     /// The JSON text.
     pub fn get(&self) -> &str {
-        self.0.get()
+        &self.0
     }
     pub fn to_value(&self) -> serde_json::Value {
-        serde_json::from_str(self.0.get()).expect("Json holds valid JSON")
+        serde_json::from_str(&self.0).expect("Json holds valid JSON")
     }
     pub fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
-        serde_json::from_str(self.0.get())
+        serde_json::from_str(&self.0)
     }
 }
 
@@ -185,6 +191,7 @@ pub(crate) fn micros_to_time(micros: i64, position: i64) -> Result<DateTime<Utc>
         .ok_or_else(|| crate::StoreError::Corrupt { position, reason: format!("timestamp {micros} out of range") })
 }
 
-pub(crate) fn raw_json(text: String, position: i64) -> Result<Json, crate::StoreError> {
-    RawValue::from_string(text).map(Json).map_err(|e| crate::StoreError::Corrupt { position, reason: e.to_string() })
+/// Text read back from a JSON column, which the database has already checked.
+pub(crate) fn raw_json(text: String, _position: i64) -> Result<Json, crate::StoreError> {
+    Ok(Json(text))
 }

@@ -11,6 +11,7 @@
 //!
 //! The store knows nothing of tickets: payloads and actors are opaque JSON.
 
+mod batch;
 mod envelope;
 pub mod postgres;
 pub mod sqlite;
@@ -20,6 +21,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use batch::{BATCH_APPENDS_MAX, BATCH_EVENTS_MAX};
 pub use envelope::*;
 pub use subscription::Subscription;
 

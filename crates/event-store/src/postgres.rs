@@ -8,7 +8,9 @@
 //! ARCHITECTURE.md. In short, a position is `(transaction id << 16) | index`, and readers stop
 //! below the oldest transaction still running.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +20,7 @@ use sqlx::{ConnectOptions, Connection, PgPool, Row};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::batch::{AppendRequest, BatchBackend, Batcher};
 use crate::*;
 
 /// How to connect.
@@ -28,15 +31,23 @@ pub struct PostgresOptions {
     /// A schema to keep the tables in (created if missing); `None` for the URL's default
     /// `search_path`. Tests use one schema each.
     pub schema: Option<String>,
+    /// Batches written at the same time (group commit, see `batch.rs`): while one commits,
+    /// the next gathers.
+    pub batch_writers: usize,
 }
 
 impl Default for PostgresOptions {
     fn default() -> Self {
-        Self { max_connections: 16, acquire_timeout: Duration::from_secs(10), schema: None }
+        Self { max_connections: 16, acquire_timeout: Duration::from_secs(10), schema: None, batch_writers: 2 }
     }
 }
 
 pub struct PostgresStore {
+    inner: Arc<Inner>,
+    batcher: Batcher,
+}
+
+struct Inner {
     pool: PgPool,
     appended: watch::Sender<u64>,
 }
@@ -91,12 +102,14 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(format!("migrating: {e}")))?;
-        Ok(Self { pool, appended: watch::Sender::new(0) })
+        let inner = Arc::new(Inner { pool, appended: watch::Sender::new(0) });
+        let batcher = Batcher::start(inner.clone(), options.batch_writers);
+        Ok(Self { inner, batcher })
     }
 
     /// The connection pool: read models live in the same database.
     pub fn pool(&self) -> &PgPool {
-        &self.pool
+        &self.inner.pool
     }
 
     /// Appends on a connection the caller holds, possibly inside its own transaction, so that
@@ -109,12 +122,17 @@ impl PostgresStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        match self.try_insert(connection, stream, expected, &events).await? {
-            Some(outcome) => Ok(outcome),
-            None => self.explain_refusal(stream, expected, &events).await,
-        }
+        check_append(&events)?;
+        let outcome = match self.inner.try_insert(connection, stream, expected, &events).await? {
+            Some(outcome) => outcome,
+            None => return self.inner.explain(stream, expected, &events).await,
+        };
+        self.inner.appended();
+        Ok(outcome)
     }
+}
 
+impl Inner {
     /// The insert alone: `None` when the version check or a unique key refused it.
     async fn try_insert(
         &self,
@@ -123,7 +141,6 @@ impl PostgresStore {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<Option<AppendOutcome>, StoreError> {
-        check_append(events)?;
         let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
         let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
         let schema_versions: Vec<i32> = events.iter().map(|e| e.schema_version as i32).collect();
@@ -167,7 +184,6 @@ impl PostgresStore {
             .collect::<Result<_, sqlx::Error>>()
             .map_err(StoreError::from_sqlx)?;
         placed.sort_unstable_by_key(|(version, _, _)| *version);
-        self.appended.send_modify(|n| *n += 1);
         Ok(Some(AppendOutcome {
             version: expected.0 + events.len() as u64,
             recorded_at: placed[0].2,
@@ -177,7 +193,7 @@ impl PostgresStore {
     }
 
     /// Why an append was refused, read on a fresh connection (the caller's may be aborted).
-    async fn explain_refusal(
+    async fn explain_refused(
         &self,
         stream: &StreamId,
         expected: ExpectedVersion,
@@ -185,7 +201,12 @@ impl PostgresStore {
     ) -> Result<AppendOutcome, StoreError> {
         let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
         let stored = self.stored_with_ids(&ids).await?;
-        let actual = self.stream_version(stream).await?;
+        let actual: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = $1")
+            .bind(stream.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let actual = actual as u64;
         explain_refused_append(stream, expected, events, &stored, actual)
     }
 
@@ -230,15 +251,8 @@ impl EventStore for PostgresStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
-        let inserted = {
-            // Released before explaining a refusal, which needs a connection of its own.
-            let mut connection = self.pool.acquire().await.map_err(StoreError::from_sqlx)?;
-            self.try_insert(&mut connection, stream, expected, &events).await?
-        };
-        match inserted {
-            Some(outcome) => Ok(outcome),
-            None => self.explain_refusal(stream, expected, &events).await,
-        }
+        check_append(&events)?;
+        self.batcher.append(stream, expected, events).await
     }
 
     async fn read_stream(
@@ -253,20 +267,24 @@ impl EventStore for PostgresStore {
             .bind(stream.as_str())
             .bind(after_version as i64)
             .bind(clamp_limit(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.inner.pool)
             .await
             .map_err(StoreError::from_sqlx)?;
         rows.iter().map(recorded_event).collect()
     }
 
     async fn read_all(&self, after: GlobalPosition, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        // The page is taken in index order first and cut at the visible bound after: with the
+        // bound inside the scan's condition the planner cannot estimate the range and may read
+        // and sort everything after `$1`.
         let sql = format!(
-            "SELECT {COLUMNS} FROM events WHERE position > $1 AND position < {VISIBLE_BOUND} ORDER BY position LIMIT $2"
+            "SELECT * FROM (SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2) page \
+             WHERE position < {VISIBLE_BOUND} ORDER BY position"
         );
         let rows = sqlx::query(&sql)
             .bind(after.0)
             .bind(clamp_limit(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.inner.pool)
             .await
             .map_err(StoreError::from_sqlx)?;
         rows.iter().map(recorded_event).collect()
@@ -275,7 +293,7 @@ impl EventStore for PostgresStore {
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         let version: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = $1")
             .bind(stream.as_str())
-            .fetch_one(&self.pool)
+            .fetch_one(&self.inner.pool)
             .await
             .map_err(StoreError::from_sqlx)?;
         Ok(version as u64)
@@ -285,16 +303,134 @@ impl EventStore for PostgresStore {
         let sql = match sequence {
             Sequence::TicketNumber => "SELECT nextval('ticket_number_seq')",
         };
-        let value: i64 = sqlx::query_scalar(sql).fetch_one(&self.pool).await.map_err(StoreError::from_sqlx)?;
+        let value: i64 = sqlx::query_scalar(sql).fetch_one(&self.inner.pool).await.map_err(StoreError::from_sqlx)?;
         Ok(value as u64)
     }
 
     fn appended(&self) -> watch::Receiver<u64> {
-        self.appended.subscribe()
+        self.inner.appended.subscribe()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1 FROM events LIMIT 1").fetch_optional(&self.pool).await.map_err(StoreError::from_sqlx)?;
+        sqlx::query("SELECT 1 FROM events LIMIT 1")
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
         Ok(())
+    }
+}
+
+/// The batch statement: like `APPEND_SQL`, for many streams at once; each stream's events go in
+/// only if that stream passes its own version check.
+const BATCH_SQL: &str = "\
+    WITH tx AS (SELECT pg_current_xact_id()::text::bigint << 16 AS base), \
+         used AS (SELECT count(*) AS n FROM events, tx WHERE position >= tx.base AND position < tx.base + 65536), \
+         accepted AS (SELECT r.stream_id FROM unnest($1::text[], $2::bigint[]) AS r(stream_id, expected) \
+                      WHERE (SELECT COALESCE(MAX(version), 0) FROM events WHERE events.stream_id = r.stream_id) \
+                            = r.expected) \
+    INSERT INTO events (position, event_id, stream_id, version, event_type, schema_version, occurred_at, \
+                        actor, correlation_id, causation_id, payload) \
+    SELECT tx.base + used.n + e.ord - 1, e.event_id, e.stream_id, e.version, e.event_type, \
+           e.schema_version, e.occurred_at, e.actor::jsonb, e.correlation_id, e.causation_id, e.payload::jsonb \
+    FROM tx, used, \
+         unnest($3::text[], $4::bigint[], $5::uuid[], $6::text[], $7::int4[], $8::timestamptz[], $9::text[], \
+                $10::uuid[], $11::uuid[], $12::text[]) \
+         WITH ORDINALITY AS e(stream_id, version, event_id, event_type, schema_version, occurred_at, actor, \
+                              correlation_id, causation_id, payload, ord) \
+    WHERE e.stream_id IN (SELECT stream_id FROM accepted) \
+      AND used.n + cardinality($5::uuid[]) <= 65536 \
+    RETURNING stream_id, version, position, recorded_at";
+
+#[async_trait]
+impl BatchBackend for Inner {
+    async fn write_batch(&self, batch: &[AppendRequest]) -> Result<Vec<Option<AppendOutcome>>, StoreError> {
+        let request_streams: Vec<&str> = batch.iter().map(|r| r.stream.as_str()).collect();
+        let request_expected: Vec<i64> = batch.iter().map(|r| r.expected.0 as i64).collect();
+        let events = || batch.iter().flat_map(|r| r.events.iter().enumerate().map(move |(i, e)| (r, i, e)));
+        let streams: Vec<&str> = events().map(|(r, _, _)| r.stream.as_str()).collect();
+        let versions: Vec<i64> = events().map(|(r, i, _)| (r.expected.0 + 1 + i as u64) as i64).collect();
+        let ids: Vec<Uuid> = events().map(|(_, _, e)| e.event_id).collect();
+        let types: Vec<&str> = events().map(|(_, _, e)| e.event_type.as_str()).collect();
+        let schema_versions: Vec<i32> = events().map(|(_, _, e)| e.schema_version as i32).collect();
+        let occurred: Vec<DateTime<Utc>> = events().map(|(_, _, e)| e.occurred_at).collect();
+        let actors: Vec<&str> = events().map(|(_, _, e)| e.metadata.actor.get()).collect();
+        let correlations: Vec<Uuid> = events().map(|(_, _, e)| e.metadata.correlation_id).collect();
+        let causations: Vec<Option<Uuid>> = events().map(|(_, _, e)| e.metadata.causation_id).collect();
+        let payloads: Vec<&str> = events().map(|(_, _, e)| e.payload.get()).collect();
+        let rows = sqlx::query(BATCH_SQL)
+            .bind(&request_streams)
+            .bind(&request_expected)
+            .bind(&streams)
+            .bind(&versions)
+            .bind(&ids)
+            .bind(&types)
+            .bind(&schema_versions)
+            .bind(&occurred)
+            .bind(&actors)
+            .bind(&correlations)
+            .bind(&causations)
+            .bind(&payloads)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let mut placed: HashMap<String, Vec<(i64, i64, DateTime<Utc>)>> = HashMap::new();
+        for row in &rows {
+            let stream: String = row.try_get(0).map_err(StoreError::from_sqlx)?;
+            let version: i64 = row.try_get(1).map_err(StoreError::from_sqlx)?;
+            let position: i64 = row.try_get(2).map_err(StoreError::from_sqlx)?;
+            let recorded_at: DateTime<Utc> = row.try_get(3).map_err(StoreError::from_sqlx)?;
+            placed.entry(stream).or_default().push((version, position, recorded_at));
+        }
+        batch
+            .iter()
+            .map(|request| {
+                let Some(mut rows) = placed.remove(request.stream.as_str()) else { return Ok(None) };
+                if rows.len() != request.events.len() {
+                    return Err(StoreError::Database(format!(
+                        "a batch stored {} of {} events of '{}'",
+                        rows.len(),
+                        request.events.len(),
+                        request.stream
+                    )));
+                }
+                rows.sort_unstable_by_key(|(version, _, _)| *version);
+                Ok(Some(AppendOutcome {
+                    version: request.expected.0 + rows.len() as u64,
+                    recorded_at: rows[0].2,
+                    positions: rows.into_iter().map(|(_, position, _)| GlobalPosition(position)).collect(),
+                    already_stored: false,
+                }))
+            })
+            .collect()
+    }
+
+    async fn append_alone(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendOutcome, StoreError> {
+        let inserted = {
+            // Released before explaining a refusal, which needs a connection of its own.
+            let mut connection = self.pool.acquire().await.map_err(StoreError::from_sqlx)?;
+            self.try_insert(&mut connection, stream, expected, events).await?
+        };
+        match inserted {
+            Some(outcome) => Ok(outcome),
+            None => self.explain_refused(stream, expected, events).await,
+        }
+    }
+
+    async fn explain(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendOutcome, StoreError> {
+        self.explain_refused(stream, expected, events).await
+    }
+
+    fn appended(&self) {
+        self.appended.send_modify(|n| *n += 1);
     }
 }

@@ -8,15 +8,17 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::batch::{AppendRequest, BatchBackend, Batcher};
 use crate::*;
 
 /// How to open the SQLite file.
@@ -36,7 +38,18 @@ impl Default for SqliteOptions {
     }
 }
 
+/// How much of the file readers map into memory instead of copying pages through `read()`.
+const READ_MMAP_BYTES: u64 = 1 << 30;
+
+/// The read connections' row channel, in rows.
+const READ_ROW_BUFFER: usize = 1_024;
+
 pub struct SqliteStore {
+    inner: Arc<Inner>,
+    batcher: Batcher,
+}
+
+struct Inner {
     writer: SqlitePool,
     reader: SqlitePool,
     appended: watch::Sender<u64>,
@@ -74,22 +87,29 @@ impl SqliteStore {
             .map_err(|e| StoreError::Database(format!("migrating {}: {e}", path.display())))?;
         let reader = SqlitePoolOptions::new()
             .max_connections(options.read_connections.max(1))
-            .connect_with(connect)
+            // Rows cross from SQLite's worker thread to the caller through a channel; a
+            // channel as big as a page lets the worker fill it without a wake-up per row.
+            .connect_with(connect.row_buffer_size(READ_ROW_BUFFER).pragma("mmap_size", READ_MMAP_BYTES.to_string()))
             .await
             .map_err(StoreError::from_sqlx)?;
-        Ok(Self { writer, reader, appended: watch::Sender::new(0) })
+        let inner = Arc::new(Inner { writer, reader, appended: watch::Sender::new(0) });
+        // One worker: SQLite has one writer connection anyway.
+        let batcher = Batcher::start(inner.clone(), 1);
+        Ok(Self { inner, batcher })
     }
 
     /// The pool that writes: for read models kept in the same file (one writer at a time).
     pub fn write_pool(&self) -> &SqlitePool {
-        &self.writer
+        &self.inner.writer
     }
 
     /// The pool that reads.
     pub fn read_pool(&self) -> &SqlitePool {
-        &self.reader
+        &self.inner.reader
     }
+}
 
+impl Inner {
     fn append_sql(events: usize) -> String {
         // ?1 stream, ?2 expected version, ?3 recorded_at, then 9 parameters per event.
         let rows: Vec<String> = (0..events)
@@ -118,6 +138,52 @@ impl SqliteStore {
              RETURNING position, version",
             rows.join(",")
         )
+    }
+
+    /// One append as one statement: `None` when the version check refused it.
+    async fn insert(
+        &self,
+        connection: &mut sqlx::SqliteConnection,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+        recorded_at: chrono::DateTime<Utc>,
+    ) -> Result<Option<AppendOutcome>, sqlx::Error> {
+        let sql = Self::append_sql(events.len());
+        let mut query =
+            sqlx::query(&sql).bind(stream.as_str()).bind(expected.0 as i64).bind(recorded_at.timestamp_micros());
+        for (index, event) in events.iter().enumerate() {
+            query = query
+                .bind(event.event_id)
+                .bind(index as i64 + 1)
+                .bind(&event.event_type)
+                .bind(i64::from(event.schema_version))
+                .bind(event.occurred_at.timestamp_micros())
+                .bind(event.metadata.actor.get())
+                .bind(event.metadata.correlation_id)
+                .bind(event.metadata.causation_id)
+                .bind(event.payload.get());
+        }
+        let rows = query.fetch_all(&mut *connection).await?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        if rows.len() != events.len() {
+            // The version check is one constant subquery, so this cannot happen; if it
+            // does, fail loudly rather than report a partial append as done.
+            return Err(sqlx::Error::Protocol(format!("append stored {} of {} events", rows.len(), events.len())));
+        }
+        let mut placed: Vec<(i64, i64)> = rows
+            .iter()
+            .map(|row| Ok((row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(0)?)))
+            .collect::<Result<_, sqlx::Error>>()?;
+        placed.sort_unstable();
+        Ok(Some(AppendOutcome {
+            version: expected.0 + events.len() as u64,
+            positions: placed.into_iter().map(|(_, position)| GlobalPosition(position)).collect(),
+            recorded_at: DateTime::from_timestamp_micros(recorded_at.timestamp_micros()).unwrap_or(recorded_at),
+            already_stored: false,
+        }))
     }
 
     async fn stored_with_ids(&self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -167,51 +233,7 @@ impl EventStore for SqliteStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         check_append(&events)?;
-        let recorded_at = Utc::now();
-        let sql = Self::append_sql(events.len());
-        let mut query =
-            sqlx::query(&sql).bind(stream.as_str()).bind(expected.0 as i64).bind(recorded_at.timestamp_micros());
-        for (index, event) in events.iter().enumerate() {
-            query = query
-                .bind(event.event_id)
-                .bind(index as i64 + 1)
-                .bind(&event.event_type)
-                .bind(i64::from(event.schema_version))
-                .bind(event.occurred_at.timestamp_micros())
-                .bind(event.metadata.actor.get())
-                .bind(event.metadata.correlation_id)
-                .bind(event.metadata.causation_id)
-                .bind(event.payload.get());
-        }
-        let result = query.fetch_all(&self.writer).await;
-        let rows = match result {
-            Ok(rows) if rows.len() == events.len() => rows,
-            Ok(rows) if rows.is_empty() => Vec::new(),
-            Ok(rows) => {
-                return Err(StoreError::Database(format!("append stored {} of {} events", rows.len(), events.len())));
-            }
-            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => Vec::new(),
-            Err(error) => return Err(StoreError::from_sqlx(error)),
-        };
-        if rows.is_empty() {
-            let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
-            let stored = self.stored_with_ids(&ids).await?;
-            let actual = self.stream_version(stream).await?;
-            return explain_refused_append(stream, expected, &events, &stored, actual);
-        }
-        let mut placed: Vec<(i64, i64)> = rows
-            .iter()
-            .map(|row| Ok((row.try_get::<i64, _>(1)?, row.try_get::<i64, _>(0)?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(StoreError::from_sqlx)?;
-        placed.sort_unstable();
-        self.appended.send_modify(|n| *n += 1);
-        Ok(AppendOutcome {
-            version: expected.0 + events.len() as u64,
-            positions: placed.into_iter().map(|(_, position)| GlobalPosition(position)).collect(),
-            recorded_at: micros_to_time(recorded_at.timestamp_micros(), 0)?,
-            already_stored: false,
-        })
+        self.batcher.append(stream, expected, events).await
     }
 
     async fn read_stream(
@@ -226,7 +248,7 @@ impl EventStore for SqliteStore {
             .bind(stream.as_str())
             .bind(after_version as i64)
             .bind(clamp_limit(limit))
-            .fetch_all(&self.reader)
+            .fetch_all(&self.inner.reader)
             .await
             .map_err(StoreError::from_sqlx)?;
         rows.iter().map(recorded_event).collect()
@@ -237,7 +259,7 @@ impl EventStore for SqliteStore {
         let rows = sqlx::query(&sql)
             .bind(after.0)
             .bind(clamp_limit(limit))
-            .fetch_all(&self.reader)
+            .fetch_all(&self.inner.reader)
             .await
             .map_err(StoreError::from_sqlx)?;
         rows.iter().map(recorded_event).collect()
@@ -246,7 +268,7 @@ impl EventStore for SqliteStore {
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {
         let version: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?1")
             .bind(stream.as_str())
-            .fetch_one(&self.reader)
+            .fetch_one(&self.inner.reader)
             .await
             .map_err(StoreError::from_sqlx)?;
         Ok(version as u64)
@@ -258,21 +280,82 @@ impl EventStore for SqliteStore {
              ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
         )
         .bind(sequence.name())
-        .fetch_one(&self.writer)
+        .fetch_one(&self.inner.writer)
         .await
         .map_err(StoreError::from_sqlx)?;
         Ok(value as u64)
     }
 
     fn appended(&self) -> watch::Receiver<u64> {
-        self.appended.subscribe()
+        self.inner.appended.subscribe()
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1 FROM events LIMIT 1")
-            .fetch_optional(&self.reader)
+            .fetch_optional(&self.inner.reader)
             .await
             .map_err(StoreError::from_sqlx)?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl BatchBackend for Inner {
+    async fn write_batch(&self, batch: &[AppendRequest]) -> Result<Vec<Option<AppendOutcome>>, StoreError> {
+        // One transaction, one statement per append (each with its own constant version
+        // check), one commit: the fsync, which dominates, is shared.
+        let recorded_at = Utc::now();
+        let mut transaction = self.writer.begin().await.map_err(StoreError::from_sqlx)?;
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for request in batch {
+            let result =
+                self.insert(&mut transaction, &request.stream, request.expected, &request.events, recorded_at).await;
+            match result {
+                Ok(outcome) => outcomes.push(outcome),
+                Err(sqlx::Error::Database(error)) if error.is_unique_violation() => outcomes.push(None),
+                Err(error) => return Err(StoreError::from_sqlx(error)),
+            }
+        }
+        transaction.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(outcomes)
+    }
+
+    async fn append_alone(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendOutcome, StoreError> {
+        let mut connection = self.writer.acquire().await.map_err(StoreError::from_sqlx)?;
+        let result = self.insert(&mut connection, stream, expected, events, Utc::now()).await;
+        drop(connection);
+        match result {
+            Ok(Some(outcome)) => Ok(outcome),
+            Ok(None) => self.explain(stream, expected, events).await,
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                self.explain(stream, expected, events).await
+            }
+            Err(error) => Err(StoreError::from_sqlx(error)),
+        }
+    }
+
+    async fn explain(
+        &self,
+        stream: &StreamId,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendOutcome, StoreError> {
+        let ids: Vec<Uuid> = events.iter().map(|e| e.event_id).collect();
+        let stored = self.stored_with_ids(&ids).await?;
+        let actual: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?1")
+            .bind(stream.as_str())
+            .fetch_one(&self.writer)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        explain_refused_append(stream, expected, events, &stored, actual as u64)
+    }
+
+    fn appended(&self) {
+        self.appended.send_modify(|n| *n += 1);
     }
 }

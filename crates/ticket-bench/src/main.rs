@@ -1,0 +1,484 @@
+//! `ticket-bench`: the store benchmark of the ticket lifecycle, beside the raw speed of the
+//! same database in the same run (this machine is shared and noisy: only ratios mean much).
+//!
+//! Workloads, per backend:
+//! - `raw_insert`: plain single-row INSERTs of rows shaped like ours into a plain table of the
+//!   same database, autocommit, same durability, `writers` clients.
+//! - `lifecycle`: N tickets, each Receive → Acknowledge → Investigate → Resolve → Close; every
+//!   command loads the ticket, decides and appends with its expected version; `writers` tasks.
+//!   Run with the service's ticket cache (the default configuration) and without it (every
+//!   command reads its stream from the database first).
+//! - `read_all`: every event in global order, in pages of 1,000.
+//! - `load_ticket_50`: loading (reading and folding) tickets of 50 events, one at a time.
+//!
+//! Each measurement prints a table row and one JSON object on its own line.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Parser, ValueEnum};
+use event_store::postgres::{PostgresOptions, PostgresStore};
+use event_store::sqlite::{SqliteOptions, SqliteStore};
+use event_store::{GlobalPosition, SharedStore};
+use hdrhistogram::Histogram;
+use serde_json::json;
+use ticket_app::{CommandContext, ServiceOptions, SystemClock, TicketService};
+use ticket_domain::vocabulary::{Actor, Category, Role, TicketId};
+use ticket_domain::{TicketCommand, sample};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "Benchmarks the event store and the command path against the raw database")]
+struct Args {
+    /// Which backends to measure.
+    #[arg(long, value_enum, num_args = 1.., default_values = ["sqlite", "postgres"])]
+    backend: Vec<Backend>,
+    /// Tickets in the lifecycle workload (5 events each).
+    #[arg(long, default_value_t = 20_000)]
+    tickets: usize,
+    /// Concurrent writers.
+    #[arg(long, default_value_t = 8)]
+    writers: usize,
+    /// Tickets of 50 events to load in `load_ticket_50`.
+    #[arg(long, default_value_t = 300)]
+    long_tickets: usize,
+    /// PostgreSQL to measure (a fresh schema is created and dropped).
+    #[arg(long, env = "TICKETD_BENCH_POSTGRES_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    postgres_url: String,
+    /// PostgreSQL batches written at the same time (group commit).
+    #[arg(long, default_value_t = PostgresOptions::default().batch_writers)]
+    postgres_batch_writers: usize,
+    /// Events per page when reading everything in global order.
+    #[arg(long, default_value_t = 1_000)]
+    read_page: usize,
+    /// Folder for the SQLite file (a temporary folder by default).
+    #[arg(long)]
+    sqlite_dir: Option<PathBuf>,
+}
+
+/// One measurement line.
+struct Measurement {
+    backend: &'static str,
+    workload: &'static str,
+    writers: usize,
+    operations: usize,
+    elapsed: Duration,
+    latency_us: Option<Histogram<u64>>,
+    peak_rss_mb: f64,
+    raw_ops_per_s: Option<f64>,
+    extra: serde_json::Value,
+}
+
+impl Measurement {
+    fn ops_per_s(&self) -> f64 {
+        self.operations as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn print(&self) {
+        let quantile_ms = |q: f64| self.latency_us.as_ref().map(|h| h.value_at_quantile(q) as f64 / 1000.0);
+        let ratio = self.raw_ops_per_s.map(|raw| self.ops_per_s() / raw);
+        println!(
+            "{:<9} {:<22} writers={:<3} ops={:<7} {:>10.0} ops/s  p50={:>7} ms  p99={:>7} ms  rss={:>6.1} MB{}",
+            self.backend,
+            self.workload,
+            self.writers,
+            self.operations,
+            self.ops_per_s(),
+            quantile_ms(0.5).map_or("-".into(), |v| format!("{v:.3}")),
+            quantile_ms(0.99).map_or("-".into(), |v| format!("{v:.3}")),
+            self.peak_rss_mb,
+            ratio.map_or(String::new(), |r| format!("  = {:.2} of raw", r)),
+        );
+        let mut line = json!({
+            "backend": self.backend,
+            "workload": self.workload,
+            "writers": self.writers,
+            "operations": self.operations,
+            "seconds": (self.elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+            "ops_per_s": self.ops_per_s().round(),
+            "p50_ms": quantile_ms(0.5),
+            "p99_ms": quantile_ms(0.99),
+            "p999_ms": quantile_ms(0.999),
+            "peak_rss_mb": (self.peak_rss_mb * 10.0).round() / 10.0,
+            "raw_ops_per_s": self.raw_ops_per_s.map(f64::round),
+            "ratio_to_raw": ratio.map(|r| (r * 1000.0).round() / 1000.0),
+        });
+        if let (Some(line), Some(extra)) = (line.as_object_mut(), self.extra.as_object()) {
+            line.extend(extra.clone());
+        }
+        println!("{line}");
+    }
+}
+
+/// Resets the kernel's peak-RSS mark, so each measurement reports its own peak.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_mb() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    println!(
+        "# ticket-bench: {} tickets ({} events), {} writers; release build expected; one JSON object per measurement line",
+        args.tickets,
+        args.tickets * 5,
+        args.writers
+    );
+    for backend in &args.backend {
+        match backend {
+            Backend::Sqlite => bench_sqlite(&args).await?,
+            Backend::Postgres => bench_postgres(&args).await?,
+        }
+    }
+    Ok(())
+}
+
+async fn bench_sqlite(args: &Args) -> anyhow::Result<()> {
+    let temporary = tempfile::tempdir()?;
+    let dir = args.sqlite_dir.clone().unwrap_or_else(|| temporary.path().to_owned());
+    // Three files: the raw table, and one store per lifecycle run, so no run works on a
+    // bigger file than another.
+    let open = |name: &str| {
+        let path = dir.join(name);
+        let _ = std::fs::remove_file(&path);
+        async move { SqliteStore::open(&path, SqliteOptions::default()).await }
+    };
+    let raw_store = open("raw.db").await?;
+    sqlx::query(
+        "CREATE TABLE raw_events (position INTEGER PRIMARY KEY AUTOINCREMENT, event_id BLOB NOT NULL, \
+         stream_id TEXT NOT NULL, version INTEGER NOT NULL, event_type TEXT NOT NULL, schema_version INTEGER NOT NULL, \
+         occurred_at INTEGER NOT NULL, recorded_at INTEGER NOT NULL, actor TEXT NOT NULL, correlation_id BLOB NOT NULL, \
+         causation_id BLOB, payload TEXT NOT NULL)",
+    )
+    .execute(raw_store.write_pool())
+    .await?;
+    let pool = raw_store.write_pool().clone();
+    let raw = raw_inserts("sqlite", args, move |row| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO raw_events (event_id, stream_id, version, event_type, schema_version, occurred_at, \
+                 recorded_at, actor, correlation_id, causation_id, payload) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            )
+            .bind(row.event_id)
+            .bind(row.stream)
+            .bind(row.version)
+            .bind(row.event_type)
+            .bind(1i64)
+            .bind(row.micros)
+            .bind(row.micros)
+            .bind(row.actor)
+            .bind(row.event_id)
+            .bind(row.event_id)
+            .bind(row.payload)
+            .execute(&pool)
+            .await
+            .map(|_| ())
+        }
+    })
+    .await?;
+    raw.print();
+    let raw_rate = raw.ops_per_s();
+
+    let cached: SharedStore = Arc::new(open("events-cached.db").await?);
+    lifecycle("sqlite", args, cached.clone(), true, raw_rate).await?.print();
+    let uncached: SharedStore = Arc::new(open("events.db").await?);
+    lifecycle("sqlite", args, uncached.clone(), false, raw_rate).await?.print();
+    read_all("sqlite", uncached.clone(), args.read_page).await?.print();
+    load_long_tickets("sqlite", args, uncached).await?.print();
+    Ok(())
+}
+
+async fn bench_postgres(args: &Args) -> anyhow::Result<()> {
+    let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let connect = |name: &str| {
+        let options = PostgresOptions {
+            max_connections: (args.writers as u32 + 4).max(8),
+            schema: Some(format!("{schema}_{name}")),
+            batch_writers: args.postgres_batch_writers,
+            ..PostgresOptions::default()
+        };
+        let url = args.postgres_url.clone();
+        async move { PostgresStore::connect(&url, options).await }
+    };
+    let result = async {
+        let raw_store = connect("raw").await.context("connecting to PostgreSQL")?;
+        sqlx::query(
+            "CREATE TABLE raw_events (position bigserial PRIMARY KEY, event_id uuid NOT NULL, stream_id text NOT NULL, \
+             version bigint NOT NULL, event_type text NOT NULL, schema_version integer NOT NULL, \
+             occurred_at timestamptz NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now(), actor jsonb NOT NULL, \
+             correlation_id uuid NOT NULL, causation_id uuid, payload jsonb NOT NULL)",
+        )
+        .execute(raw_store.pool())
+        .await?;
+        let pool = raw_store.pool().clone();
+        let raw = raw_inserts("postgres", args, move |row| {
+            let pool = pool.clone();
+            async move {
+                sqlx::query(
+                    "INSERT INTO raw_events (event_id, stream_id, version, event_type, schema_version, occurred_at, \
+                     actor, correlation_id, causation_id, payload) \
+                     VALUES ($1, $2, $3, $4, 1, now(), $5::jsonb, $6, $7, $8::jsonb)",
+                )
+                .bind(row.event_id)
+                .bind(row.stream)
+                .bind(row.version)
+                .bind(row.event_type)
+                .bind(row.actor)
+                .bind(row.event_id)
+                .bind(row.event_id)
+                .bind(row.payload)
+                .execute(&pool)
+                .await
+                .map(|_| ())
+            }
+        })
+        .await?;
+        raw.print();
+        let raw_rate = raw.ops_per_s();
+        let cached: SharedStore = Arc::new(connect("cached").await?);
+        lifecycle("postgres", args, cached, true, raw_rate).await?.print();
+        let uncached: SharedStore = Arc::new(connect("uncached").await?);
+        lifecycle("postgres", args, uncached.clone(), false, raw_rate).await?.print();
+        read_all("postgres", uncached.clone(), args.read_page).await?.print();
+        load_long_tickets("postgres", args, uncached).await?.print();
+        anyhow::Ok(())
+    }
+    .await;
+    // Leave the database as we found it.
+    if let Ok(mut connection) = <sqlx::PgConnection as sqlx::Connection>::connect(&args.postgres_url).await {
+        for name in ["raw", "cached", "uncached"] {
+            let _ =
+                sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema}_{name} CASCADE")).execute(&mut connection).await;
+        }
+    }
+    result
+}
+
+/// A row shaped like a stored lifecycle event.
+struct RawRow {
+    event_id: uuid::Uuid,
+    stream: String,
+    version: i64,
+    event_type: &'static str,
+    micros: i64,
+    actor: String,
+    payload: String,
+}
+
+async fn raw_inserts<F, Fut>(backend: &'static str, args: &Args, insert: F) -> anyhow::Result<Measurement>
+where
+    F: Fn(RawRow) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), sqlx::Error>> + Send,
+{
+    // The payload of a real Received event, so rows weigh what ours weigh.
+    let payload =
+        ticket_domain::codec::encode(&ticket_domain::TicketEvent::Received(received_event())).payload.to_string();
+    let actor = serde_json::to_string(&agent()).expect("an actor serialises");
+    let total = args.tickets * 5;
+    reset_peak_rss();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for writer in 0..args.writers {
+        let insert = insert.clone();
+        let (payload, actor) = (payload.clone(), actor.clone());
+        let rows = (writer..total).step_by(args.writers).count();
+        tasks.push(tokio::spawn(async move {
+            let mut latency = histogram();
+            for i in 0..rows {
+                let row = RawRow {
+                    event_id: uuid::Uuid::now_v7(),
+                    stream: format!("ticket-{writer}-{}", i / 5),
+                    version: (i % 5) as i64 + 1,
+                    event_type: "Received",
+                    micros: chrono::Utc::now().timestamp_micros(),
+                    actor: actor.clone(),
+                    payload: payload.clone(),
+                };
+                let start = Instant::now();
+                insert(row).await?;
+                latency.record(start.elapsed().as_micros() as u64).ok();
+            }
+            anyhow::Ok(latency)
+        }));
+    }
+    let mut latency = histogram();
+    for task in tasks {
+        latency.add(task.await??)?;
+    }
+    Ok(Measurement {
+        backend,
+        workload: "raw_insert",
+        writers: args.writers,
+        operations: total,
+        elapsed: started.elapsed(),
+        latency_us: Some(latency),
+        peak_rss_mb: peak_rss_mb(),
+        raw_ops_per_s: None,
+        extra: json!({}),
+    })
+}
+
+fn agent() -> Actor {
+    Actor::Staff { name: "bench-agent".into(), role: Role::Agent }
+}
+
+fn received_event() -> ticket_domain::event::Received {
+    let events = ticket_domain::Ticket::default()
+        .decide(TicketCommand::Receive(sample::receive(1)), chrono::Utc::now())
+        .expect("a new ticket accepts Receive");
+    match events.into_iter().next() {
+        Some(ticket_domain::TicketEvent::Received(received)) => received,
+        other => unreachable!("Receive decides Received, got {other:?}"),
+    }
+}
+
+async fn lifecycle(
+    backend: &'static str,
+    args: &Args,
+    store: SharedStore,
+    cache: bool,
+    raw_rate: f64,
+) -> anyhow::Result<Measurement> {
+    let options = ServiceOptions { cache_capacity: if cache { 100_000 } else { 0 }, ..ServiceOptions::default() };
+    let service = Arc::new(TicketService::new(store, Arc::new(SystemClock), options));
+    reset_peak_rss();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for writer in 0..args.writers {
+        let service = service.clone();
+        let tickets: Vec<usize> = (writer..args.tickets).step_by(args.writers).collect();
+        tasks.push(tokio::spawn(async move {
+            let context = CommandContext::new(agent());
+            let mut latency = histogram();
+            for number in tickets {
+                let id = TicketId::new();
+                let commands = [
+                    TicketCommand::Receive(sample::receive(number as u64 + 1)),
+                    sample::acknowledge(),
+                    sample::investigate(Category::Complaint),
+                    sample::resolve(),
+                    TicketCommand::Close,
+                ];
+                for command in commands {
+                    let start = Instant::now();
+                    service.execute(id, None, command, &context).await?;
+                    latency.record(start.elapsed().as_micros() as u64).ok();
+                }
+            }
+            anyhow::Ok(latency)
+        }));
+    }
+    let mut latency = histogram();
+    for task in tasks {
+        latency.add(task.await??)?;
+    }
+    Ok(Measurement {
+        backend,
+        workload: if cache { "lifecycle" } else { "lifecycle_uncached" },
+        writers: args.writers,
+        operations: args.tickets * 5,
+        elapsed: started.elapsed(),
+        latency_us: Some(latency),
+        peak_rss_mb: peak_rss_mb(),
+        raw_ops_per_s: Some(raw_rate),
+        extra: json!({ "tickets": args.tickets, "cache": cache }),
+    })
+}
+
+async fn read_all(backend: &'static str, store: SharedStore, page_size: usize) -> anyhow::Result<Measurement> {
+    reset_peak_rss();
+    let started = Instant::now();
+    let mut after = GlobalPosition::START;
+    let mut count = 0;
+    loop {
+        let page = store.read_all(after, page_size).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        count += page.len();
+    }
+    Ok(Measurement {
+        backend,
+        workload: "read_all",
+        writers: 1,
+        operations: count,
+        elapsed: started.elapsed(),
+        latency_us: None,
+        peak_rss_mb: peak_rss_mb(),
+        raw_ops_per_s: None,
+        extra: json!({ "page": page_size }),
+    })
+}
+
+async fn load_long_tickets(backend: &'static str, args: &Args, store: SharedStore) -> anyhow::Result<Measurement> {
+    const EVENTS_PER_TICKET: usize = 50;
+    const LOADS_PER_TICKET: usize = 5;
+    let service = Arc::new(TicketService::new(store, Arc::new(SystemClock), ServiceOptions::default()));
+    let context = CommandContext::new(agent());
+    // Setup: tickets of 50 events (a receipt, then notes), written by all writers.
+    let mut ids = Vec::new();
+    let mut tasks = Vec::new();
+    for writer in 0..args.writers {
+        let service = service.clone();
+        let context = context.clone();
+        let count = (writer..args.long_tickets).step_by(args.writers).count();
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..count {
+                let id = TicketId::new();
+                let receive = TicketCommand::Receive(sample::receive(1_000_000 + (writer * 10_000 + i) as u64));
+                service.execute(id, None, receive, &context).await?;
+                for _ in 1..EVENTS_PER_TICKET {
+                    service.execute(id, None, sample::note(), &context).await?;
+                }
+                ids.push(id);
+            }
+            anyhow::Ok(ids)
+        }));
+    }
+    for task in tasks {
+        ids.extend(task.await??);
+    }
+    reset_peak_rss();
+    let mut latency = histogram();
+    let started = Instant::now();
+    for _ in 0..LOADS_PER_TICKET {
+        for id in &ids {
+            let start = Instant::now();
+            let ticket = service.load(*id).await?;
+            latency.record(start.elapsed().as_micros() as u64).ok();
+            anyhow::ensure!(ticket.version() == EVENTS_PER_TICKET as u64, "a long ticket lost events");
+        }
+    }
+    Ok(Measurement {
+        backend,
+        workload: "load_ticket_50",
+        writers: 1,
+        operations: ids.len() * LOADS_PER_TICKET,
+        elapsed: started.elapsed(),
+        latency_us: Some(latency),
+        peak_rss_mb: peak_rss_mb(),
+        raw_ops_per_s: None,
+        extra: json!({ "events_per_ticket": EVENTS_PER_TICKET }),
+    })
+}

@@ -1,0 +1,141 @@
+//! The command line: `ticketd migrate`, `ticketd replay`, … Configuration comes from flags or
+//! the environment (`TICKETD_DATABASE_URL`, …); see README.md.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use ticket_app::{ServiceOptions, SystemClock, TicketRecord, TicketService};
+use ticket_domain::vocabulary::TicketId;
+
+/// The default store: an SQLite file under ./data, created on first use.
+pub const DATABASE_URL_DEFAULT: &str = "sqlite:data/tickets.db";
+
+#[derive(Debug, Parser)]
+#[command(name = "ticketd", version, about = "The complaint-handling ticket service")]
+struct Cli {
+    /// Where events are stored: `sqlite:PATH` (embedded, the default) or `postgres://…`.
+    #[arg(long, global = true, env = "TICKETD_DATABASE_URL", default_value = DATABASE_URL_DEFAULT)]
+    database_url: String,
+    /// Log lines as text or JSON.
+    #[arg(long, global = true, env = "TICKETD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Creates or upgrades the database schema, then exits.
+    Migrate,
+    /// Prints a ticket's full history: who did what, when.
+    Replay {
+        /// The ticket's id (a UUID).
+        ticket: String,
+        /// Print one JSON object per event instead of a timeline.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TICKETD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let store = event_store::open(&cli.database_url)
+        .await
+        .with_context(|| format!("opening the store at {}", cli.database_url))?;
+    match cli.command {
+        Command::Migrate => {
+            println!("{} store at {} is migrated", store.backend(), cli.database_url);
+        }
+        Command::Replay { ticket, json } => {
+            let id = uuid::Uuid::parse_str(ticket.trim_start_matches(TicketId::STREAM_PREFIX))
+                .with_context(|| format!("'{ticket}' is not a ticket id"))?;
+            let service = TicketService::new(store, Arc::new(SystemClock), ServiceOptions::default());
+            let history = service.history(TicketId::from_uuid(id)).await?;
+            for record in &history {
+                if json {
+                    println!("{}", record_json(record));
+                } else {
+                    println!("{}", timeline_line(record));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn record_json(record: &TicketRecord) -> serde_json::Value {
+    let stored = ticket_domain::codec::encode(&record.event);
+    serde_json::json!({
+        "version": record.version,
+        "position": record.position,
+        "event_id": record.event_id,
+        "event_type": stored.event_type,
+        "schema_version": stored.schema_version,
+        "occurred_at": record.occurred_at,
+        "recorded_at": record.recorded_at,
+        "actor": record.actor,
+        "correlation_id": record.correlation_id,
+        "causation_id": record.causation_id,
+        "payload": stored.payload,
+    })
+}
+
+fn timeline_line(record: &TicketRecord) -> String {
+    use ticket_domain::vocabulary::Actor;
+    let who = match &record.actor {
+        Actor::Staff { name, role } => {
+            format!("{name} ({})", serde_json::to_value(role).unwrap_or_default().as_str().unwrap_or("staff"))
+        }
+        Actor::Customer { .. } => "the customer".to_owned(),
+        Actor::System { component } => format!("system ({component})"),
+    };
+    let mut payload = ticket_domain::codec::encode(&record.event).payload;
+    if let Some(object) = payload.as_object_mut() {
+        // The timeline shows facts; personal data stays in `--json` and the API.
+        object.remove("personal");
+    }
+    format!(
+        "v{:<3} {}  {:<20} by {}  {}",
+        record.version,
+        record.occurred_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        record.event.event_type(),
+        who,
+        payload
+    )
+}
