@@ -20,6 +20,10 @@ use crate::{AppendOutcome, ExpectedVersion, NewEvent, StoreError, StreamId};
 pub const BATCH_APPENDS_MAX: usize = 64;
 /// The most events one batch carries (SQLite binds 11 parameters per event; its limit is 32,766).
 pub const BATCH_EVENTS_MAX: usize = 2_000;
+/// Times a worker yields to the runtime before closing a batch. Measured on 2 cores with 8
+/// writers (ticket-bench): 0 yields left most batches at 1-2 appends and PostgreSQL at ~0.7 of
+/// the raw INSERT rate; 2-8 yields brought it to ~0.9-1.0. A yield costs microseconds.
+const GATHER_YIELDS: usize = 4;
 /// Appends waiting for a batch before callers wait to hand theirs over.
 const QUEUE_APPENDS_MAX: usize = 4_096;
 
@@ -101,6 +105,12 @@ async fn worker<B: BatchBackend>(backend: Arc<B>, receiver: Arc<Mutex<mpsc::Rece
                 None => return,
             }
             take_waiting(&mut receiver, &mut deferred);
+            // Give the writers just answered by the previous batch a moment to hand in their
+            // next append, so it rides this batch instead of waiting for the next one.
+            for _ in 0..GATHER_YIELDS {
+                tokio::task::yield_now().await;
+                take_waiting(&mut receiver, &mut deferred);
+            }
         } else if let Ok(mut receiver) = receiver.try_lock() {
             // Never wait for the lock with work in hand: another worker may hold it while
             // it waits for new appends.
