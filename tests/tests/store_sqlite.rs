@@ -33,6 +33,6 @@ async fn the_file_is_durable_and_reopens_with_its_events() {
         let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(store.write_pool()).await.unwrap();
         assert_eq!(synchronous, 2, "synchronous = FULL");
     }
-    let reopened = event_store::open(&format!("sqlite:{}", path.display())).await.unwrap();
+    let reopened = event_store::open(&format!("sqlite:{}", path.display())).await.unwrap().store;
     assert_eq!(reopened.stream_version(&id).await.unwrap(), 1);
 }

@@ -114,13 +114,41 @@ pub trait EventStore: Send + Sync + 'static {
 /// A shared handle to any backend.
 pub type SharedStore = Arc<dyn EventStore>;
 
-/// How to reach a store, from a URL: `sqlite:PATH` (or a path ending in `.db`) or `postgres://…`.
-pub async fn open(url: &str) -> Result<SharedStore, StoreError> {
+/// The database behind a store, for the tables that live beside the events (read models,
+/// tokens). On SQLite, writes must go through `write` (one writer at a time).
+#[derive(Clone, Debug)]
+pub enum Database {
+    Sqlite { write: sqlx::SqlitePool, read: sqlx::SqlitePool },
+    Postgres(sqlx::PgPool),
+}
+
+/// A store and its database, as [`open`] returns them.
+#[derive(Clone)]
+pub struct OpenedStore {
+    pub store: SharedStore,
+    pub database: Database,
+}
+
+/// Opens (and migrates) the store a URL names: `sqlite:PATH` (or a bare path) or
+/// `postgres://…`.
+pub async fn open(url: &str) -> Result<OpenedStore, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Ok(Arc::new(postgres::PostgresStore::connect(url, postgres::PostgresOptions::default()).await?));
+        let store = postgres::PostgresStore::connect(url, postgres::PostgresOptions::default()).await?;
+        let database = Database::Postgres(store.pool().clone());
+        return Ok(OpenedStore { store: Arc::new(store), database });
     }
     let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-    Ok(Arc::new(sqlite::SqliteStore::open(std::path::Path::new(path), sqlite::SqliteOptions::default()).await?))
+    let store = sqlite::SqliteStore::open(std::path::Path::new(path), sqlite::SqliteOptions::default()).await?;
+    let database = Database::Sqlite { write: store.write_pool().clone(), read: store.read_pool().clone() };
+    Ok(OpenedStore { store: Arc::new(store), database })
+}
+
+/// Several crates keep tables in the store's database, each with its own migrations
+/// (event store 1-999, API 1000-1999, projections 2000-2999) in one `_sqlx_migrations`
+/// table: each migrator must tolerate the others' entries.
+pub fn migrator(mut migrator: sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+    migrator.set_ignore_missing(true);
+    migrator
 }
 
 /// Bounds a caller's `limit`.

@@ -99,7 +99,7 @@ impl PostgresStore {
             .connect_with(connect)
             .await
             .map_err(StoreError::from_sqlx)?;
-        sqlx::migrate!("./migrations/postgres")
+        crate::migrator(sqlx::migrate!("./migrations/postgres"))
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(format!("migrating: {e}")))?;

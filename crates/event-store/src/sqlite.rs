@@ -81,7 +81,7 @@ impl SqliteStore {
             .connect_with(connect.clone())
             .await
             .map_err(StoreError::from_sqlx)?;
-        sqlx::migrate!("./migrations/sqlite")
+        crate::migrator(sqlx::migrate!("./migrations/sqlite"))
             .run(&writer)
             .await
             .map_err(|e| StoreError::Database(format!("migrating {}: {e}", path.display())))?;

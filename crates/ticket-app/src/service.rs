@@ -1,6 +1,8 @@
 //! Running commands: load, decide, append, and what to do when another writer was first.
 
 use std::num::NonZeroUsize;
+
+use chrono::SubsecRound;
 use std::sync::{Arc, Mutex};
 
 use event_store::{ExpectedVersion, READ_EVENTS_MAX, Sequence, SharedStore, StoreError, StreamId};
@@ -58,8 +60,15 @@ impl Default for ServiceOptions {
     }
 }
 
+/// Commands on one ticket run one at a time in this process (a lock per stripe of tickets):
+/// racing commands on a ticket are decided in turn instead of failing each other's appends.
+/// Commands on different tickets still run together (and share commits). Across processes the
+/// append's version check still decides.
+const TICKET_LOCK_STRIPES: usize = 1_024;
+
 pub struct TicketService {
     store: SharedStore,
+    ticket_locks: Vec<tokio::sync::Mutex<()>>,
     clock: Arc<dyn Clock>,
     /// A std mutex: held for a map lookup or insert, never across an await.
     cache: Option<Mutex<LruCache<TicketId, Ticket>>>,
@@ -69,7 +78,8 @@ pub struct TicketService {
 impl TicketService {
     pub fn new(store: SharedStore, clock: Arc<dyn Clock>, options: ServiceOptions) -> Self {
         let cache = NonZeroUsize::new(options.cache_capacity).map(|capacity| Mutex::new(LruCache::new(capacity)));
-        Self { store, clock, cache, options }
+        let ticket_locks = (0..TICKET_LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect();
+        Self { store, ticket_locks, clock, cache, options }
     }
 
     pub fn store(&self) -> &SharedStore {
@@ -104,6 +114,8 @@ impl TicketService {
         context: &CommandContext,
     ) -> Result<CommandOutcome, AppError> {
         let stream = stream_id(ticket_id);
+        let stripe = (ticket_id.as_uuid().as_u128() % TICKET_LOCK_STRIPES as u128) as usize;
+        let _turn = self.ticket_locks[stripe].lock().await;
         let mut from_cache_allowed = true;
         for attempt in 0..=self.options.conflict_retries {
             let (ticket, from_cache) = self.load_folded(ticket_id, &stream, from_cache_allowed).await?;
@@ -118,7 +130,8 @@ impl TicketService {
                 }
                 return Err(AppError::VersionMismatch { expected, actual: ticket.version() });
             }
-            let now = self.clock.now();
+            // Stored timestamps keep microseconds; so does what we answer from memory.
+            let now = self.clock.now().trunc_subsecs(6);
             let events = ticket.decide(command.clone(), now)?;
             let new_events: Vec<_> = events.iter().map(|event| to_new_event(event, context, now)).collect();
             let event_ids: Vec<_> = new_events.iter().map(|e| e.event_id).collect();

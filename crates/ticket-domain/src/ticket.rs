@@ -17,7 +17,8 @@ use crate::event::{self as ev, TicketEvent};
 use crate::vocabulary::*;
 
 /// Where a ticket stands in the workflow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Received,
@@ -48,7 +49,8 @@ impl std::fmt::Display for Status {
 }
 
 /// Where the satisfaction survey of a closed ticket stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum SurveyStatus {
     NotSent,
@@ -66,6 +68,8 @@ pub struct TicketState {
     pub service_area: Option<ServiceArea>,
     pub contract_id: Option<ContractId>,
     pub language: Language,
+    /// Who reported and what about (personal data, as received).
+    pub reporter: ev::ReporterDetails,
     pub assignee: Option<StaffName>,
     /// The division holding the ticket while it is escalated.
     pub escalated_to: Option<DivisionId>,
@@ -283,6 +287,7 @@ impl Ticket {
                 service_area: received.service_area,
                 contract_id: received.contract_id.clone(),
                 language: received.language,
+                reporter: received.personal.clone(),
                 assignee: None,
                 escalated_to: None,
                 out_of_scope: false,

@@ -33,8 +33,19 @@ enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Runs the HTTP service (and its projections) until SIGTERM or Ctrl-C.
+    Serve {
+        /// The address to listen on (`127.0.0.1:0` picks a free port, printed on start).
+        #[arg(long, env = "TICKETD_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+    },
     /// Creates or upgrades the database schema, then exits.
     Migrate,
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Prints a ticket's full history: who did what, when.
     Replay {
         /// The ticket's id (a UUID).
@@ -42,6 +53,26 @@ enum Command {
         /// Print one JSON object per event instead of a timeline.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Creates a token and prints it once on stdout; only its hash is stored.
+    Create {
+        /// agent, quality_manager, auditor or admin.
+        #[arg(long)]
+        role: String,
+        /// Who holds it; recorded as the actor of every event it causes.
+        #[arg(long)]
+        name: String,
+    },
+    /// Lists the tokens (names and roles; never the tokens).
+    List,
+    /// Revokes a token by name.
+    Revoke {
+        #[arg(long)]
+        name: String,
     },
 }
 
@@ -75,13 +106,38 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let store = event_store::open(&cli.database_url)
+    let opened = event_store::open(&cli.database_url)
         .await
         .with_context(|| format!("opening the store at {}", cli.database_url))?;
+    crate::auth::migrate(&opened.database).await?;
+    ticket_projections::migrate(&opened.database).await?;
+    let store = opened.store.clone();
     match cli.command {
+        Command::Serve { listen } => {
+            crate::server::serve(opened, crate::server::ServeConfig { listen }).await?;
+        }
         Command::Migrate => {
             println!("{} store at {} is migrated", store.backend(), cli.database_url);
         }
+        Command::Token { command } => match command {
+            TokenCommand::Create { role, name } => {
+                let role = crate::auth::parse_role(&role)
+                    .with_context(|| format!("'{role}' is not a role: agent, quality_manager, auditor or admin"))?;
+                let token = crate::auth::create_token(&opened.database, &name, role).await?;
+                println!("{token}");
+            }
+            TokenCommand::List => {
+                for (name, role, revoked) in crate::auth::list_tokens(&opened.database).await? {
+                    println!("{name}\t{role}{}", if revoked { "\trevoked" } else { "" });
+                }
+            }
+            TokenCommand::Revoke { name } => {
+                if !crate::auth::revoke_token(&opened.database, &name).await? {
+                    anyhow::bail!("no live token is named '{name}'");
+                }
+                println!("revoked {name}");
+            }
+        },
         Command::Replay { ticket, json } => {
             let id = uuid::Uuid::parse_str(ticket.trim_start_matches(TicketId::STREAM_PREFIX))
                 .with_context(|| format!("'{ticket}' is not a ticket id"))?;

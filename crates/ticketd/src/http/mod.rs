@@ -1,0 +1,154 @@
+//! The HTTP API (`/api/v1`), JSON in and out, errors as RFC 9457 problem+json.
+//!
+//! - [`tickets`]: intake, workflow commands, the ticket, its history.
+//! - [`extract`]: strict JSON bodies, the caller, `If-Match`, `Idempotency-Key`.
+//! - [`problem`]: the one error type.
+//! - [`openapi`]: the OpenAPI 3.1 document, served and checked in as `schemas/openapi.json`.
+
+pub mod extract;
+pub mod openapi;
+pub mod problem;
+pub mod tickets;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use event_store::Database;
+use serde::Serialize;
+use ticket_app::TicketService;
+use utoipa::ToSchema;
+
+use problem::InternalDetail;
+
+/// The largest request body accepted.
+pub const REQUEST_BODY_BYTES_MAX: usize = 256 * 1024;
+
+/// What handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<TicketService>,
+    pub database: Database,
+    pub projections: Arc<Vec<(&'static str, ticket_projections::SharedStatus)>>,
+}
+
+/// The whole HTTP application, without a socket (tests drive it directly too).
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/tickets", post(tickets::create_ticket))
+        .route("/tickets/{id}", get(tickets::get_ticket))
+        .route("/tickets/{id}/events", get(tickets::get_events))
+        .route("/tickets/{id}/acknowledge", post(tickets::acknowledge))
+        .route("/tickets/{id}/investigate", post(tickets::investigate))
+        .route("/tickets/{id}/escalate", post(tickets::escalate))
+        .route("/tickets/{id}/escalation-answer", post(tickets::escalation_answer))
+        .route("/tickets/{id}/resolve", post(tickets::resolve))
+        .route("/tickets/{id}/close", post(tickets::close))
+        .route("/tickets/{id}/reopen", post(tickets::reopen))
+        .route("/tickets/{id}/assign", post(tickets::assign))
+        .route("/tickets/{id}/reclassify", post(tickets::reclassify))
+        .route("/tickets/{id}/out-of-scope", post(tickets::out_of_scope))
+        .route("/tickets/{id}/notes", post(tickets::notes))
+        .route("/tickets/{id}/replies", post(tickets::replies))
+        .route("/tickets/{id}/survey-sent", post(tickets::survey_sent))
+        .route("/tickets/{id}/survey-answer", post(tickets::survey_answer))
+        .route("/openapi.json", get(openapi::serve));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(|| async { problem::from_status(StatusCode::NOT_FOUND) })
+        .method_not_allowed_fallback(|| async { problem::from_status(StatusCode::METHOD_NOT_ALLOWED) })
+        .layer(middleware::from_fn(log_requests))
+        .with_state(state)
+}
+
+/// Logs each request once, with the internal detail of a 5xx (never sent to the client).
+async fn log_requests(request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+    let mut response = next.run(request).await;
+    let status = response.status();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    if let Some(InternalDetail(detail)) = response.extensions_mut().remove::<InternalDetail>() {
+        tracing::error!(%method, %path, status = status.as_u16(), elapsed_ms, %detail, "request failed");
+    } else if status.is_server_error() {
+        tracing::error!(%method, %path, status = status.as_u16(), elapsed_ms, "request failed");
+    } else {
+        tracing::debug!(%method, %path, status = status.as_u16(), elapsed_ms, "request");
+    }
+    // Framework rejections that escaped our extractors still leave as problem+json.
+    let is_problem = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().starts_with(b"application/problem+json") || v.as_bytes().starts_with(b"application/json")
+    });
+    if (status.is_client_error() || status.is_server_error()) && !is_problem {
+        return problem::from_status(status).into_response();
+    }
+    response
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    pub status: String,
+    pub store: String,
+    pub projections: Vec<ProjectionHealth>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProjectionHealth {
+    pub name: String,
+    pub position: i64,
+    pub events_applied: u64,
+    pub failed: Option<String>,
+}
+
+/// Alive: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(),
+    responses((status = 200, description = "The process is alive", body = Health)))]
+pub async fn healthz() -> axum::Json<Health> {
+    axum::Json(Health { status: "ok".into() })
+}
+
+/// Ready: the store answers and its schema is migrated; projections are running.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(),
+    responses((status = 200, description = "Ready", body = Readiness), (status = 503, description = "Not ready", body = Readiness)))]
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let store = state.service.store().ping().await;
+    let projections: Vec<ProjectionHealth> = state
+        .projections
+        .iter()
+        .map(|(name, status)| {
+            let status = status.lock().expect("status lock").clone();
+            ProjectionHealth {
+                name: (*name).to_owned(),
+                position: status.position.0,
+                events_applied: status.events_applied,
+                failed: status.failed,
+            }
+        })
+        .collect();
+    let ready = store.is_ok() && projections.iter().all(|p| p.failed.is_none());
+    let body = Readiness {
+        status: if ready { "ready".into() } else { "not_ready".into() },
+        store: match store {
+            Ok(()) => "ok".into(),
+            Err(error) => error.to_string(),
+        },
+        projections,
+    };
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let mut response = (status, axum::Json(body)).into_response();
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,121 @@
+//! The OpenAPI 3.1 document: generated from the handlers and types, then completed with the
+//! error responses every operation shares. Served at `/api/v1/openapi.json`; the copy in
+//! `schemas/openapi.json` must equal it (a test checks), so API changes show in review.
+
+use std::sync::OnceLock;
+
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use utoipa::OpenApi;
+
+use super::problem::{FieldError, Problem};
+use super::tickets::*;
+use super::{Health, ProjectionHealth, Readiness};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "ticketd",
+        description = "The complaint-handling ticket service: intake, the workflow's commands, tickets and their histories. \
+                       Errors are RFC 9457 problem+json documents with a stable `code`.",
+        version = "1.0.0"
+    ),
+    paths(
+        create_ticket, get_ticket, get_events, acknowledge, investigate, escalate, escalation_answer, resolve, close,
+        reopen, assign, reclassify, out_of_scope, notes, replies, survey_sent, survey_answer,
+        super::healthz, super::readyz,
+    ),
+    components(schemas(
+        Problem, FieldError, TicketView, ReporterView, EventView, HistoryView, CreateTicket, ReporterInput,
+        Health, Readiness, ProjectionHealth,
+    )),
+    tags(
+        (name = "tickets", description = "Intake, the ticket, its history"),
+        (name = "workflow", description = "The workflow's commands: each answers with the ticket after it"),
+        (name = "operations", description = "Health")
+    )
+)]
+struct ApiDoc;
+
+/// Which error statuses an operation can answer, with what each means.
+fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static str)> {
+    if !path.starts_with("/api/v1/") {
+        return vec![];
+    }
+    let mut statuses = vec![
+        ("401", "No or no live API token (`unauthenticated`)"),
+        ("500", "The service failed; details are logged (`internal_error`)"),
+        ("503", "The database did not answer (`store_unavailable`)"),
+    ];
+    if path.contains("{id}") {
+        statuses.push(("404", "No such ticket (`not_found`)"));
+    }
+    if method == "post" {
+        statuses.extend([
+            ("400", "The body is not JSON (`malformed_json`) or a header is invalid (`invalid_header`)"),
+            ("403", "The caller's role may not run commands (`forbidden`)"),
+            (
+                "409",
+                "The workflow does not allow this now (`invalid_transition`, with `current_status` and `allowed_actions`), \
+                 nothing would change (`nothing_to_change`), the ticket is busy (`contended`), or the first request with \
+                 this Idempotency-Key is still running (`request_in_progress`)",
+            ),
+            ("413", "The body is too large (`payload_too_large`)"),
+            ("415", "The body is not `application/json` (`unsupported_media_type`)"),
+            (
+                "422",
+                "The body does not describe a valid request (`validation_failed`, with `errors`), or the Idempotency-Key \
+                 was used for another request (`idempotency_key_reused`)",
+            ),
+        ]);
+        if path.contains("{id}") {
+            statuses.push(("412", "If-Match names an older version (`version_conflict`, with `current_version`)"));
+        }
+    }
+    statuses
+}
+
+fn build() -> Value {
+    let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document is JSON");
+    let problem = json!({"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}});
+    if let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else { continue };
+            for (method, operation) in item.iter_mut() {
+                let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else { continue };
+                for (status, description) in error_statuses(method, path) {
+                    responses
+                        .insert(status.to_owned(), json!({"description": description, "content": problem.clone()}));
+                }
+                if !path.starts_with("/api/v1/") {
+                    operation["security"] = json!([]);
+                }
+            }
+        }
+    }
+    document["paths"]["/api/v1/openapi.json"] = json!({
+        "get": {
+            "tags": ["operations"],
+            "summary": "This document",
+            "operationId": "openapi",
+            "security": [],
+            "responses": {"200": {"description": "The OpenAPI document", "content": {"application/json": {"schema": {"type": "object"}}}}}
+        }
+    });
+    document["components"]["securitySchemes"] = json!({"bearer": {"type": "http", "scheme": "bearer", "description": "An API token from `ticketd token create`"}});
+    document["security"] = json!([{"bearer": []}]);
+    document
+}
+
+/// The document as served, pretty-printed with a final newline (as checked in).
+pub fn document() -> &'static str {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    DOCUMENT.get_or_init(|| serde_json::to_string_pretty(&build()).expect("JSON") + "\n")
+}
+
+pub async fn serve() -> Response {
+    let mut response = document().into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

@@ -1,0 +1,855 @@
+//! `/api/v1/tickets`: intake, the workflow's commands, the ticket and its history.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use ticket_app::{AppError, CommandContext, TicketRecord};
+use ticket_domain::vocabulary::*;
+use ticket_domain::{CommandKind, ReceiveTicket, Status, SurveyStatus, Ticket, TicketCommand};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::extract::{Agent, ApiJson, IdempotencyKey, IfMatch};
+use super::problem::{ApiError, FieldError};
+use crate::auth::Caller;
+use crate::idempotency::{self, Claim};
+
+// ---------------------------------------------------------------------------------------------
+// Responses
+
+/// A ticket as it stands. Its `version` is also its `ETag`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TicketView {
+    pub id: uuid::Uuid,
+    /// The short number customers quote.
+    pub number: u64,
+    /// The number of events in the ticket's history; send it back as `If-Match`.
+    pub version: u64,
+    pub status: Status,
+    pub channel: Channel,
+    pub category: Option<Category>,
+    pub service_area: Option<ServiceArea>,
+    pub contract_id: Option<String>,
+    pub language: Language,
+    pub subject: String,
+    pub reporter: ReporterView,
+    pub assignee: Option<String>,
+    /// The division holding the ticket while it is escalated.
+    pub escalated_to: Option<String>,
+    pub out_of_scope: bool,
+    pub survey: SurveyStatus,
+    pub received_at: DateTime<Utc>,
+    pub first_contact_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    /// The actions (`POST /tickets/{id}/{action}`) the workflow allows now.
+    pub allowed_actions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ReporterView {
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+fn view(ticket_id: TicketId, ticket: &Ticket) -> Option<TicketView> {
+    let state = ticket.state()?;
+    Some(TicketView {
+        id: ticket_id.as_uuid(),
+        number: state.number.get(),
+        version: ticket.version(),
+        status: state.status,
+        channel: state.channel,
+        category: state.category,
+        service_area: state.service_area,
+        contract_id: state.contract_id.as_ref().map(|c| c.to_string()),
+        language: state.language,
+        subject: state.reporter.subject.to_string(),
+        reporter: ReporterView {
+            name: state.reporter.name.to_string(),
+            email: state.reporter.email.as_ref().map(|e| e.to_string()),
+            phone: state.reporter.phone.as_ref().map(|p| p.to_string()),
+        },
+        assignee: state.assignee.as_ref().map(|a| a.to_string()),
+        escalated_to: state.escalated_to.as_ref().map(|d| d.to_string()),
+        out_of_scope: state.out_of_scope,
+        survey: state.survey,
+        received_at: state.received_at,
+        first_contact_at: state.first_contact_at,
+        resolved_at: state.resolved_at,
+        closed_at: state.closed_at,
+        allowed_actions: ticket
+            .allowed_commands()
+            .into_iter()
+            .filter(|kind| *kind != CommandKind::RecordCustomerReply)
+            .map(|kind| kind.name().to_owned())
+            .collect(),
+    })
+}
+
+/// One event of a ticket's history, with its envelope.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventView {
+    pub event_id: uuid::Uuid,
+    pub version: u64,
+    /// The event's place in the global order of all events.
+    pub position: i64,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    /// Who caused it: `{"kind": "staff", "name", "role"}`, `{"kind": "customer", "channel"}` or
+    /// `{"kind": "system", "component"}`.
+    #[schema(value_type = Object)]
+    pub actor: serde_json::Value,
+    pub correlation_id: uuid::Uuid,
+    pub causation_id: Option<uuid::Uuid>,
+    /// The event's data; personal data sits under `personal`.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}
+
+fn event_view(record: &TicketRecord) -> EventView {
+    let stored = ticket_domain::codec::encode(&record.event);
+    EventView {
+        event_id: record.event_id,
+        version: record.version,
+        position: record.position.0,
+        event_type: stored.event_type.to_owned(),
+        schema_version: stored.schema_version,
+        occurred_at: record.occurred_at,
+        recorded_at: record.recorded_at,
+        actor: serde_json::to_value(&record.actor).unwrap_or_default(),
+        correlation_id: record.correlation_id,
+        causation_id: record.causation_id,
+        payload: stored.payload,
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HistoryView {
+    pub ticket_id: uuid::Uuid,
+    pub events: Vec<EventView>,
+}
+
+fn ticket_response(status: StatusCode, body: &TicketView, replayed: bool) -> Response {
+    let mut response = (status, axum::Json(body)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(etag) = HeaderValue::from_str(&format!("\"{}\"", body.version)) {
+        headers.insert(header::ETAG, etag);
+    }
+    if status == StatusCode::CREATED
+        && let Ok(location) = HeaderValue::from_str(&format!("/api/v1/tickets/{}", body.id))
+    {
+        headers.insert(header::LOCATION, location);
+    }
+    if replayed {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+/// Manual intake by an agent (phone, other channels), or by an integration.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTicket {
+    pub channel: Channel,
+    pub reporter: ReporterInput,
+    pub subject: String,
+    pub message: String,
+    pub category: Option<Category>,
+    pub service_area: Option<ServiceArea>,
+    pub contract_id: Option<String>,
+    /// The customer's language for mails; Hungarian by default.
+    pub language: Option<Language>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReporterInput {
+    pub name: String,
+    pub email: String,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AcknowledgeBody {
+    /// The Message-ID of the confirmation mail, when one was sent.
+    pub message_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InvestigateBody {
+    pub category: Category,
+    pub service_area: ServiceArea,
+    /// How the reporter was contacted first.
+    pub contact_method: ContactMethod,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EscalateBody {
+    pub division: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationAnswerBody {
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveBody {
+    /// What the customer is told.
+    pub resolution: String,
+    /// A short label for statistics ("billing-error").
+    pub root_cause: String,
+    /// True when solved within the agent's own authority (policy §7.4.1).
+    pub within_own_authority: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EmptyBody {}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReasonBody {
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssignBody {
+    /// The staff member's name (their API token's name).
+    pub assignee: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReclassifyBody {
+    pub category: Option<Category>,
+    pub service_area: Option<ServiceArea>,
+    /// Why: a ticket becoming or ceasing to be a complaint is a recorded decision.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MessageBodyInput {
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SurveyAnswerBody {
+    /// 1 (worst) to 5 (best).
+    pub score: u8,
+    pub comment: Option<String>,
+}
+
+/// Collects every invalid field of a request, so the caller fixes them all at once.
+#[derive(Default)]
+struct Fields(Vec<FieldError>);
+
+impl Fields {
+    fn check<T>(&mut self, field: &str, result: Result<T, InvalidValue>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.0.push(FieldError { field: field.to_owned(), problem: error.problem });
+                None
+            }
+        }
+    }
+    fn optional<T>(
+        &mut self,
+        field: &str,
+        value: Option<&str>,
+        parse: fn(&str) -> Result<T, InvalidValue>,
+    ) -> Option<T> {
+        value.and_then(|v| self.check(field, parse(v)))
+    }
+    fn finish<T>(self, value: Option<T>) -> Result<T, ApiError> {
+        match value {
+            Some(value) if self.0.is_empty() => Ok(value),
+            _ => {
+                let fields: Vec<&str> = self.0.iter().map(|e| e.field.as_str()).collect();
+                let detail = format!("fix these fields: {}", fields.join(", "));
+                Err(ApiError::validation(detail, self.0))
+            }
+        }
+    }
+}
+
+fn receive_command(body: &CreateTicket, number: TicketNumber) -> Result<ReceiveTicket, ApiError> {
+    let mut fields = Fields::default();
+    let name = fields.check("reporter.name", PersonName::parse(&body.reporter.name));
+    let email = fields.check("reporter.email", EmailAddress::parse(&body.reporter.email));
+    let phone = fields.optional("reporter.phone", body.reporter.phone.as_deref(), PhoneNumber::parse);
+    let subject = fields.check("subject", Subject::parse(&body.subject));
+    let message = fields.check("message", MessageBody::parse(&body.message));
+    let contract_id = fields.optional("contract_id", body.contract_id.as_deref(), ContractId::parse);
+    let command = (|| {
+        Some(ReceiveTicket {
+            number,
+            channel: body.channel,
+            category: body.category,
+            service_area: body.service_area,
+            contract_id: contract_id.clone(),
+            language: body.language.unwrap_or_default(),
+            reporter_name: name?,
+            reporter_email: Some(email?),
+            reporter_phone: phone.clone(),
+            subject: subject?,
+            message: message?,
+        })
+    })();
+    fields.finish(command)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running a command, with If-Match and Idempotency-Key
+
+/// Resolves `{id}`: a ticket id (UUID) or its human number.
+async fn resolve_ticket(state: &AppState, id: &str) -> Result<TicketId, ApiError> {
+    if let Ok(uuid) = uuid::Uuid::parse_str(id) {
+        return Ok(TicketId::from_uuid(uuid));
+    }
+    let number = id
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| TicketNumber::new(n).ok())
+        .ok_or_else(|| ApiError::not_found(format!("'{id}' is neither a ticket id nor a ticket number")))?;
+    ticket_projections::ticket_by_number(&state.database, number)
+        .await
+        .map_err(|e| ApiError::from(AppError::Store(e)))?
+        .ok_or_else(|| ApiError::not_found(format!("no ticket has the number {number}")))
+}
+
+fn context(caller: &Caller, correlation_id: uuid::Uuid) -> CommandContext {
+    CommandContext {
+        actor: Actor::Staff { name: caller.name.clone(), role: caller.role },
+        correlation_id,
+        causation_id: None,
+    }
+}
+
+/// What a request asks: a command on an existing ticket, or a new ticket.
+enum Request<'a> {
+    Command { ticket_id: TicketId, command: TicketCommand },
+    Create { body: &'a CreateTicket },
+}
+
+/// Runs a request under its idempotency key, if any, and answers it.
+async fn run<T>(
+    state: &AppState,
+    caller: &Caller,
+    if_match: Option<u64>,
+    key: Option<String>,
+    json: &ApiJson<T>,
+    request: Request<'_>,
+) -> Result<Response, ApiError> {
+    let preset_ticket = match &request {
+        Request::Command { ticket_id, .. } => *ticket_id,
+        Request::Create { .. } => TicketId::new(),
+    };
+    let Some(key) = key else {
+        let (status, view) = execute(state, caller, if_match, request, preset_ticket, uuid::Uuid::now_v7()).await?;
+        return Ok(ticket_response(status, &view, false));
+    };
+    let hash = idempotency::request_hash(json.method.as_str(), &json.path, &json.raw);
+    let claim = idempotency::claim(&state.database, &caller.name, &key, &hash, preset_ticket)
+        .await
+        .map_err(|e| ApiError::from(AppError::Store(e)))?;
+    let (ticket_id, correlation_id) = match claim {
+        Claim::Answered { status, body } => return Ok(replay(status, &body)),
+        Claim::Mismatch => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "Idempotency-Key reused for a different request",
+                "this Idempotency-Key was first used with another method, path or body; use a new key for a new request",
+            ));
+        }
+        Claim::InProgress => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "request_in_progress",
+                "The first request with this Idempotency-Key is still running",
+                "retry in a moment to get its answer",
+            ));
+        }
+        Claim::Claimed { ticket_id, correlation_id } => (ticket_id, correlation_id),
+        Claim::Abandoned { ticket_id, correlation_id } => {
+            // The first attempt died: if its events were stored, answer from them.
+            if let Ok(history) = state.service.history(ticket_id).await
+                && let Some(last) = history.iter().rposition(|r| r.correlation_id == correlation_id)
+            {
+                let ticket = Ticket::replay(history[..=last].iter().map(|r| (&r.event, r.occurred_at)));
+                let status =
+                    if matches!(request, Request::Create { .. }) { StatusCode::CREATED } else { StatusCode::OK };
+                if let Some(view) = view(ticket_id, &ticket) {
+                    remember(state, caller, &key, status, &serde_json::to_string(&view).unwrap_or_default()).await;
+                    return Ok(ticket_response(status, &view, true));
+                }
+            }
+            (ticket_id, correlation_id)
+        }
+    };
+    let request = match request {
+        Request::Command { command, .. } => Request::Command { ticket_id, command },
+        create => create,
+    };
+    match execute(state, caller, if_match, request, ticket_id, correlation_id).await {
+        Ok((status, view)) => {
+            remember(state, caller, &key, status, &serde_json::to_string(&view).unwrap_or_default()).await;
+            Ok(ticket_response(status, &view, false))
+        }
+        Err(error) if error.status.is_server_error() => {
+            // Worth retrying: let the retry run the command again.
+            let _ = idempotency::release(&state.database, &caller.name, &key).await;
+            Err(error)
+        }
+        Err(error) => {
+            let body = serde_json::to_string(&error.problem).unwrap_or_default();
+            remember(state, caller, &key, error.status.as_u16(), &body).await;
+            Err(error)
+        }
+    }
+}
+
+async fn remember(state: &AppState, caller: &Caller, key: &str, status: impl Into<StatusCodeLike>, body: &str) {
+    let status = status.into().0;
+    if let Err(error) = idempotency::complete(&state.database, &caller.name, key, status, body).await {
+        tracing::warn!(%error, "could not store an idempotent answer; a retry will be answered from the events");
+    }
+}
+
+struct StatusCodeLike(u16);
+impl From<StatusCode> for StatusCodeLike {
+    fn from(status: StatusCode) -> Self {
+        Self(status.as_u16())
+    }
+}
+impl From<u16> for StatusCodeLike {
+    fn from(status: u16) -> Self {
+        Self(status)
+    }
+}
+
+fn replay(status: u16, body: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    if let Ok(view) = serde_json::from_str::<TicketView>(body)
+        && status.is_success()
+    {
+        return ticket_response(status, &view, true);
+    }
+    let mut response = (status, body.to_owned()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
+}
+
+async fn execute(
+    state: &AppState,
+    caller: &Caller,
+    if_match: Option<u64>,
+    request: Request<'_>,
+    ticket_id: TicketId,
+    correlation_id: uuid::Uuid,
+) -> Result<(StatusCode, TicketView), ApiError> {
+    let context = context(caller, correlation_id);
+    let (status, outcome) = match request {
+        Request::Create { body } => {
+            // Validate before taking a number, so bad requests use none up.
+            receive_command(body, TicketNumber::new(1).expect("1 is a ticket number"))?;
+            let number = state
+                .service
+                .store()
+                .next_sequence_value(event_store::Sequence::TicketNumber)
+                .await
+                .map_err(|e| ApiError::from(AppError::Store(e)))?;
+            let number = TicketNumber::new(number).map_err(|e| ApiError::internal(e.to_string()))?;
+            let command = TicketCommand::Receive(receive_command(body, number)?);
+            (StatusCode::CREATED, state.service.execute(ticket_id, None, command, &context).await)
+        }
+        Request::Command { ticket_id, command } => {
+            (StatusCode::OK, state.service.execute(ticket_id, if_match, command, &context).await)
+        }
+    };
+    match outcome {
+        Ok(outcome) => {
+            let view = view(outcome.ticket_id, &outcome.ticket)
+                .ok_or_else(|| ApiError::internal("no state after a command"))?;
+            Ok((status, view))
+        }
+        Err(AppError::Refused(refusal)) => {
+            let mut error = ApiError::from(AppError::Refused(refusal));
+            // Say where the ticket stands and what it allows now.
+            if error.status == StatusCode::CONFLICT
+                && let Ok(ticket) = state.service.load(ticket_id).await
+                && let Some(current) = view(ticket_id, &ticket)
+            {
+                error.problem.current_status = Some(current.status.name().to_owned());
+                error.problem.allowed_actions = Some(current.allowed_actions);
+            }
+            Err(error)
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Handlers
+
+/// Intake: create a ticket (agents; phone and other channels, or integrations).
+#[utoipa::path(
+    post, path = "/api/v1/tickets", tag = "tickets", request_body = CreateTicket,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe retries: the same key returns the first answer")),
+    responses(
+        (status = 201, description = "The ticket was created", body = TicketView,
+         headers(("ETag" = String, description = "The ticket's version"), ("Location" = String, description = "The ticket's URL"))),
+    )
+)]
+pub async fn create_ticket(
+    State(state): State<AppState>,
+    Agent(caller): Agent,
+    IdempotencyKey(key): IdempotencyKey,
+    json: ApiJson<CreateTicket>,
+) -> Result<Response, ApiError> {
+    run(&state, &caller, None, key, &json, Request::Create { body: &json.value }).await
+}
+
+/// The ticket as it stands; `{id}` is its id or its number.
+#[utoipa::path(
+    get, path = "/api/v1/tickets/{id}", tag = "tickets",
+    params(("id" = String, Path, description = "The ticket's id (UUID) or number")),
+    responses((status = 200, description = "The ticket", body = TicketView, headers(("ETag" = String, description = "The ticket's version"))))
+)]
+pub async fn get_ticket(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let ticket_id = resolve_ticket(&state, &id).await?;
+    let ticket = state.service.load(ticket_id).await?;
+    let view = view(ticket_id, &ticket).ok_or_else(|| ApiError::not_found(format!("ticket {id} does not exist")))?;
+    Ok(ticket_response(StatusCode::OK, &view, false))
+}
+
+/// The ticket's full history: every event with its envelope.
+#[utoipa::path(
+    get, path = "/api/v1/tickets/{id}/events", tag = "tickets",
+    params(("id" = String, Path, description = "The ticket's id (UUID) or number")),
+    responses((status = 200, description = "Every event, oldest first", body = HistoryView))
+)]
+pub async fn get_events(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let ticket_id = resolve_ticket(&state, &id).await?;
+    let history = state.service.history(ticket_id).await?;
+    let body = HistoryView { ticket_id: ticket_id.as_uuid(), events: history.iter().map(event_view).collect() };
+    Ok(axum::Json(body).into_response())
+}
+
+/// Runs a workflow command from a parsed body.
+async fn command<T>(
+    state: AppState,
+    caller: Caller,
+    id: String,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    json: ApiJson<T>,
+    build: impl FnOnce(&T, &mut Fields) -> Option<TicketCommand>,
+) -> Result<Response, ApiError> {
+    let mut fields = Fields::default();
+    let command = build(&json.value, &mut fields);
+    let command = fields.finish(command)?;
+    let ticket_id = resolve_ticket(&state, &id).await?;
+    run(&state, &caller, if_match.0, key.0, &json, Request::Command { ticket_id, command }).await
+}
+
+/// The confirmation reached the customer (sent by mail, or told in person).
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/acknowledge", tag = "workflow", request_body = AcknowledgeBody,
+    params(("id" = String, Path, description = "The ticket's id or number"), ("If-Match" = Option<String>, Header, description = "The version the command was decided on"), ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe retries")),
+    responses((status = 200, description = "The ticket after the command", body = TicketView)))]
+pub async fn acknowledge(
+    State(state): State<AppState>,
+    Agent(caller): Agent,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    json: ApiJson<AcknowledgeBody>,
+) -> Result<Response, ApiError> {
+    command(state, caller, id, if_match, key, json, |b, f| {
+        let message_id = f.optional("message_id", b.message_id.as_deref(), MessageId::parse);
+        Some(TicketCommand::Acknowledge { message_id })
+    })
+    .await
+}
+
+/// Identify the report and record the first contact; investigation starts.
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/investigate", tag = "workflow", request_body = InvestigateBody,
+    params(("id" = String, Path, description = "The ticket's id or number"), ("If-Match" = Option<String>, Header, description = "The version the command was decided on"), ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe retries")),
+    responses((status = 200, description = "The ticket after the command", body = TicketView)))]
+pub async fn investigate(
+    State(state): State<AppState>,
+    Agent(caller): Agent,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    json: ApiJson<InvestigateBody>,
+) -> Result<Response, ApiError> {
+    command(state, caller, id, if_match, key, json, |b, _| {
+        Some(TicketCommand::Investigate {
+            category: b.category,
+            service_area: b.service_area,
+            contact_method: b.contact_method,
+        })
+    })
+    .await
+}
+
+/// Hand the ticket to a division (outside the agent's authority).
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/escalate", tag = "workflow", request_body = EscalateBody,
+    params(("id" = String, Path, description = "The ticket's id or number"), ("If-Match" = Option<String>, Header, description = "The version the command was decided on"), ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe retries")),
+    responses((status = 200, description = "The ticket after the command", body = TicketView)))]
+pub async fn escalate(
+    State(state): State<AppState>,
+    Agent(caller): Agent,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    json: ApiJson<EscalateBody>,
+) -> Result<Response, ApiError> {
+    command(state, caller, id, if_match, key, json, |b, f| {
+        let division = f.check("division", DivisionId::parse(&b.division));
+        let reason = f.check("reason", Reason::parse(&b.reason));
+        Some(TicketCommand::Escalate { division: division?, reason: reason? })
+    })
+    .await
+}
+
+/// Record the division's outcome; the ticket returns to the agent.
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/escalation-answer", tag = "workflow", request_body = EscalationAnswerBody,
+    params(("id" = String, Path, description = "The ticket's id or number"), ("If-Match" = Option<String>, Header, description = "The version the command was decided on"), ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe retries")),
+    responses((status = 200, description = "The ticket after the command", body = TicketView)))]
+pub async fn escalation_answer(
+    State(state): State<AppState>,
+    Agent(caller): Agent,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    json: ApiJson<EscalationAnswerBody>,
+) -> Result<Response, ApiError> {
+    command(state, caller, id, if_match, key, json, |b, f| {
+        Some(TicketCommand::AnswerEscalation { outcome: f.check("outcome", Reason::parse(&b.outcome))? })
+    })
+    .await
+}
+
+/// Resolve the ticket; the customer is informed.
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/resolve", tag = "workflow", request_body = ResolveBody,
+    params(("id" = String, Path, description = "The ticket's id or number"), ("If-Match" = Option<String>, Header, description = "The version the command was decided on"), ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe retries")),
+    responses((status = 200, description = "The ticket after the command", body = TicketView)))]
+pub async fn resolve(
+    State(state): State<AppState>,
+    Agent(caller): Agent,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    json: ApiJson<ResolveBody>,
+) -> Result<Response, ApiError> {
+    command(state, caller, id, if_match, key, json, |b, f| {
+        let resolution = f.check("resolution", MessageBody::parse(&b.resolution));
+        let root_cause = f.check("root_cause", RootCause::parse(&b.root_cause));
+        Some(TicketCommand::Resolve {
+            resolution: resolution?,
+            root_cause: root_cause?,
+            within_own_authority: b.within_own_authority,
+        })
+    })
+    .await
+}
+
+/// Close a resolved ticket (the satisfaction survey follows).
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/close", tag = "workflow", request_body = EmptyBody,
+    params(("id" = String, Path, description = "The ticket's id or number"), ("If-Match" = Option<String>, Header, description = "The version the command was decided on"), ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe retries")),
+    responses((status = 200, description = "The ticket after the command", body = TicketView)))]
+pub async fn close(
+    State(state): State<AppState>,
+    Agent(caller): Agent,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    json: ApiJson<EmptyBody>,
+) -> Result<Response, ApiError> {
+    command(state, caller, id, if_match, key, json, |_, _| Some(TicketCommand::Close)).await
+}
+
+/// Send a resolved or closed ticket back to investigation.
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/reopen", tag = "workflow", request_body = ReasonBody,
+    params(("id" = String, Path, description = "The ticket's id or number"), ("If-Match" = Option<String>, Header, description = "The version the command was decided on"), ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe retries")),
+    responses((status = 200, description = "The ticket after the command", body = TicketView)))]
+pub async fn reopen(
+    State(state): State<AppState>,
+    Agent(caller): Agent,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    json: ApiJson<ReasonBody>,
+) -> Result<Response, ApiError> {
+    command(state, caller, id, if_match, key, json, |b, f| {
+        Some(TicketCommand::Reopen { reason: f.check("reason", Reason::parse(&b.reason))? })
+    })
+    .await
+}
+
+/// Give the ticket to a member of staff.
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/assign", tag = "workflow", request_body = AssignBody,
+    params(("id" = String, Path, description = "The ticket's id or number"), ("If-Match" = Option<String>, Header, description = "The version the command was decided on"), ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe retries")),
+    responses((status = 200, description = "The ticket after the command", body = TicketView)))]
+pub async fn assign(
+    State(state): State<AppState>,
+    Agent(caller): Agent,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    json: ApiJson<AssignBody>,
+) -> Result<Response, ApiError> {
+    command(state, caller, id, if_match, key, json, |b, f| {
+        Some(TicketCommand::Assign { assignee: f.check("assignee", StaffName::parse(&b.assignee))? })
+    })
+    .await
+}
+
+/// Correct the category or service area (with a reason).
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/reclassify", tag = "workflow", request_body = ReclassifyBody,
+    params(("id" = String, Path, description = "The ticket's id or number"), ("If-Match" = Option<String>, Header, description = "The version the command was decided on"), ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe retries")),
+    responses((status = 200, description = "The ticket after the command", body = TicketView)))]
+pub async fn reclassify(
+    State(state): State<AppState>,
+    Agent(caller): Agent,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    json: ApiJson<ReclassifyBody>,
+) -> Result<Response, ApiError> {
+    command(state, caller, id, if_match, key, json, |b, f| {
+        let reason = f.check("reason", Reason::parse(&b.reason));
+        if b.category.is_none() && b.service_area.is_none() {
+            f.0.push(FieldError {
+                field: "category".into(),
+                problem: "give a category, a service area, or both".into(),
+            });
+        }
+        Some(TicketCommand::Reclassify { category: b.category, service_area: b.service_area, reason: reason? })
+    })
+    .await
+}
+
+/// Close the ticket as outside the policy's scope (no survey).
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/out-of-scope", tag = "workflow", request_body = ReasonBody,
+    params(("id" = String, Path, description = "The ticket's id or number"), ("If-Match" = Option<String>, Header, description = "The version the command was decided on"), ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe retries")),
+    responses((status = 200, description = "The ticket after the command", body = TicketView)))]
+pub async fn out_of_scope(
+    State(state): State<AppState>,
+    Agent(caller): Agent,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    json: ApiJson<ReasonBody>,
+) -> Result<Response, ApiError> {
+    command(state, caller, id, if_match, key, json, |b, f| {
+        Some(TicketCommand::MarkOutOfScope { reason: f.check("reason", Reason::parse(&b.reason))? })
+    })
+    .await
+}
+
+/// Add an internal note (never shown to the customer).
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/notes", tag = "workflow", request_body = MessageBodyInput,
+    params(("id" = String, Path, description = "The ticket's id or number"), ("If-Match" = Option<String>, Header, description = "The version the command was decided on"), ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe retries")),
+    responses((status = 200, description = "The ticket after the command", body = TicketView)))]
+pub async fn notes(
+    State(state): State<AppState>,
+    Agent(caller): Agent,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    json: ApiJson<MessageBodyInput>,
+) -> Result<Response, ApiError> {
+    command(state, caller, id, if_match, key, json, |b, f| {
+        Some(TicketCommand::AddNote { body: f.check("body", MessageBody::parse(&b.body))? })
+    })
+    .await
+}
+
+/// Write to the customer; the message becomes part of the ticket's record.
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/replies", tag = "workflow", request_body = MessageBodyInput,
+    params(("id" = String, Path, description = "The ticket's id or number"), ("If-Match" = Option<String>, Header, description = "The version the command was decided on"), ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe retries")),
+    responses((status = 200, description = "The ticket after the command", body = TicketView)))]
+pub async fn replies(
+    State(state): State<AppState>,
+    Agent(caller): Agent,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    json: ApiJson<MessageBodyInput>,
+) -> Result<Response, ApiError> {
+    command(state, caller, id, if_match, key, json, |b, f| {
+        Some(TicketCommand::ReplyToCustomer { body: f.check("body", MessageBody::parse(&b.body))? })
+    })
+    .await
+}
+
+/// Record that the satisfaction survey was sent (by an external mailer).
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/survey-sent", tag = "workflow", request_body = AcknowledgeBody,
+    params(("id" = String, Path, description = "The ticket's id or number"), ("If-Match" = Option<String>, Header, description = "The version the command was decided on"), ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe retries")),
+    responses((status = 200, description = "The ticket after the command", body = TicketView)))]
+pub async fn survey_sent(
+    State(state): State<AppState>,
+    Agent(caller): Agent,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    json: ApiJson<AcknowledgeBody>,
+) -> Result<Response, ApiError> {
+    command(state, caller, id, if_match, key, json, |b, f| {
+        let message_id = f.optional("message_id", b.message_id.as_deref(), MessageId::parse);
+        Some(TicketCommand::RecordSurveySent { message_id })
+    })
+    .await
+}
+
+/// Record the customer's satisfaction-survey answer (e.g. given by phone).
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/survey-answer", tag = "workflow", request_body = SurveyAnswerBody,
+    params(("id" = String, Path, description = "The ticket's id or number"), ("If-Match" = Option<String>, Header, description = "The version the command was decided on"), ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe retries")),
+    responses((status = 200, description = "The ticket after the command", body = TicketView)))]
+pub async fn survey_answer(
+    State(state): State<AppState>,
+    Agent(caller): Agent,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    json: ApiJson<SurveyAnswerBody>,
+) -> Result<Response, ApiError> {
+    command(state, caller, id, if_match, key, json, |b, f| {
+        let score = f.check("score", SurveyScore::new(b.score));
+        let comment = f.optional("comment", b.comment.as_deref(), MessageBody::parse);
+        Some(TicketCommand::AnswerSurvey { score: score?, comment })
+    })
+    .await
+}

@@ -1,0 +1,289 @@
+//! Read models: projections of the global event order into tables that queries read.
+//!
+//! A [`Projection`] applies one event inside a transaction; the [`run`] loop applies each batch
+//! of events and the projection's new checkpoint in **one** transaction, so an event is never
+//! applied twice nor skipped, across crashes and restarts. A projection that cannot apply an
+//! event stops with an error naming it; it never skips it.
+//!
+//! Read models live in the same database as the events. Projections so far:
+//! - `ticket_index`: human ticket number → ticket id.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use event_store::{Database, GlobalPosition, RecordedEvent, SharedStore, StoreError, Subscription};
+use sqlx::{PgConnection, SqliteConnection};
+use ticket_app::envelope::decode;
+use ticket_domain::TicketEvent;
+use ticket_domain::vocabulary::{TicketId, TicketNumber};
+use tokio_util::sync::CancellationToken;
+
+/// Runs the projections' migrations.
+pub async fn migrate(database: &Database) -> Result<(), StoreError> {
+    let result = match database {
+        Database::Sqlite { write, .. } => event_store::migrator(sqlx::migrate!("./migrations/sqlite")).run(write).await,
+        Database::Postgres(pool) => event_store::migrator(sqlx::migrate!("./migrations/postgres")).run(pool).await,
+    };
+    result.map_err(|e| StoreError::Database(format!("migrating the read models: {e}")))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("projection '{projection}' failed on the event at position {position} ({event_type}): {reason}")]
+    Event { projection: &'static str, position: i64, event_type: String, reason: String },
+}
+
+/// A transaction on the read models' database.
+pub enum Transaction<'a> {
+    Sqlite(&'a mut SqliteConnection),
+    Postgres(&'a mut PgConnection),
+}
+
+/// One read model.
+pub trait Projection: Send + Sync + 'static {
+    fn name(&self) -> &'static str;
+
+    /// Applies one ticket event. Events of other streams are not passed in.
+    fn apply<'a>(
+        &'a self,
+        transaction: &'a mut Transaction<'_>,
+        ticket_id: TicketId,
+        event: &'a RecordedEvent,
+        decoded: &'a TicketEvent,
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'a;
+}
+
+/// Where a projection stands, for health checks and metrics.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectionStatus {
+    pub position: GlobalPosition,
+    pub events_applied: u64,
+    pub failed: Option<String>,
+}
+
+pub type SharedStatus = Arc<Mutex<ProjectionStatus>>;
+
+/// The most events applied in one transaction.
+pub const APPLY_BATCH_MAX: usize = 1_000;
+
+/// Follows the global order and applies it to `projection` until `shutdown`.
+pub async fn run<P: Projection>(
+    projection: P,
+    store: SharedStore,
+    database: Database,
+    status: SharedStatus,
+    shutdown: CancellationToken,
+) -> Result<(), ProjectionError> {
+    let start = checkpoint(&database, projection.name()).await?;
+    status.lock().expect("status lock").position = start;
+    let mut subscription = Subscription::new(store, start).with_batch_size(APPLY_BATCH_MAX);
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            next = subscription.next() => next?,
+        };
+        let mut batch = vec![first];
+        batch.extend(subscription.next_batch_now().await?);
+        let result = apply_batch(&projection, &database, &batch).await;
+        match result {
+            Ok(()) => {
+                let mut status = status.lock().expect("status lock");
+                status.position = batch.last().map_or(status.position, |e| e.position);
+                status.events_applied += batch.len() as u64;
+            }
+            Err(error) => {
+                tracing::error!(%error, "projection stopped");
+                status.lock().expect("status lock").failed = Some(error.to_string());
+                return Err(error);
+            }
+        }
+    }
+}
+
+/// Runs `run` in the background, restarting it after database outages (not after an event it
+/// cannot apply: that needs a person).
+pub fn spawn<P: Projection + Clone>(
+    projection: P,
+    store: SharedStore,
+    database: Database,
+    shutdown: CancellationToken,
+) -> (SharedStatus, tokio::task::JoinHandle<()>) {
+    let status: SharedStatus = Arc::default();
+    let task_status = status.clone();
+    let handle = tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let result =
+                run(projection.clone(), store.clone(), database.clone(), task_status.clone(), shutdown.clone()).await;
+            match result {
+                Ok(()) => return,
+                Err(ProjectionError::Store(StoreError::Unavailable(reason))) => {
+                    tracing::warn!(%reason, projection = projection.name(), "store unavailable; retrying");
+                    task_status.lock().expect("status lock").failed = None;
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+                Err(_) => return,
+            }
+        }
+    });
+    (status, handle)
+}
+
+async fn checkpoint(database: &Database, name: &str) -> Result<GlobalPosition, StoreError> {
+    let position: Option<i64> = match database {
+        Database::Sqlite { read, .. } => {
+            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = ?1")
+                .bind(name)
+                .fetch_optional(read)
+                .await
+        }
+        Database::Postgres(pool) => {
+            sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
+                .bind(name)
+                .fetch_optional(pool)
+                .await
+        }
+    }
+    .map_err(store_error)?;
+    Ok(GlobalPosition(position.unwrap_or(0)))
+}
+
+fn store_error(error: sqlx::Error) -> StoreError {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(error.to_string())
+        }
+        other => StoreError::Database(other.to_string()),
+    }
+}
+
+async fn apply_batch<P: Projection>(
+    projection: &P,
+    database: &Database,
+    batch: &[RecordedEvent],
+) -> Result<(), ProjectionError> {
+    let last = batch.last().map_or(0, |e| e.position.0);
+    match database {
+        Database::Sqlite { write, .. } => {
+            let mut transaction = write.begin().await.map_err(store_error)?;
+            apply_events(projection, &mut Transaction::Sqlite(&mut transaction), batch).await?;
+            sqlx::query(
+                "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+            )
+            .bind(projection.name())
+            .bind(last)
+            .bind(chrono::Utc::now().timestamp_micros())
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+            transaction.commit().await.map_err(store_error)?;
+        }
+        Database::Postgres(pool) => {
+            let mut transaction = pool.begin().await.map_err(store_error)?;
+            apply_events(projection, &mut Transaction::Postgres(&mut transaction), batch).await?;
+            sqlx::query(
+                "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES ($1, $2, now()) \
+                 ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+            )
+            .bind(projection.name())
+            .bind(last)
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+            transaction.commit().await.map_err(store_error)?;
+        }
+    }
+    Ok(())
+}
+
+async fn apply_events<P: Projection>(
+    projection: &P,
+    transaction: &mut Transaction<'_>,
+    batch: &[RecordedEvent],
+) -> Result<(), ProjectionError> {
+    for event in batch {
+        let Some(ticket_id) = ticket_of(event) else { continue };
+        let fail = |reason: String| ProjectionError::Event {
+            projection: projection.name(),
+            position: event.position.0,
+            event_type: event.event_type.clone(),
+            reason,
+        };
+        let record = decode(event).map_err(|e| fail(e.to_string()))?;
+        projection.apply(transaction, ticket_id, event, &record.event).await.map_err(|e| fail(e.to_string()))?;
+    }
+    Ok(())
+}
+
+fn ticket_of(event: &RecordedEvent) -> Option<TicketId> {
+    let id = event.stream_id.as_str().strip_prefix(TicketId::STREAM_PREFIX)?;
+    uuid::Uuid::parse_str(id).ok().map(TicketId::from_uuid)
+}
+
+/// Human ticket number → ticket id.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TicketIndex;
+
+impl Projection for TicketIndex {
+    fn name(&self) -> &'static str {
+        "ticket_index"
+    }
+
+    async fn apply(
+        &self,
+        transaction: &mut Transaction<'_>,
+        ticket_id: TicketId,
+        event: &RecordedEvent,
+        decoded: &TicketEvent,
+    ) -> Result<(), sqlx::Error> {
+        let TicketEvent::Received(received) = decoded else { return Ok(()) };
+        let number = received.number.get() as i64;
+        match transaction {
+            Transaction::Sqlite(connection) => {
+                sqlx::query("INSERT INTO ticket_index (number, ticket_id, position) VALUES (?1, ?2, ?3)")
+                    .bind(number)
+                    .bind(ticket_id.as_uuid())
+                    .bind(event.position.0)
+                    .execute(&mut **connection)
+                    .await?;
+            }
+            Transaction::Postgres(connection) => {
+                sqlx::query("INSERT INTO ticket_index (number, ticket_id, position) VALUES ($1, $2, $3)")
+                    .bind(number)
+                    .bind(ticket_id.as_uuid())
+                    .bind(event.position.0)
+                    .execute(&mut **connection)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The ticket a human number names, if the index has seen it.
+pub async fn ticket_by_number(database: &Database, number: TicketNumber) -> Result<Option<TicketId>, StoreError> {
+    let number = number.get() as i64;
+    let id: Option<uuid::Uuid> = match database {
+        Database::Sqlite { read, .. } => {
+            sqlx::query_scalar("SELECT ticket_id FROM ticket_index WHERE number = ?1")
+                .bind(number)
+                .fetch_optional(read)
+                .await
+        }
+        Database::Postgres(pool) => {
+            sqlx::query_scalar("SELECT ticket_id FROM ticket_index WHERE number = $1")
+                .bind(number)
+                .fetch_optional(pool)
+                .await
+        }
+    }
+    .map_err(store_error)?;
+    Ok(id.map(TicketId::from_uuid))
+}

@@ -1,0 +1,223 @@
+//! Starts the real `ticketd` binary on a free port against a fresh store, with a token per
+//! role, and gives typed helpers.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub agent: String,
+    pub admin: String,
+    pub auditor: String,
+    pub quality_manager: String,
+    database_url: String,
+    child: Option<Child>,
+    postgres_schema: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+    pub fn version(&self) -> u64 {
+        self.body["version"].as_u64().unwrap_or_else(|| panic!("no version in {}", self.body))
+    }
+    pub fn etag(&self) -> Option<&str> {
+        self.headers.get("etag").and_then(|v| v.to_str().ok())
+    }
+}
+
+fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_ticketd")
+}
+
+const POSTGRES_URL_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// `None` when PostgreSQL is explicitly skipped (`TICKETD_TEST_POSTGRES_URL=skip`).
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let (database_url, postgres_schema) = match backend {
+        Backend::Sqlite => (format!("sqlite:{}", dir.path().join("data/tickets.db").display()), None),
+        Backend::Postgres => {
+            let url = std::env::var("TICKETD_TEST_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_URL_DEFAULT.to_owned());
+            if url == "skip" {
+                eprintln!("SKIPPED: PostgreSQL tests (TICKETD_TEST_POSTGRES_URL=skip)");
+                return None;
+            }
+            let schema = format!("api_{}", uuid::Uuid::new_v4().simple());
+            use sqlx::Connection;
+            let mut connection = sqlx::PgConnection::connect(&url)
+                .await
+                .unwrap_or_else(|e| panic!("PostgreSQL at {url} is not usable: {e}"));
+            sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut connection).await.unwrap();
+            let separator = if url.contains('?') { '&' } else { '?' };
+            (format!("{url}{separator}options=-c%20search_path%3D{schema}"), Some(schema))
+        }
+    };
+    let token = |role: &str, name: &str| {
+        let output = Command::new(binary())
+            .args(["token", "create", "--role", role, "--name", name])
+            .env("TICKETD_DATABASE_URL", &database_url)
+            .env("TICKETD_LOG", "warn")
+            .output()
+            .expect("ticketd token create runs");
+        assert!(output.status.success(), "token create failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
+    let agent = token("agent", "kata");
+    let admin = token("admin", "root-admin");
+    let auditor = token("auditor", "audrey");
+    let quality_manager = token("quality_manager", "quinn");
+    let mut app = TestApp {
+        base: String::new(),
+        client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+        agent,
+        admin,
+        auditor,
+        quality_manager,
+        database_url,
+        child: None,
+        postgres_schema,
+        _dir: dir,
+    };
+    app.start();
+    Some(app)
+}
+
+impl TestApp {
+    /// Starts (or restarts) the server process.
+    pub fn start(&mut self) {
+        let mut child = Command::new(binary())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("TICKETD_DATABASE_URL", &self.database_url)
+            .env("TICKETD_LOG", std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()))
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var_os("TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
+            .spawn()
+            .expect("ticketd serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("ticketd prints its address");
+        let address =
+            line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}"));
+        self.base = address.to_owned();
+        self.child = Some(child);
+    }
+
+    /// Stops the server process with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the server answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_client_error() || status.is_server_error() {
+            let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("");
+            assert_eq!(content_type, "application/problem+json", "errors are problem+json: {status} {body}");
+            assert!(
+                body["code"].is_string() && body["detail"].is_string(),
+                "a problem has a code and a detail: {body}"
+            );
+        }
+        assert!(!status.is_server_error(), "a server error: {status} {body}");
+        Answer { status, headers, body }
+    }
+
+    pub async fn create_ticket(&self) -> Answer {
+        self.request(
+            Method::POST,
+            "/api/v1/tickets",
+            Some(&self.agent),
+            &[],
+            Some(json!({
+                "channel": "phone",
+                "reporter": {"name": "Kovács Anna", "email": "kovacs.anna@example.hu", "phone": "+36 30 123 4567"},
+                "subject": "Nem tudok belépni a Normába",
+                "message": "Tegnap óta hibát kapok belépéskor.",
+                "service_area": "norma"
+            })),
+        )
+        .await
+    }
+
+    /// Runs a workflow action as the agent.
+    pub async fn act(&self, ticket: &str, action: &str, body: Value) -> Answer {
+        self.request(Method::POST, &format!("/api/v1/tickets/{ticket}/{action}"), Some(&self.agent), &[], Some(body))
+            .await
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.request(Method::GET, path, Some(token), &[], None).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(schema) = self.postgres_schema.take() {
+            let url = std::env::var("TICKETD_TEST_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_URL_DEFAULT.to_owned());
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(async {
+                    use sqlx::Connection;
+                    if let Ok(mut connection) = sqlx::PgConnection::connect(&url).await {
+                        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                            .execute(&mut connection)
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}

@@ -1,0 +1,505 @@
+//! End-to-end tests of the HTTP API: the real `ticketd` binary on a free port, on SQLite and on
+//! PostgreSQL (every scenario runs on both).
+
+mod harness;
+
+use harness::{Backend, TestApp, spawn_app};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+/// Runs each scenario on both backends.
+macro_rules! on_both_backends {
+    ($($scenario:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let app = super::spawn_app(super::Backend::Sqlite).await.expect("SQLite always runs");
+                    super::$scenario(app).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $scenario() {
+                    let Some(app) = super::spawn_app(super::Backend::Postgres).await else { return };
+                    super::$scenario(app).await;
+                }
+            )+
+        }
+    };
+}
+
+on_both_backends!(
+    a_ticket_goes_through_its_whole_life,
+    every_refused_transition_is_a_409_that_changes_nothing,
+    a_stale_if_match_is_a_412_that_changes_nothing,
+    an_idempotency_key_returns_the_first_answer_also_after_a_restart,
+    twenty_racing_commands_with_one_if_match_let_exactly_one_through,
+    racing_commands_without_if_match_never_corrupt_the_ticket,
+    each_role_can_do_what_it_may_and_nothing_else,
+    bad_input_gets_a_clear_error_and_writes_nothing,
+);
+
+async fn a_ticket_goes_through_its_whole_life(app: TestApp) {
+    let created = app.create_ticket().await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let number = created.body["number"].as_u64().unwrap();
+    assert_eq!(created.headers["location"], format!("/api/v1/tickets/{id}").as_str());
+    assert_eq!(created.etag(), Some("\"1\""));
+    assert_eq!(created.body["status"], "received");
+
+    let steps = [
+        ("acknowledge", json!({"message_id": "<ack-1@tickets.example.hu>"}), "acknowledged"),
+        ("assign", json!({"assignee": "kata"}), "acknowledged"),
+        (
+            "investigate",
+            json!({"category": "user_support", "service_area": "norma", "contact_method": "phone"}),
+            "investigating",
+        ),
+        (
+            "reclassify",
+            json!({"category": "complaint", "reason": "objects to how the contract was performed"}),
+            "investigating",
+        ),
+        ("notes", json!({"body": "Called back, explained the next steps."}), "investigating"),
+        ("escalate", json!({"division": "it-operations", "reason": "needs a database fix"}), "escalated"),
+        ("escalation-answer", json!({"outcome": "fixed in release 4.2"}), "investigating"),
+        ("replies", json!({"body": "A hibát javítottuk."}), "investigating"),
+        (
+            "resolve",
+            json!({"resolution": "Fixed in 4.2.", "root_cause": "session-expiry-bug", "within_own_authority": false}),
+            "resolved",
+        ),
+        ("reopen", json!({"reason": "the customer says it still fails"}), "investigating"),
+        (
+            "resolve",
+            json!({"resolution": "Fixed for good.", "root_cause": "session-expiry-bug", "within_own_authority": true}),
+            "resolved",
+        ),
+        ("close", json!({}), "closed"),
+        ("survey-sent", json!({"message_id": "<survey-1@tickets.example.hu>"}), "closed"),
+        ("survey-answer", json!({"score": 4, "comment": "Gyors volt."}), "closed"),
+    ];
+    let mut version = 1;
+    for (action, body, status) in steps {
+        // Every step pins the version it was decided on, as a careful client does.
+        let answer = app
+            .request(
+                Method::POST,
+                &format!("/api/v1/tickets/{id}/{action}"),
+                Some(&app.agent),
+                &[("If-Match", &format!("\"{version}\""))],
+                Some(body),
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{action}: {}", answer.body);
+        assert_eq!(answer.body["status"], status, "{action}");
+        assert_eq!(answer.version(), version + 1, "{action} appends one event");
+        assert_eq!(answer.etag(), Some(format!("\"{}\"", version + 1).as_str()));
+        version += 1;
+    }
+
+    // By number as well as by id, for every role that reads.
+    for token in [&app.agent, &app.auditor, &app.quality_manager, &app.admin] {
+        let by_number = wait_for_number(&app, number, token).await;
+        assert_eq!(by_number.body["id"], id.as_str());
+        assert_eq!(by_number.body["survey"], "answered");
+        assert_eq!(by_number.body["category"], "complaint");
+        assert_eq!(by_number.version(), version);
+    }
+
+    let history = app.get(&format!("/api/v1/tickets/{id}/events"), &app.auditor).await;
+    assert_eq!(history.status, StatusCode::OK);
+    let events = history.body["events"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        vec![
+            "Received",
+            "Acknowledged",
+            "Assigned",
+            "Investigated",
+            "Reclassified",
+            "NoteAdded",
+            "Escalated",
+            "EscalationAnswered",
+            "AgentReplied",
+            "Resolved",
+            "Reopened",
+            "Resolved",
+            "Closed",
+            "SurveySent",
+            "SurveyAnswered"
+        ]
+    );
+    for (index, event) in events.iter().enumerate() {
+        assert_eq!(event["version"], index as u64 + 1);
+        assert_eq!(event["actor"], json!({"kind": "staff", "name": "kata", "role": "agent"}));
+        assert!(event["position"].as_i64().unwrap() > 0);
+        assert!(event["event_id"].is_string() && event["correlation_id"].is_string());
+    }
+    assert_eq!(events[0]["payload"]["personal"]["name"], "Kovács Anna");
+    assert!(events.windows(2).all(|w| w[0]["position"].as_i64() < w[1]["position"].as_i64()));
+}
+
+async fn wait_for_number(app: &TestApp, number: u64, token: &str) -> harness::Answer {
+    // The number index is a projection: it follows the commit within moments.
+    for _ in 0..200 {
+        let answer = app.get(&format!("/api/v1/tickets/{number}"), token).await;
+        if answer.status == StatusCode::OK {
+            return answer;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("ticket number {number} never became readable");
+}
+
+async fn every_refused_transition_is_a_409_that_changes_nothing(app: TestApp) {
+    let created = app.create_ticket().await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let refused_when_received = [
+        ("investigate", json!({"category": "complaint", "service_area": "norma", "contact_method": "phone"})),
+        ("escalate", json!({"division": "legal", "reason": "x"})),
+        ("escalation-answer", json!({"outcome": "x"})),
+        ("resolve", json!({"resolution": "x", "root_cause": "y", "within_own_authority": true})),
+        ("close", json!({})),
+        ("reopen", json!({"reason": "x"})),
+        ("survey-sent", json!({})),
+        ("survey-answer", json!({"score": 5})),
+    ];
+    for (action, body) in refused_when_received {
+        let answer = app.act(&id, action, body).await;
+        assert_eq!(answer.status, StatusCode::CONFLICT, "{action}: {}", answer.body);
+        assert_eq!(answer.code(), "invalid_transition", "{action}");
+        assert_eq!(answer.body["current_status"], "received");
+        let allowed: Vec<&str> =
+            answer.body["allowed_actions"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
+        assert!(allowed.contains(&"acknowledge") && !allowed.contains(&action), "{action}: {allowed:?}");
+    }
+    // Closed as out of scope: no survey, no reopen, no replies.
+    assert_eq!(app.act(&id, "out-of-scope", json!({"reason": "general operation"})).await.status, StatusCode::OK);
+    for (action, body) in
+        [("survey-sent", json!({})), ("reopen", json!({"reason": "x"})), ("replies", json!({"body": "x"}))]
+    {
+        let answer = app.act(&id, action, body).await;
+        assert_eq!(answer.status, StatusCode::CONFLICT, "{action}: {}", answer.body);
+    }
+    // A no-op is refused too.
+    let other = app.create_ticket().await;
+    let other_id = other.body["id"].as_str().unwrap();
+    assert_eq!(app.act(other_id, "assign", json!({"assignee": "kata"})).await.status, StatusCode::OK);
+    let again = app.act(other_id, "assign", json!({"assignee": "kata"})).await;
+    assert_eq!((again.status, again.code()), (StatusCode::CONFLICT, "nothing_to_change"));
+
+    let ticket = app.get(&format!("/api/v1/tickets/{id}"), &app.agent).await;
+    assert_eq!(ticket.version(), 2, "only Received and MarkedOutOfScope were appended");
+    assert_eq!(ticket.body["status"], "closed");
+    assert_eq!(ticket.body["out_of_scope"], true);
+}
+
+async fn a_stale_if_match_is_a_412_that_changes_nothing(app: TestApp) {
+    let created = app.create_ticket().await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.act(&id, "acknowledge", json!({})).await.status, StatusCode::OK);
+    let stale = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/tickets/{id}/notes"),
+            Some(&app.agent),
+            &[("If-Match", "\"1\"")],
+            Some(json!({"body": "late"})),
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED, "{}", stale.body);
+    assert_eq!(stale.code(), "version_conflict");
+    assert_eq!(stale.body["current_version"], 2);
+    let weak = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/tickets/{id}/notes"),
+            Some(&app.agent),
+            &[("If-Match", "W/\"2\"")],
+            Some(json!({"body": "on time"})),
+        )
+        .await;
+    assert_eq!(weak.status, StatusCode::OK, "{}", weak.body);
+    let bad = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/tickets/{id}/notes"),
+            Some(&app.agent),
+            &[("If-Match", "yesterday")],
+            Some(json!({"body": "x"})),
+        )
+        .await;
+    assert_eq!((bad.status, bad.code()), (StatusCode::BAD_REQUEST, "invalid_header"));
+    let ticket = app.get(&format!("/api/v1/tickets/{id}"), &app.agent).await;
+    assert_eq!(ticket.version(), 3);
+}
+
+async fn an_idempotency_key_returns_the_first_answer_also_after_a_restart(mut app: TestApp) {
+    let body = json!({
+        "channel": "other",
+        "reporter": {"name": "Szabó Péter", "email": "szabo.peter@example.hu"},
+        "subject": "Levélben érkezett panasz",
+        "message": "A számlám hibás.",
+        "category": "complaint"
+    });
+    let key = [("Idempotency-Key", "create-7f3a")];
+    let first = app.request(Method::POST, "/api/v1/tickets", Some(&app.agent), &key, Some(body.clone())).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let again = app.request(Method::POST, "/api/v1/tickets", Some(&app.agent), &key, Some(body.clone())).await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.body, first.body, "the first answer, not a second ticket");
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    let id = first.body["id"].as_str().unwrap().to_owned();
+
+    let note_key = [("Idempotency-Key", "note-1")];
+    let note = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/tickets/{id}/notes"),
+            Some(&app.agent),
+            &note_key,
+            Some(json!({"body": "once"})),
+        )
+        .await;
+    assert_eq!(note.status, StatusCode::OK);
+    let refused_key = [("Idempotency-Key", "close-1")];
+    let refused = app
+        .request(Method::POST, &format!("/api/v1/tickets/{id}/close"), Some(&app.agent), &refused_key, Some(json!({})))
+        .await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+
+    app.stop();
+    app.start();
+    let after_restart = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/tickets/{id}/notes"),
+            Some(&app.agent),
+            &note_key,
+            Some(json!({"body": "once"})),
+        )
+        .await;
+    assert_eq!(after_restart.status, StatusCode::OK);
+    assert_eq!(after_restart.body, note.body);
+    let refused_again = app
+        .request(Method::POST, &format!("/api/v1/tickets/{id}/close"), Some(&app.agent), &refused_key, Some(json!({})))
+        .await;
+    assert_eq!((refused_again.status, refused_again.body.clone()), (StatusCode::CONFLICT, refused.body.clone()));
+    // The same key for a different request is refused, not silently replayed.
+    let reused = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/tickets/{id}/notes"),
+            Some(&app.agent),
+            &note_key,
+            Some(json!({"body": "twice"})),
+        )
+        .await;
+    assert_eq!((reused.status, reused.code()), (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused"));
+    // Keys are per caller: another caller's same key is another request.
+    let admin_note = app
+        .request(
+            Method::POST,
+            &format!("/api/v1/tickets/{id}/notes"),
+            Some(&app.admin),
+            &note_key,
+            Some(json!({"body": "once"})),
+        )
+        .await;
+    assert_eq!(admin_note.status, StatusCode::OK);
+
+    let history = app.get(&format!("/api/v1/tickets/{id}/events"), &app.auditor).await;
+    let types: Vec<&str> =
+        history.body["events"].as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+    assert_eq!(types, vec!["Received", "NoteAdded", "NoteAdded"], "one note per request, not per retry");
+}
+
+async fn twenty_racing_commands_with_one_if_match_let_exactly_one_through(app: TestApp) {
+    let created = app.create_ticket().await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/tickets/{id}/notes");
+    let requests = (0..20).map(|_| {
+        app.request(
+            Method::POST,
+            &path,
+            Some(&app.agent),
+            &[("If-Match", "\"1\"")],
+            Some(json!({"body": "the same note"})),
+        )
+    });
+    let answers = futures::future::join_all(requests).await;
+    let succeeded = answers.iter().filter(|a| a.status == StatusCode::OK).count();
+    let precondition_failed = answers.iter().filter(|a| a.status == StatusCode::PRECONDITION_FAILED).count();
+    assert_eq!(succeeded, 1, "{:?}", answers.iter().map(|a| a.status).collect::<Vec<_>>());
+    assert_eq!(precondition_failed, 19);
+    let ticket = app.get(&format!("/api/v1/tickets/{id}"), &app.agent).await;
+    assert_eq!(ticket.version(), 2);
+}
+
+async fn racing_commands_without_if_match_never_corrupt_the_ticket(app: TestApp) {
+    let created = app.create_ticket().await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.act(&id, "acknowledge", json!({})).await.status, StatusCode::OK);
+    // Ten agents investigate at once: the first wins; the others are decided again on the
+    // new state and refused. Ten notes at once: all go in, one after another.
+    let investigations = (0..10).map(|_| {
+        app.act(
+            &id,
+            "investigate",
+            json!({"category": "bug_report", "service_area": "norma", "contact_method": "email"}),
+        )
+    });
+    let notes = (0..10).map(|i| app.act(&id, "notes", json!({"body": format!("note {i}")})));
+    let (investigations, notes) =
+        tokio::join!(futures::future::join_all(investigations), futures::future::join_all(notes));
+    assert_eq!(investigations.iter().filter(|a| a.status == StatusCode::OK).count(), 1);
+    assert!(investigations.iter().all(|a| a.status == StatusCode::OK || a.code() == "invalid_transition"));
+    assert!(
+        notes.iter().all(|a| a.status == StatusCode::OK),
+        "{:?}",
+        notes.iter().map(|a| &a.body).collect::<Vec<_>>()
+    );
+    let history = app.get(&format!("/api/v1/tickets/{id}/events"), &app.agent).await;
+    let events = history.body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 2 + 1 + 10);
+    assert_eq!(events.iter().filter(|e| e["event_type"] == "Investigated").count(), 1);
+}
+
+async fn each_role_can_do_what_it_may_and_nothing_else(app: TestApp) {
+    let created = app.create_ticket().await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/tickets/{id}");
+    let none = app.request(Method::GET, &path, None, &[], None).await;
+    assert_eq!((none.status, none.code()), (StatusCode::UNAUTHORIZED, "unauthenticated"));
+    assert_eq!(none.headers["www-authenticate"], "Bearer");
+    let wrong = app.request(Method::GET, &path, Some("tkd_not-a-real-token"), &[], None).await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    for reader in [&app.auditor, &app.quality_manager] {
+        assert_eq!(app.get(&path, reader).await.status, StatusCode::OK);
+        assert_eq!(app.get(&format!("{path}/events"), reader).await.status, StatusCode::OK);
+        let command =
+            app.request(Method::POST, &format!("{path}/notes"), Some(reader), &[], Some(json!({"body": "x"}))).await;
+        assert_eq!((command.status, command.code()), (StatusCode::FORBIDDEN, "forbidden"));
+        let intake = app.request(Method::POST, "/api/v1/tickets", Some(reader), &[], Some(json!({}))).await;
+        assert_eq!(intake.status, StatusCode::FORBIDDEN);
+    }
+    let by_admin = app
+        .request(Method::POST, &format!("{path}/notes"), Some(&app.admin), &[], Some(json!({"body": "admin note"})))
+        .await;
+    assert_eq!(by_admin.status, StatusCode::OK);
+    let history = app.get(&format!("{path}/events"), &app.auditor).await;
+    let last = history.body["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["actor"], json!({"kind": "staff", "name": "root-admin", "role": "admin"}));
+    let ticket = app.get(&path, &app.agent).await;
+    assert_eq!(ticket.version(), 2, "the refused commands wrote nothing");
+    // Health needs no token.
+    assert_eq!(app.request(Method::GET, "/healthz", None, &[], None).await.status, StatusCode::OK);
+    assert_eq!(app.request(Method::GET, "/readyz", None, &[], None).await.status, StatusCode::OK);
+}
+
+async fn bad_input_gets_a_clear_error_and_writes_nothing(app: TestApp) {
+    let created = app.create_ticket().await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let url = format!("{}/api/v1/tickets/{id}/notes", app.base);
+    let send = |body: &'static str, content_type: &'static str| {
+        app.client.post(&url).bearer_auth(&app.agent).header("content-type", content_type).body(body).send()
+    };
+    let cases: [(&str, &str, StatusCode, &str); 6] = [
+        ("{\"body\": ", "application/json", StatusCode::BAD_REQUEST, "malformed_json"),
+        ("{\"body\": \"x\", \"extra\": 1}", "application/json", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        ("{}", "application/json", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        ("{\"body\": 42}", "application/json", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        ("{\"body\": \"   \"}", "application/json", StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        ("body=x", "application/x-www-form-urlencoded", StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+    ];
+    for (body, content_type, status, code) in cases {
+        let response = send(body, content_type).await.unwrap();
+        assert_eq!(response.status(), status, "{body}");
+        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        let problem: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(problem["code"], code, "{body}: {problem}");
+    }
+    let huge = "x".repeat(300 * 1024);
+    let response = app
+        .client
+        .post(&url)
+        .bearer_auth(&app.agent)
+        .header("content-type", "application/json")
+        .body(format!("{{\"body\": \"{huge}\"}}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let wrong_enum = app.act(&id, "acknowledge", json!({})).await;
+    assert_eq!(wrong_enum.status, StatusCode::OK);
+    let wrong_enum = app
+        .act(&id, "investigate", json!({"category": "moaning", "service_area": "norma", "contact_method": "phone"}))
+        .await;
+    assert_eq!((wrong_enum.status, wrong_enum.code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
+    let bad_email = app
+        .request(
+            Method::POST,
+            "/api/v1/tickets",
+            Some(&app.agent),
+            &[],
+            Some(json!({"channel": "phone", "reporter": {"name": "", "email": "not-an-address"}, "subject": "s", "message": "m"})),
+        )
+        .await;
+    assert_eq!(bad_email.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> =
+        bad_email.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, vec!["reporter.name", "reporter.email"], "every bad field at once");
+    let unknown = app.get("/api/v1/tickets/01a20000-0000-7000-8000-000000000000", &app.agent).await;
+    assert_eq!((unknown.status, unknown.code()), (StatusCode::NOT_FOUND, "not_found"));
+    let unknown = app.act("01a20000-0000-7000-8000-000000000000", "close", json!({})).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let no_route = app.get("/api/v1/nothing-here", &app.agent).await;
+    assert_eq!(no_route.status, StatusCode::NOT_FOUND);
+    let ticket = app.get(&format!("/api/v1/tickets/{id}"), &app.agent).await;
+    assert_eq!(ticket.version(), 2, "only the acknowledgement was written");
+}
+
+#[tokio::test]
+async fn the_served_openapi_document_is_the_checked_in_one() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let served =
+        app.client.get(format!("{}/api/v1/openapi.json", app.base)).send().await.unwrap().text().await.unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/openapi.json");
+    if std::env::var_os("BLESS_OPENAPI").is_some() {
+        std::fs::write(&path, &served).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        served == checked_in,
+        "schemas/openapi.json differs from the served document: review the API change and run \
+         `BLESS_OPENAPI=1 cargo test -p ticketd --test api the_served_openapi` to update it"
+    );
+    let document: serde_json::Value = serde_json::from_str(&served).unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
+    for action in [
+        "acknowledge",
+        "investigate",
+        "escalate",
+        "escalation-answer",
+        "resolve",
+        "close",
+        "reopen",
+        "assign",
+        "reclassify",
+        "out-of-scope",
+        "notes",
+        "replies",
+        "survey-answer",
+    ] {
+        let operation = &document["paths"][format!("/api/v1/tickets/{{id}}/{action}")]["post"];
+        for status in ["200", "400", "401", "403", "404", "409", "412", "413", "415", "422"] {
+            assert!(operation["responses"][status].is_object(), "{action} does not document {status}");
+        }
+    }
+}
