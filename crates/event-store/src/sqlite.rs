@@ -44,9 +44,14 @@ const READ_MMAP_BYTES: u64 = 1 << 30;
 /// The read connections' row channel, in rows.
 const READ_ROW_BUFFER: usize = 1_024;
 
+/// Sequence values reserved per durable write.
+const SEQUENCE_BLOCK: u64 = 32;
+
 pub struct SqliteStore {
     inner: Arc<Inner>,
     batcher: Batcher,
+    /// Per sequence: (last value handed out, last value reserved).
+    sequence_blocks: tokio::sync::Mutex<std::collections::HashMap<&'static str, (u64, u64)>>,
 }
 
 struct Inner {
@@ -95,7 +100,7 @@ impl SqliteStore {
         let inner = Arc::new(Inner { writer, reader, appended: watch::Sender::new(0) });
         // One worker: SQLite has one writer connection anyway.
         let batcher = Batcher::start(inner.clone(), 1);
-        Ok(Self { inner, batcher })
+        Ok(Self { inner, batcher, sequence_blocks: Default::default() })
     }
 
     /// The pool that writes: for read models kept in the same file (one writer at a time).
@@ -275,15 +280,24 @@ impl EventStore for SqliteStore {
     }
 
     async fn next_sequence_value(&self, sequence: Sequence) -> Result<u64, StoreError> {
-        let value: i64 = sqlx::query_scalar(
-            "INSERT INTO sequences (name, value) VALUES (?1, 1) \
-             ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
-        )
-        .bind(sequence.name())
-        .fetch_one(&self.inner.writer)
-        .await
-        .map_err(StoreError::from_sqlx)?;
-        Ok(value as u64)
+        // Values are reserved a block at a time: one durable write (an fsync) per block, not
+        // per ticket. Unique across processes; increasing within one; a crash leaves a gap.
+        let mut blocks = self.sequence_blocks.lock().await;
+        let block = blocks.entry(sequence.name()).or_insert((0, 0));
+        if block.0 >= block.1 {
+            let end: i64 = sqlx::query_scalar(
+                "INSERT INTO sequences (name, value) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET value = value + ?2 RETURNING value",
+            )
+            .bind(sequence.name())
+            .bind(SEQUENCE_BLOCK as i64)
+            .fetch_one(&self.inner.writer)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+            *block = (end as u64 - SEQUENCE_BLOCK, end as u64);
+        }
+        block.0 += 1;
+        Ok(block.0)
     }
 
     fn appended(&self) -> watch::Receiver<u64> {

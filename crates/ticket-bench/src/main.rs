@@ -10,6 +10,9 @@
 //!   command reads its stream from the database first).
 //! - `read_all`: every event in global order, in pages of 1,000.
 //! - `load_ticket_50`: loading (reading and folding) tickets of 50 events, one at a time.
+//! - with `--http`: `http_lifecycle`, the same lifecycle over the HTTP API of a real `ticketd
+//!   serve` process (the release binary beside this one) at `--http-connections` connections,
+//!   beside `lifecycle` through the store alone at the same concurrency, in the same run.
 //!
 //! Each measurement prints a table row and one JSON object on its own line.
 
@@ -34,7 +37,7 @@ enum Backend {
     Postgres,
 }
 
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(about = "Benchmarks the event store and the command path against the raw database")]
 struct Args {
     /// Which backends to measure.
@@ -58,6 +61,15 @@ struct Args {
     /// Events per page when reading everything in global order.
     #[arg(long, default_value_t = 1_000)]
     read_page: usize,
+    /// Also run the lifecycle over HTTP against a `ticketd serve` process.
+    #[arg(long)]
+    http: bool,
+    /// Concurrent HTTP connections (and store-only writers to compare with).
+    #[arg(long, default_value_t = 32)]
+    http_connections: usize,
+    /// Tickets in the HTTP lifecycle workload.
+    #[arg(long, default_value_t = 4_000)]
+    http_tickets: usize,
     /// Folder for the SQLite file (a temporary folder by default).
     #[arg(long)]
     sqlite_dir: Option<PathBuf>,
@@ -206,6 +218,14 @@ async fn bench_sqlite(args: &Args) -> anyhow::Result<()> {
     lifecycle("sqlite", args, uncached.clone(), false, raw_rate).await?.print();
     read_all("sqlite", uncached.clone(), args.read_page).await?.print();
     load_long_tickets("sqlite", args, uncached).await?.print();
+    if args.http {
+        let store_only: SharedStore = Arc::new(open("events-store-32.db").await?);
+        let store_args = Args { tickets: args.http_tickets, writers: args.http_connections, ..args.clone() };
+        let store_only = lifecycle("sqlite", &store_args, store_only, true, raw_rate).await?;
+        store_only.print();
+        let url = format!("sqlite:{}", dir.join("events-http.db").display());
+        http_lifecycle("sqlite", args, &url, store_only.ops_per_s()).await?.print();
+    }
     Ok(())
 }
 
@@ -262,12 +282,25 @@ async fn bench_postgres(args: &Args) -> anyhow::Result<()> {
         lifecycle("postgres", args, uncached.clone(), false, raw_rate).await?.print();
         read_all("postgres", uncached.clone(), args.read_page).await?.print();
         load_long_tickets("postgres", args, uncached).await?.print();
+        if args.http {
+            let store_only: SharedStore = Arc::new(connect("store32").await?);
+            let store_args = Args { tickets: args.http_tickets, writers: args.http_connections, ..args.clone() };
+            let store_only = lifecycle("postgres", &store_args, store_only, true, raw_rate).await?;
+            store_only.print();
+            // The server keeps its tables in a schema of its own.
+            let http_schema = format!("{schema}_http");
+            let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&args.postgres_url).await?;
+            sqlx::query(&format!("CREATE SCHEMA {http_schema}")).execute(&mut connection).await?;
+            let separator = if args.postgres_url.contains('?') { '&' } else { '?' };
+            let url = format!("{}{separator}options=-c%20search_path%3D{http_schema}", args.postgres_url);
+            http_lifecycle("postgres", args, &url, store_only.ops_per_s()).await?.print();
+        }
         anyhow::Ok(())
     }
     .await;
     // Leave the database as we found it.
     if let Ok(mut connection) = <sqlx::PgConnection as sqlx::Connection>::connect(&args.postgres_url).await {
-        for name in ["raw", "cached", "uncached"] {
+        for name in ["raw", "cached", "uncached", "store32", "http"] {
             let _ =
                 sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema}_{name} CASCADE")).execute(&mut connection).await;
         }
@@ -481,4 +514,142 @@ async fn load_long_tickets(backend: &'static str, args: &Args, store: SharedStor
         raw_ops_per_s: None,
         extra: json!({ "events_per_ticket": EVENTS_PER_TICKET }),
     })
+}
+
+/// The `ticketd` binary beside this one (build it with `cargo build --release -p ticketd`).
+fn ticketd_binary() -> anyhow::Result<PathBuf> {
+    let path = std::env::current_exe()?.with_file_name("ticketd");
+    anyhow::ensure!(path.exists(), "{} is missing: run `cargo build --release -p ticketd` first", path.display());
+    Ok(path)
+}
+
+/// The lifecycle over HTTP: a real `ticketd serve`, `http_connections` concurrent clients.
+async fn http_lifecycle(
+    backend: &'static str,
+    args: &Args,
+    database_url: &str,
+    store_only_rate: f64,
+) -> anyhow::Result<Measurement> {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let binary = ticketd_binary()?;
+    let token = Command::new(&binary)
+        .args(["token", "create", "--role", "agent", "--name", "bench"])
+        .env("TICKETD_DATABASE_URL", database_url)
+        .output()?;
+    anyhow::ensure!(token.status.success(), "token create failed: {}", String::from_utf8_lossy(&token.stderr));
+    let token = String::from_utf8(token.stdout)?.trim().to_owned();
+    let mut server = Command::new(&binary)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("TICKETD_DATABASE_URL", database_url)
+        .env("TICKETD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().context("server stdout")?).read_line(&mut line)?;
+    let base = line.trim().strip_prefix("listening on ").context("the server's address")?.to_owned();
+    let client = reqwest::Client::builder().pool_max_idle_per_host(args.http_connections).build()?;
+    let client_cpu_before = cpu_seconds("self");
+    let server_cpu_before = cpu_seconds(&server.id().to_string());
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for connection in 0..args.http_connections {
+        let (client, base, token) = (client.clone(), base.clone(), token.clone());
+        let tickets = (connection..args.http_tickets).step_by(args.http_connections).count();
+        tasks.push(tokio::spawn(async move {
+            let mut latency = histogram();
+            let mut timed = |start: Instant| {
+                latency.record(start.elapsed().as_micros() as u64).ok();
+            };
+            for _ in 0..tickets {
+                let start = Instant::now();
+                let created: serde_json::Value = client
+                    .post(format!("{base}/api/v1/tickets"))
+                    .bearer_auth(&token)
+                    .json(&json!({"channel": "phone", "reporter": {"name": "Kovács Anna", "email": "kovacs.anna@example.hu"},
+                                  "subject": "Nem tudok belépni a Normába", "message": "Tegnap óta hibát kapok belépéskor."}))
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
+                timed(start);
+                let id = created["id"].as_str().context("a ticket id")?.to_owned();
+                let steps = [
+                    ("acknowledge", json!({})),
+                    ("investigate", json!({"category": "complaint", "service_area": "norma", "contact_method": "phone"})),
+                    ("resolve", json!({"resolution": "Javítottuk.", "root_cause": "session-expiry-bug", "within_own_authority": true})),
+                    ("close", json!({})),
+                ];
+                for (action, body) in steps {
+                    let start = Instant::now();
+                    client
+                        .post(format!("{base}/api/v1/tickets/{id}/{action}"))
+                        .bearer_auth(&token)
+                        .json(&body)
+                        .send()
+                        .await?
+                        .error_for_status()?
+                        .bytes()
+                        .await?;
+                    timed(start);
+                }
+            }
+            anyhow::Ok(latency)
+        }));
+    }
+    let mut latency = histogram();
+    let mut failure = None;
+    for task in tasks {
+        match task.await? {
+            Ok(h) => latency.add(h)?,
+            Err(error) => failure = Some(error),
+        }
+    }
+    let elapsed = started.elapsed();
+    let client_cpu = cpu_seconds("self") - client_cpu_before;
+    let server_cpu = cpu_seconds(&server.id().to_string()) - server_cpu_before;
+    let server_peak_rss_mb = std::fs::read_to_string(format!("/proc/{}/status", server.id()))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .map(|v| v.trim().trim_end_matches("kB").trim().to_owned())
+        })
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0);
+    let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
+    let _ = server.wait();
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    Ok(Measurement {
+        backend,
+        workload: "http_lifecycle",
+        writers: args.http_connections,
+        operations: args.http_tickets * 5,
+        elapsed,
+        latency_us: Some(latency),
+        peak_rss_mb: server_peak_rss_mb,
+        raw_ops_per_s: None,
+        extra: json!({
+            "store_only_ops_per_s": store_only_rate.round(),
+            "ratio_to_store_only": ((args.http_tickets * 5) as f64 / elapsed.as_secs_f64() / store_only_rate * 1000.0).round() / 1000.0,
+            "peak_rss_is": "server",
+            "server_cpu_ms_per_op": (server_cpu * 1000.0 / (args.http_tickets * 5) as f64 * 1000.0).round() / 1000.0,
+            "client_cpu_ms_per_op": (client_cpu * 1000.0 / (args.http_tickets * 5) as f64 * 1000.0).round() / 1000.0,
+        }),
+    })
+}
+
+/// CPU time (user + system) a process has used, in seconds; `who` is a pid or "self".
+fn cpu_seconds(who: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{who}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    (ticks(11) + ticks(12)) / 100.0
 }

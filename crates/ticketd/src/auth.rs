@@ -166,3 +166,39 @@ pub async fn authenticate(database: &Database, token: &str) -> Result<Option<Cal
     .map_err(database_error)?;
     Ok(row.and_then(|(name, role)| parse_role(&role).map(|role| Caller { name, role })))
 }
+
+/// Recently checked tokens, so a request does not read the database to know its caller. A
+/// revoked token stops working within `TOKEN_CACHE_TTL`.
+pub struct TokenCache {
+    /// A std mutex: held for a lookup or an insert, never across an await.
+    entries: std::sync::Mutex<std::collections::HashMap<String, (Caller, std::time::Instant)>>,
+}
+
+pub const TOKEN_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+const TOKEN_CACHE_ENTRIES_MAX: usize = 10_000;
+
+impl Default for TokenCache {
+    fn default() -> Self {
+        Self { entries: std::sync::Mutex::new(std::collections::HashMap::new()) }
+    }
+}
+
+impl TokenCache {
+    pub fn get(&self, token: &str) -> Option<Caller> {
+        let entries = self.entries.lock().expect("token cache lock");
+        let (caller, checked) = entries.get(&hash(token))?;
+        (checked.elapsed() < TOKEN_CACHE_TTL).then(|| caller.clone())
+    }
+
+    pub fn put(&self, token: &str, caller: Caller) {
+        let mut entries = self.entries.lock().expect("token cache lock");
+        if entries.len() >= TOKEN_CACHE_ENTRIES_MAX {
+            entries.retain(|_, (_, checked)| checked.elapsed() < TOKEN_CACHE_TTL);
+            if entries.len() >= TOKEN_CACHE_ENTRIES_MAX {
+                entries.clear();
+            }
+        }
+        // Keyed by the hash: the cache never holds a usable token.
+        entries.insert(hash(token), (caller, std::time::Instant::now()));
+    }
+}

@@ -29,6 +29,7 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         service,
         database: opened.database.clone(),
         projections: Arc::new(vec![("ticket_index", index_status)]),
+        tokens: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -38,6 +39,11 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
     // Tests and scripts read the address from here (it matters with port 0).
     println!("listening on http://{address}");
     let signal = shutdown.clone();
+    // Answers are small and complete: send them at once rather than wait to coalesce (Nagle).
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, http::app(state))
         .with_graceful_shutdown(async move {
             wait_for_signal().await;

@@ -81,8 +81,14 @@ impl FromRequestParts<AppState> for Caller {
         let Some(token) = header.strip_prefix("Bearer ").map(str::trim) else {
             return Err(ApiError::unauthenticated());
         };
+        if let Some(caller) = state.tokens.get(token) {
+            return Ok(caller);
+        }
         match auth::authenticate(&state.database, token).await {
-            Ok(Some(caller)) => Ok(caller),
+            Ok(Some(caller)) => {
+                state.tokens.put(token, caller.clone());
+                Ok(caller)
+            }
             Ok(None) => Err(ApiError::unauthenticated()),
             Err(error) => Err(ApiError::from(ticket_app::AppError::Store(error))),
         }

@@ -35,6 +35,7 @@ pub struct AppState {
     pub service: Arc<TicketService>,
     pub database: Database,
     pub projections: Arc<Vec<(&'static str, ticket_projections::SharedStatus)>>,
+    pub tokens: Arc<crate::auth::TokenCache>,
 }
 
 /// The whole HTTP application, without a socket (tests drive it directly too).
