@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use ticket_app::{ServiceOptions, SystemClock, TicketRecord, TicketService};
-use ticket_domain::vocabulary::TicketId;
+use ticket_domain::vocabulary::{TicketId, TicketNumber};
 
 /// The default store: an SQLite file under ./data, created on first use.
 pub const DATABASE_URL_DEFAULT: &str = "sqlite:data/tickets.db";
@@ -48,7 +48,7 @@ enum Command {
     },
     /// Prints a ticket's full history: who did what, when.
     Replay {
-        /// The ticket's id (a UUID).
+        /// The ticket's id (a UUID) or its number.
         ticket: String,
         /// Print one JSON object per event instead of a timeline.
         #[arg(long)]
@@ -139,10 +139,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
         Command::Replay { ticket, json } => {
-            let id = uuid::Uuid::parse_str(ticket.trim_start_matches(TicketId::STREAM_PREFIX))
-                .with_context(|| format!("'{ticket}' is not a ticket id"))?;
+            let ticket_id = match ticket.parse::<u64>().ok().and_then(|n| TicketNumber::new(n).ok()) {
+                Some(number) => ticket_projections::ticket_by_number(&opened.database, number)
+                    .await?
+                    .with_context(|| format!("no ticket has the number {number}"))?,
+                None => TicketId::from_uuid(
+                    uuid::Uuid::parse_str(ticket.trim_start_matches(TicketId::STREAM_PREFIX))
+                        .with_context(|| format!("'{ticket}' is neither a ticket id nor a ticket number"))?,
+                ),
+            };
             let service = TicketService::new(store, Arc::new(SystemClock), ServiceOptions::default());
-            let history = service.history(TicketId::from_uuid(id)).await?;
+            let history = service.history(ticket_id).await?;
             for record in &history {
                 if json {
                     println!("{}", record_json(record));
