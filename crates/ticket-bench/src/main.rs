@@ -12,7 +12,8 @@
 //! - `load_ticket_50`: loading (reading and folding) tickets of 50 events, one at a time.
 //! - with `--http`: `http_lifecycle`, the same lifecycle over the HTTP API of a real `ticketd
 //!   serve` process (the release binary beside this one) at `--http-connections` connections,
-//!   beside `lifecycle` through the store alone at the same concurrency, in the same run.
+//!   compared with the foundation `lifecycle` (store only, `--writers`) and with `lifecycle`
+//!   through the store alone at the same concurrency, in the same run.
 //!
 //! Each measurement prints a table row and one JSON object on its own line.
 
@@ -213,7 +214,8 @@ async fn bench_sqlite(args: &Args) -> anyhow::Result<()> {
     let raw_rate = raw.ops_per_s();
 
     let cached: SharedStore = Arc::new(open("events-cached.db").await?);
-    lifecycle("sqlite", args, cached.clone(), true, raw_rate).await?.print();
+    let foundation = lifecycle("sqlite", args, cached.clone(), true, raw_rate).await?;
+    foundation.print();
     let uncached: SharedStore = Arc::new(open("events.db").await?);
     lifecycle("sqlite", args, uncached.clone(), false, raw_rate).await?.print();
     read_all("sqlite", uncached.clone(), args.read_page).await?.print();
@@ -224,7 +226,7 @@ async fn bench_sqlite(args: &Args) -> anyhow::Result<()> {
         let store_only = lifecycle("sqlite", &store_args, store_only, true, raw_rate).await?;
         store_only.print();
         let url = format!("sqlite:{}", dir.join("events-http.db").display());
-        http_lifecycle("sqlite", args, &url, store_only.ops_per_s()).await?.print();
+        http_lifecycle("sqlite", args, &url, store_only.ops_per_s(), foundation.ops_per_s()).await?.print();
     }
     Ok(())
 }
@@ -277,7 +279,8 @@ async fn bench_postgres(args: &Args) -> anyhow::Result<()> {
         raw.print();
         let raw_rate = raw.ops_per_s();
         let cached: SharedStore = Arc::new(connect("cached").await?);
-        lifecycle("postgres", args, cached, true, raw_rate).await?.print();
+        let foundation = lifecycle("postgres", args, cached, true, raw_rate).await?;
+        foundation.print();
         let uncached: SharedStore = Arc::new(connect("uncached").await?);
         lifecycle("postgres", args, uncached.clone(), false, raw_rate).await?.print();
         read_all("postgres", uncached.clone(), args.read_page).await?.print();
@@ -293,7 +296,7 @@ async fn bench_postgres(args: &Args) -> anyhow::Result<()> {
             sqlx::query(&format!("CREATE SCHEMA {http_schema}")).execute(&mut connection).await?;
             let separator = if args.postgres_url.contains('?') { '&' } else { '?' };
             let url = format!("{}{separator}options=-c%20search_path%3D{http_schema}", args.postgres_url);
-            http_lifecycle("postgres", args, &url, store_only.ops_per_s()).await?.print();
+            http_lifecycle("postgres", args, &url, store_only.ops_per_s(), foundation.ops_per_s()).await?.print();
         }
         anyhow::Ok(())
     }
@@ -636,6 +639,8 @@ async fn http_lifecycle(
         raw_ops_per_s: None,
         extra: json!({
             "store_only_ops_per_s": store_only_rate.round(),
+            "foundation_lifecycle_ops_per_s": foundation_rate.round(),
+            "ratio_to_foundation_lifecycle": ((args.http_tickets * 5) as f64 / elapsed.as_secs_f64() / foundation_rate * 1000.0).round() / 1000.0,
             "ratio_to_store_only": ((args.http_tickets * 5) as f64 / elapsed.as_secs_f64() / store_only_rate * 1000.0).round() / 1000.0,
             "peak_rss_is": "server",
             "server_cpu_ms_per_op": (server_cpu * 1000.0 / (args.http_tickets * 5) as f64 * 1000.0).round() / 1000.0,
