@@ -527,11 +527,14 @@ fn ticketd_binary() -> anyhow::Result<PathBuf> {
 }
 
 /// The lifecycle over HTTP: a real `ticketd serve`, `http_connections` concurrent clients.
+/// `store_only_rate`: the store-only lifecycle at the same concurrency; `foundation_rate`: the
+/// foundation benchmark's store-only lifecycle (`--writers`), both from this run.
 async fn http_lifecycle(
     backend: &'static str,
     args: &Args,
     database_url: &str,
     store_only_rate: f64,
+    foundation_rate: f64,
 ) -> anyhow::Result<Measurement> {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
