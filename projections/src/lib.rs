@@ -7,6 +7,10 @@
 //!
 //! Read models live in the same database as the events. Projections so far:
 //! - `ticket_index`: human ticket number → ticket id.
+//! - [`ticket_view`]: every ticket as it stands; [`queues`] reads it.
+
+pub mod queues;
+pub mod ticket_view;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -40,7 +40,134 @@ on_both_backends!(
     racing_commands_without_if_match_never_corrupt_the_ticket,
     each_role_can_do_what_it_may_and_nothing_else,
     bad_input_gets_a_clear_error_and_writes_nothing,
+    the_ticket_as_it_stood_at_any_past_instant,
+    queues_follow_the_workflow_and_survive_a_restart,
 );
+
+/// Polls a queue until `done` holds for its items (read models follow the log within moments).
+async fn queue_until(app: &TestApp, path: &str, done: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+    let mut items = Vec::new();
+    for _ in 0..300 {
+        let page = app.get(path, &app.agent).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+        items = page.body["items"].as_array().unwrap().clone();
+        if done(&items) {
+            return items;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{path} never got there: {items:?}");
+}
+
+fn numbers(items: &[serde_json::Value]) -> Vec<u64> {
+    items.iter().map(|i| i["number"].as_u64().unwrap()).collect()
+}
+
+async fn queues_follow_the_workflow_and_survive_a_restart(mut app: TestApp) {
+    let mut tickets = Vec::new();
+    for _ in 0..5 {
+        let created = app.create_ticket().await;
+        tickets.push((created.body["id"].as_str().unwrap().to_owned(), created.body["number"].as_u64().unwrap()));
+    }
+    let investigate =
+        |category: &str| json!({"category": category, "service_area": "norma", "contact_method": "phone"});
+    let (t2, t3, t4, t5) = (&tickets[1].0, &tickets[2].0, &tickets[3].0, &tickets[4].0);
+    for id in [t2, t3, t4] {
+        assert_eq!(app.act(id, "acknowledge", json!({})).await.status, StatusCode::OK);
+    }
+    assert_eq!(app.act(t3, "assign", json!({"assignee": "kata"})).await.status, StatusCode::OK);
+    assert_eq!(app.act(t3, "investigate", investigate("complaint")).await.status, StatusCode::OK);
+    assert_eq!(app.act(t4, "investigate", investigate("bug_report")).await.status, StatusCode::OK);
+    assert_eq!(
+        app.act(t4, "escalate", json!({"division": "legal", "reason": "contract question"})).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(app.act(t5, "out-of-scope", json!({"reason": "general operation"})).await.status, StatusCode::OK);
+    let n = |i: usize| tickets[i].1;
+
+    let all_open = queue_until(&app, "/api/v1/queues/all-open", |items| {
+        items.len() == 4 && items.iter().any(|i| i["status"] == "escalated")
+    })
+    .await;
+    assert_eq!(numbers(&all_open), vec![n(0), n(1), n(2), n(3)], "oldest first, the closed one left out");
+    assert!(all_open.iter().all(|i| i["age_seconds"].as_i64().unwrap() >= 0 && i["subject"].is_string()));
+    assert_eq!(numbers(&queue_until(&app, "/api/v1/queues/new", |i| i.len() == 1).await), vec![n(0)]);
+    assert_eq!(numbers(&queue_until(&app, "/api/v1/queues/awaiting-contact", |i| i.len() == 1).await), vec![n(1)]);
+    assert_eq!(numbers(&queue_until(&app, "/api/v1/queues/investigating", |i| i.len() == 1).await), vec![n(2)]);
+    assert_eq!(numbers(&queue_until(&app, "/api/v1/queues/mine", |i| i.len() == 1).await), vec![n(2)]);
+    assert_eq!(
+        numbers(&queue_until(&app, "/api/v1/queues/escalated?division=legal", |i| i.len() == 1).await),
+        vec![n(3)]
+    );
+    let filtered = app.get("/api/v1/queues/escalated?division=it-operations", &app.agent).await;
+    assert_eq!(filtered.body["items"], json!([]));
+    let complaints = app.get("/api/v1/queues/all-open?category=complaint", &app.agent).await;
+    assert_eq!(numbers(complaints.body["items"].as_array().unwrap()), vec![n(2)]);
+    let page = app.get("/api/v1/queues/all-open?limit=2", &app.agent).await;
+    assert_eq!(
+        (numbers(page.body["items"].as_array().unwrap()), page.body["next_offset"].as_u64()),
+        (vec![n(0), n(1)], Some(2))
+    );
+    let next = app.get("/api/v1/queues/all-open?limit=2&offset=2", &app.agent).await;
+    assert_eq!(numbers(next.body["items"].as_array().unwrap()), vec![n(2), n(3)]);
+    // Every role that reads may see the queues.
+    assert_eq!(app.get("/api/v1/queues/all-open", &app.quality_manager).await.status, StatusCode::OK);
+    for bad in [
+        "/api/v1/queues/all-open?limit=0",
+        "/api/v1/queues/all-open?category=moaning",
+        "/api/v1/queues/all-open?colour=red",
+    ] {
+        let answer = app.get(bad, &app.agent).await;
+        assert_eq!((answer.status, answer.code()), (StatusCode::BAD_REQUEST, "invalid_query"), "{bad}");
+    }
+    assert_eq!(app.get("/api/v1/queues/someday", &app.agent).await.status, StatusCode::NOT_FOUND);
+
+    // After a restart the projections go on from their checkpoints: nothing applied twice
+    // (the number index would refuse a duplicate and report it), nothing skipped.
+    app.stop();
+    app.start();
+    let created = app.create_ticket().await;
+    let newest = created.body["number"].as_u64().unwrap();
+    assert_eq!(app.act(t2, "investigate", investigate("user_support")).await.status, StatusCode::OK);
+    let all_open = queue_until(&app, "/api/v1/queues/all-open", |items| items.len() == 5).await;
+    assert_eq!(numbers(&all_open), vec![n(0), n(1), n(2), n(3), newest]);
+    queue_until(&app, "/api/v1/queues/investigating", |items| items.len() == 2).await;
+    let ready = app.request(Method::GET, "/readyz", None, &[], None).await;
+    assert_eq!(ready.status, StatusCode::OK, "{}", ready.body);
+    for projection in ready.body["projections"].as_array().unwrap() {
+        assert_eq!(projection["failed"], serde_json::Value::Null, "{projection}");
+    }
+}
+
+async fn the_ticket_as_it_stood_at_any_past_instant(app: TestApp) {
+    let created = app.create_ticket().await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.act(&id, "acknowledge", json!({})).await.status, StatusCode::OK);
+    let investigate = json!({"category": "complaint", "service_area": "norma", "contact_method": "phone"});
+    assert_eq!(app.act(&id, "investigate", investigate).await.status, StatusCode::OK);
+    let history = app.get(&format!("/api/v1/tickets/{id}/events"), &app.auditor).await;
+    let recorded: Vec<String> = history.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["recorded_at"].as_str().unwrap().to_owned())
+        .collect();
+    let at = |instant: &str| {
+        let path = format!("/api/v1/tickets/{id}?as_of={}", instant.replace('+', "%2B"));
+        let app = &app;
+        async move { app.get(&path, &app.auditor).await }
+    };
+    let then = at(&recorded[1]).await;
+    assert_eq!(then.status, StatusCode::OK, "{}", then.body);
+    assert_eq!((then.version(), then.body["status"].as_str()), (2, Some("acknowledged")));
+    assert_eq!(then.body["category"], serde_json::Value::Null);
+    let now = at(&recorded[2]).await;
+    assert_eq!((now.version(), now.body["status"].as_str()), (3, Some("investigating")));
+    let before = at("2000-01-01T00:00:00Z").await;
+    assert_eq!((before.status, before.code()), (StatusCode::NOT_FOUND, "not_found"));
+    let bad = at("yesterday").await;
+    assert_eq!((bad.status, bad.code()), (StatusCode::BAD_REQUEST, "invalid_query"));
+}
 
 async fn a_ticket_goes_through_its_whole_life(app: TestApp) {
     let created = app.create_ticket().await;

@@ -195,3 +195,49 @@ pub(crate) fn micros_to_time(micros: i64, position: i64) -> Result<DateTime<Utc>
 pub(crate) fn raw_json(text: String, _position: i64) -> Result<Json, crate::StoreError> {
     Ok(Json(text))
 }
+
+/// One event of a page read as one JSON document (both backends read the global order so:
+/// one row per page, not per event). Fields: position, stream, version, event id, type, schema
+/// version, occurred-at and recorded-at (µs), actor, correlation id, causation id, payload.
+#[derive(serde::Deserialize)]
+pub(crate) struct PageRow<'a>(
+    i64,
+    String,
+    i64,
+    &'a str,
+    String,
+    i64,
+    i64,
+    i64,
+    &'a serde_json::value::RawValue,
+    &'a str,
+    Option<&'a str>,
+    &'a serde_json::value::RawValue,
+);
+
+impl PageRow<'_> {
+    pub(crate) fn into_recorded(self) -> Result<RecordedEvent, crate::StoreError> {
+        let position = self.0;
+        let corrupt = |reason: String| crate::StoreError::Corrupt { position, reason };
+        let uuid = |hex: &str| uuid::Uuid::try_parse(hex).map_err(|e| corrupt(format!("uuid {hex}: {e}")));
+        Ok(RecordedEvent {
+            position: GlobalPosition(position),
+            stream_id: StreamId::parse(&self.1).map_err(corrupt)?,
+            version: self.2 as u64,
+            event_id: uuid(self.3)?,
+            event_type: self.4,
+            schema_version: self.5 as u32,
+            occurred_at: micros_to_time(self.6, position)?,
+            recorded_at: micros_to_time(self.7, position)?,
+            metadata: EventMetadata {
+                actor: raw_json(self.8.get().to_owned(), position)?,
+                correlation_id: uuid(self.9)?,
+                causation_id: match self.10 {
+                    Some(hex) if !hex.is_empty() => Some(uuid(hex)?),
+                    _ => None,
+                },
+            },
+            payload: raw_json(self.11.get().to_owned(), position)?,
+        })
+    }
+}

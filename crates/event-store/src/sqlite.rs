@@ -210,50 +210,6 @@ const READ_ALL_AS_JSON_SQL: &str = "\
                                        hex(causation_id), json(payload)) ORDER BY position) \
     FROM (SELECT * FROM events WHERE position > ?1 ORDER BY position LIMIT ?2)";
 
-/// One event of a JSON page, borrowed from the page's text.
-#[derive(serde::Deserialize)]
-struct PageRow<'a>(
-    i64,
-    String,
-    i64,
-    &'a str,
-    String,
-    i64,
-    i64,
-    i64,
-    &'a serde_json::value::RawValue,
-    &'a str,
-    Option<&'a str>,
-    &'a serde_json::value::RawValue,
-);
-
-impl PageRow<'_> {
-    fn into_recorded(self) -> Result<RecordedEvent, StoreError> {
-        let position = self.0;
-        let corrupt = |reason: String| StoreError::Corrupt { position, reason };
-        let uuid = |hex: &str| Uuid::try_parse(hex).map_err(|e| corrupt(format!("uuid {hex}: {e}")));
-        Ok(RecordedEvent {
-            position: GlobalPosition(position),
-            stream_id: StreamId::parse(&self.1).map_err(corrupt)?,
-            version: self.2 as u64,
-            event_id: uuid(self.3)?,
-            event_type: self.4,
-            schema_version: self.5 as u32,
-            occurred_at: micros_to_time(self.6, position)?,
-            recorded_at: micros_to_time(self.7, position)?,
-            metadata: EventMetadata {
-                actor: raw_json(self.8.get().to_owned(), position)?,
-                correlation_id: uuid(self.9)?,
-                causation_id: match self.10 {
-                    Some(hex) if !hex.is_empty() => Some(uuid(hex)?),
-                    _ => None,
-                },
-            },
-            payload: raw_json(self.11.get().to_owned(), position)?,
-        })
-    }
-}
-
 fn recorded_event(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
     let position: i64 = row.try_get(0).map_err(StoreError::from_sqlx)?;
     let corrupt = |e: sqlx::Error| StoreError::Corrupt { position, reason: e.to_string() };
@@ -321,9 +277,9 @@ impl EventStore for SqliteStore {
             .await
             .map_err(StoreError::from_sqlx)?;
         let Some(page) = page else { return Ok(Vec::new()) };
-        let rows: Vec<PageRow<'_>> = serde_json::from_str(&page)
+        let rows: Vec<crate::envelope::PageRow<'_>> = serde_json::from_str(&page)
             .map_err(|e| StoreError::Corrupt { position: after.0, reason: format!("reading a page: {e}") })?;
-        rows.into_iter().map(PageRow::into_recorded).collect()
+        rows.into_iter().map(crate::envelope::PageRow::into_recorded).collect()
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<u64, StoreError> {

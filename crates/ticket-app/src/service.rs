@@ -2,7 +2,7 @@
 
 use std::num::NonZeroUsize;
 
-use chrono::SubsecRound;
+use chrono::{DateTime, SubsecRound, Utc};
 use std::sync::{Arc, Mutex};
 
 use event_store::{ExpectedVersion, READ_EVENTS_MAX, Sequence, SharedStore, StoreError, StreamId};
@@ -178,6 +178,22 @@ impl TicketService {
     /// The ticket as it stands, read from the store (never from the cache).
     pub async fn load(&self, ticket_id: TicketId) -> Result<Ticket, AppError> {
         let (ticket, _) = self.load_folded(ticket_id, &stream_id(ticket_id), false).await?;
+        if ticket.state().is_none() {
+            return Err(AppError::NotFound(ticket_id));
+        }
+        Ok(ticket)
+    }
+
+    /// The ticket exactly as it stood at `instant`: its events recorded up to then, replayed.
+    /// `NotFound` if it had not been received yet.
+    pub async fn load_as_of(&self, ticket_id: TicketId, instant: DateTime<Utc>) -> Result<Ticket, AppError> {
+        let history = self.history(ticket_id).await?;
+        let ticket = Ticket::replay(
+            history
+                .iter()
+                .take_while(|record| record.recorded_at <= instant)
+                .map(|record| (&record.event, record.occurred_at)),
+        );
         if ticket.state().is_none() {
             return Err(AppError::NotFound(ticket_id));
         }

@@ -53,6 +53,9 @@ enum Command {
         /// Print one JSON object per event instead of a timeline.
         #[arg(long)]
         json: bool,
+        /// Only the events recorded up to this RFC 3339 instant: the ticket as it stood then.
+        #[arg(long)]
+        as_of: Option<chrono::DateTime<chrono::FixedOffset>>,
     },
 }
 
@@ -138,7 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("revoked {name}");
             }
         },
-        Command::Replay { ticket, json } => {
+        Command::Replay { ticket, json, as_of } => {
             let ticket_id = match ticket.parse::<u64>().ok().and_then(|n| TicketNumber::new(n).ok()) {
                 Some(number) => ticket_projections::ticket_by_number(&opened.database, number)
                     .await?
@@ -149,7 +152,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
             };
             let service = TicketService::new(store, Arc::new(SystemClock), ServiceOptions::default());
-            let history = service.history(ticket_id).await?;
+            let mut history = service.history(ticket_id).await?;
+            if let Some(instant) = as_of {
+                history.retain(|record| record.recorded_at <= instant);
+                anyhow::ensure!(!history.is_empty(), "ticket {ticket} had not been received at {instant}");
+            }
             for record in &history {
                 if json {
                     println!("{}", record_json(record));

@@ -24,11 +24,17 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         opened.database.clone(),
         shutdown.clone(),
     );
+    let (view_status, view_task) = ticket_projections::spawn(
+        ticket_projections::ticket_view::TicketView::new(opened.store.clone()),
+        opened.store.clone(),
+        opened.database.clone(),
+        shutdown.clone(),
+    );
     let service = Arc::new(TicketService::new(opened.store.clone(), Arc::new(SystemClock), ServiceOptions::default()));
     let state = AppState {
         service,
         database: opened.database.clone(),
-        projections: Arc::new(vec![("ticket_index", index_status)]),
+        projections: Arc::new(vec![("ticket_index", index_status), ("ticket_view", view_status)]),
         tokens: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -53,6 +59,7 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         .await?;
     shutdown.cancel();
     let _ = index_task.await;
+    let _ = view_task.await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The HTTP API (`/api/v1`), JSON in and out, errors as RFC 9457 problem+json.
 //!
 //! - [`tickets`]: intake, workflow commands, the ticket, its history.
+//! - [`queues`]: the agents' work lists (read models).
 //! - [`extract`]: strict JSON bodies, the caller, `If-Match`, `Idempotency-Key`.
 //! - [`problem`]: the one error type.
 //! - [`openapi`]: the OpenAPI 3.1 document, served and checked in as `schemas/openapi.json`.
@@ -8,6 +9,7 @@
 pub mod extract;
 pub mod openapi;
 pub mod problem;
+pub mod queues;
 pub mod tickets;
 
 use std::sync::Arc;
@@ -58,6 +60,7 @@ pub fn app(state: AppState) -> Router {
         .route("/tickets/{id}/replies", post(tickets::replies))
         .route("/tickets/{id}/survey-sent", post(tickets::survey_sent))
         .route("/tickets/{id}/survey-answer", post(tickets::survey_answer))
+        .route("/queues/{queue}", get(queues::get_queue))
         .route("/openapi.json", get(openapi::serve));
     Router::new()
         .nest("/api/v1", api)

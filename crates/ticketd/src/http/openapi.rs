@@ -24,15 +24,16 @@ use super::{Health, ProjectionHealth, Readiness};
     paths(
         create_ticket, get_ticket, get_events, acknowledge, investigate, escalate, escalation_answer, resolve, close,
         reopen, assign, reclassify, out_of_scope, notes, replies, survey_sent, survey_answer,
-        super::healthz, super::readyz,
+        super::queues::get_queue, super::healthz, super::readyz,
     ),
     components(schemas(
         Problem, FieldError, TicketView, ReporterView, EventView, HistoryView, CreateTicket, ReporterInput,
-        Health, Readiness, ProjectionHealth,
+        Health, Readiness, ProjectionHealth, super::queues::QueuePage, super::queues::QueueItem,
     )),
     tags(
         (name = "tickets", description = "Intake, the ticket, its history"),
         (name = "workflow", description = "The workflow's commands: each answers with the ticket after it"),
+        (name = "queues", description = "The agents' work lists, from the read models"),
         (name = "operations", description = "Health")
     )
 )]
@@ -50,6 +51,9 @@ fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static str)>
     ];
     if path.contains("{id}") {
         statuses.push(("404", "No such ticket (`not_found`)"));
+    }
+    if path.contains("{queue}") {
+        statuses.push(("404", "No such queue (`not_found`)"));
     }
     if method == "post" {
         statuses.extend([

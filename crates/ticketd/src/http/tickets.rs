@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::extract::{Agent, ApiJson, IdempotencyKey, IfMatch};
-use super::problem::{ApiError, FieldError};
+use super::problem::{ApiError, FieldError, Problem};
 use crate::auth::Caller;
 use crate::idempotency::{self, Claim};
 
@@ -531,19 +531,52 @@ pub async fn create_ticket(
     run(&state, &caller, None, key, &json, Request::Create { body: &json.value }).await
 }
 
-/// The ticket as it stands; `{id}` is its id or its number.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct TicketQuery {
+    /// An RFC 3339 instant: the ticket exactly as it stood then (its events recorded up to
+    /// that instant, replayed).
+    pub as_of: Option<String>,
+}
+
+/// The ticket as it stands, or as it stood at `as_of`; `{id}` is its id or its number.
 #[utoipa::path(
     get, path = "/api/v1/tickets/{id}", tag = "tickets",
-    params(("id" = String, Path, description = "The ticket's id (UUID) or number")),
-    responses((status = 200, description = "The ticket", body = TicketView, headers(("ETag" = String, description = "The ticket's version"))))
+    params(("id" = String, Path, description = "The ticket's id (UUID) or number"), TicketQuery),
+    responses(
+        (status = 200, description = "The ticket", body = TicketView, headers(("ETag" = String, description = "The ticket's version"))),
+        (status = 400, description = "`as_of` is not an RFC 3339 instant (`invalid_query`)", body = Problem, content_type = "application/problem+json"),
+    )
 )]
 pub async fn get_ticket(
     State(state): State<AppState>,
     _caller: Caller,
     Path(id): Path<String>,
+    query: Result<axum::extract::Query<TicketQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
+    let axum::extract::Query(query) = query.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "A query parameter is invalid", e.body_text())
+    })?;
+    let as_of = match query.as_of.as_deref() {
+        None => None,
+        Some(text) => Some(DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc)).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                "A query parameter is invalid",
+                format!("as_of must be an RFC 3339 instant like 2026-03-02T09:00:00Z: {e}"),
+            )
+        })?),
+    };
     let ticket_id = resolve_ticket(&state, &id).await?;
-    let ticket = state.service.load(ticket_id).await?;
+    let ticket = match as_of {
+        None => state.service.load(ticket_id).await?,
+        Some(instant) => state.service.load_as_of(ticket_id, instant).await.map_err(|error| match error {
+            AppError::NotFound(_) => ApiError::not_found(format!("ticket {id} had not been received at {instant}")),
+            other => other.into(),
+        })?,
+    };
     let view = view(ticket_id, &ticket).ok_or_else(|| ApiError::not_found(format!("ticket {id} does not exist")))?;
     Ok(ticket_response(StatusCode::OK, &view, false))
 }

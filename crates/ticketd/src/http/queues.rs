@@ -1,0 +1,130 @@
+//! `/api/v1/queues/{queue}`: the agents' work lists, from the `ticket_view` read model.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use ticket_domain::vocabulary::{Category, Channel, ServiceArea};
+use ticket_projections::queues::{self, Queue, QueueFilter};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::problem::ApiError;
+use crate::auth::Caller;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct QueueQuery {
+    pub category: Option<Category>,
+    pub service_area: Option<ServiceArea>,
+    pub channel: Option<Channel>,
+    /// A staff member's name.
+    pub assignee: Option<String>,
+    /// For `escalated`: the division holding the tickets.
+    pub division: Option<String>,
+    /// Rows per page, 1-200 (default 50).
+    pub limit: Option<u32>,
+    /// Rows to skip (from `next_offset`).
+    pub offset: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueueItem {
+    pub id: uuid::Uuid,
+    pub number: i64,
+    pub version: i64,
+    pub subject: String,
+    pub status: String,
+    pub channel: String,
+    pub category: Option<String>,
+    pub service_area: Option<String>,
+    pub assignee: Option<String>,
+    pub escalated_to: Option<String>,
+    pub received_at: DateTime<Utc>,
+    /// Seconds since the ticket was received.
+    pub age_seconds: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueuePage {
+    pub queue: String,
+    /// Oldest first.
+    pub items: Vec<QueueItem>,
+    /// The `offset` of the next page, when there may be one.
+    pub next_offset: Option<u32>,
+}
+
+fn name<T: Serialize>(value: &Option<T>) -> Option<String> {
+    value.as_ref().and_then(|v| serde_json::to_value(v).ok()).and_then(|v| v.as_str().map(str::to_owned))
+}
+
+/// A queue: `new`, `awaiting-contact`, `investigating`, `escalated`, `resolved`, `mine`, `all-open`.
+/// Read models follow the event log within moments of each command.
+#[utoipa::path(
+    get, path = "/api/v1/queues/{queue}", tag = "queues",
+    params(("queue" = String, Path, description = "new, awaiting-contact, investigating, escalated, resolved, mine or all-open"), QueueQuery),
+    responses(
+        (status = 200, description = "One page of the queue, oldest first", body = QueuePage),
+        (status = 400, description = "A query parameter is invalid (`invalid_query`)", body = super::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_queue(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name_in_path): Path<String>,
+    query: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<QueuePage>, ApiError> {
+    let queue = Queue::parse(&name_in_path).ok_or_else(|| {
+        let names: Vec<&str> = Queue::ALL.iter().map(|(n, _)| *n).collect();
+        ApiError::not_found(format!("no queue is named '{name_in_path}'; the queues are {}", names.join(", ")))
+    })?;
+    let Query(query) = query.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "A query parameter is invalid", e.body_text())
+    })?;
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=queues::QUEUE_PAGE_MAX).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "A query parameter is invalid",
+            format!("limit must be 1 to {}", queues::QUEUE_PAGE_MAX),
+        ));
+    }
+    let offset = query.offset.unwrap_or(0);
+    let filter = QueueFilter {
+        category: name(&query.category),
+        service_area: name(&query.service_area),
+        channel: name(&query.channel),
+        assignee: query.assignee,
+        division: query.division,
+        limit,
+        offset,
+    };
+    let rows = queues::queue(&state.database, queue, &caller.name, &filter)
+        .await
+        .map_err(|e| ApiError::from(ticket_app::AppError::Store(e)))?;
+    let now = Utc::now();
+    let full = rows.len() as u32 == limit;
+    Ok(axum::Json(QueuePage {
+        queue: name_in_path,
+        next_offset: full.then_some(offset + limit),
+        items: rows
+            .into_iter()
+            .map(|row| QueueItem {
+                id: row.ticket_id,
+                number: row.number,
+                version: row.version,
+                subject: row.subject,
+                status: row.status,
+                channel: row.channel,
+                category: row.category,
+                service_area: row.service_area,
+                assignee: row.assignee,
+                escalated_to: row.escalated_to,
+                age_seconds: (now - row.received_at).num_seconds().max(0),
+                received_at: row.received_at,
+            })
+            .collect(),
+    }))
+}

@@ -1,0 +1,186 @@
+//! The agents' queues, read from `ticket_view`.
+
+use chrono::{DateTime, Utc};
+use event_store::{Database, StoreError};
+use uuid::Uuid;
+
+/// Which tickets a queue holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    /// Received, not yet acknowledged.
+    New,
+    /// Acknowledged, waiting for the agent's first contact.
+    AwaitingContact,
+    Investigating,
+    /// With a division (filter by `division`).
+    Escalated,
+    /// Resolved, not yet closed.
+    Resolved,
+    /// Open tickets assigned to the caller.
+    Mine,
+    /// Every ticket not closed.
+    AllOpen,
+}
+
+impl Queue {
+    pub const ALL: [(&'static str, Queue); 7] = [
+        ("new", Queue::New),
+        ("awaiting-contact", Queue::AwaitingContact),
+        ("investigating", Queue::Investigating),
+        ("escalated", Queue::Escalated),
+        ("resolved", Queue::Resolved),
+        ("mine", Queue::Mine),
+        ("all-open", Queue::AllOpen),
+    ];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, q)| *q)
+    }
+}
+
+/// Narrowing and paging a queue. Values are the API's names (`complaint`, `norma`, …).
+#[derive(Debug, Clone, Default)]
+pub struct QueueFilter {
+    pub category: Option<String>,
+    pub service_area: Option<String>,
+    pub channel: Option<String>,
+    pub assignee: Option<String>,
+    pub division: Option<String>,
+    pub limit: u32,
+    pub offset: u32,
+}
+
+/// The most rows one page returns.
+pub const QUEUE_PAGE_MAX: u32 = 200;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueRow {
+    pub ticket_id: Uuid,
+    pub number: i64,
+    pub version: i64,
+    pub subject: String,
+    pub status: String,
+    pub channel: String,
+    pub category: Option<String>,
+    pub service_area: Option<String>,
+    pub assignee: Option<String>,
+    pub escalated_to: Option<String>,
+    pub received_at: DateTime<Utc>,
+}
+
+type SqliteRow =
+    (Uuid, i64, i64, String, String, String, Option<String>, Option<String>, Option<String>, Option<String>, i64);
+type PgRow = (
+    Uuid,
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    DateTime<Utc>,
+);
+
+/// One page of a queue, oldest first (the SLA clocks of issue #6 will sort by due time).
+pub async fn queue(
+    database: &Database,
+    queue: Queue,
+    caller: &str,
+    filter: &QueueFilter,
+) -> Result<Vec<QueueRow>, StoreError> {
+    let mark = match database {
+        Database::Sqlite { .. } => '?',
+        Database::Postgres(_) => '$',
+    };
+    let mut conditions: Vec<String> = Vec::new();
+    let mut values: Vec<String> = Vec::new();
+    let mut bind = |condition: &str, value: String, conditions: &mut Vec<String>| {
+        values.push(value);
+        conditions.push(condition.replace('#', &format!("{mark}{}", values.len())));
+    };
+    match queue {
+        Queue::New => bind("status = #", "received".into(), &mut conditions),
+        Queue::AwaitingContact => bind("status = #", "acknowledged".into(), &mut conditions),
+        Queue::Investigating => bind("status = #", "investigating".into(), &mut conditions),
+        Queue::Escalated => bind("status = #", "escalated".into(), &mut conditions),
+        Queue::Resolved => bind("status = #", "resolved".into(), &mut conditions),
+        Queue::Mine => {
+            bind("assignee = #", caller.to_owned(), &mut conditions);
+            conditions.push("status <> 'closed'".into());
+        }
+        Queue::AllOpen => conditions.push("status <> 'closed'".into()),
+    }
+    for (column, value) in [
+        ("category", &filter.category),
+        ("service_area", &filter.service_area),
+        ("channel", &filter.channel),
+        ("assignee", &filter.assignee),
+        ("escalated_to", &filter.division),
+    ] {
+        if let Some(value) = value {
+            bind(&format!("{column} = #"), value.clone(), &mut conditions);
+        }
+    }
+    let limit = filter.limit.clamp(1, QUEUE_PAGE_MAX);
+    let sql = format!(
+        "SELECT ticket_id, number, version, subject, status, channel, category, service_area, assignee, escalated_to, \
+         received_at FROM ticket_view WHERE {} ORDER BY received_at, number LIMIT {limit} OFFSET {}",
+        conditions.join(" AND "),
+        filter.offset
+    );
+    let error = |e: sqlx::Error| StoreError::Database(format!("reading a queue: {e}"));
+    match database {
+        Database::Sqlite { read, .. } => {
+            let mut query = sqlx::query_as::<_, SqliteRow>(&sql);
+            for value in &values {
+                query = query.bind(value);
+            }
+            let rows = query.fetch_all(read).await.map_err(error)?;
+            rows.into_iter()
+                .map(|r| {
+                    let received_at = DateTime::from_timestamp_micros(r.10)
+                        .ok_or_else(|| StoreError::Database(format!("ticket {}: bad received_at", r.1)))?;
+                    Ok(QueueRow {
+                        ticket_id: r.0,
+                        number: r.1,
+                        version: r.2,
+                        subject: r.3,
+                        status: r.4,
+                        channel: r.5,
+                        category: r.6,
+                        service_area: r.7,
+                        assignee: r.8,
+                        escalated_to: r.9,
+                        received_at,
+                    })
+                })
+                .collect()
+        }
+        Database::Postgres(pool) => {
+            let mut query = sqlx::query_as::<_, PgRow>(&sql);
+            for value in &values {
+                query = query.bind(value);
+            }
+            let rows = query.fetch_all(pool).await.map_err(error)?;
+            Ok(rows
+                .into_iter()
+                .map(|r| QueueRow {
+                    ticket_id: r.0,
+                    number: r.1,
+                    version: r.2,
+                    subject: r.3,
+                    status: r.4,
+                    channel: r.5,
+                    category: r.6,
+                    service_area: r.7,
+                    assignee: r.8,
+                    escalated_to: r.9,
+                    received_at: r.10,
+                })
+                .collect())
+        }
+    }
+}
