@@ -191,6 +191,9 @@ async fn apply_batch<P: Projection>(
         }
         Database::Postgres(pool) => {
             let mut transaction = pool.begin().await.map_err(store_error)?;
+            // A read model and its checkpoint are rebuilt from the log if a crash loses their
+            // last commit (they are lost together), so this commit need not wait for the disk.
+            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *transaction).await.map_err(store_error)?;
             apply_events(projection, &mut Transaction::Postgres(&mut transaction), batch).await?;
             sqlx::query(
                 "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES ($1, $2, now()) \

@@ -173,6 +173,18 @@ impl TestApp {
         Answer { status, headers, body }
     }
 
+    /// Runs one statement on the server's database (to stage what only a crash would leave).
+    pub async fn execute_sql(&self, sqlite: &str, postgres: &str) {
+        use sqlx::Connection;
+        if self.database_url.starts_with("sqlite:") {
+            let mut connection = sqlx::SqliteConnection::connect(&self.database_url).await.unwrap();
+            sqlx::query(sqlite).execute(&mut connection).await.unwrap();
+        } else {
+            let mut connection = sqlx::PgConnection::connect(&self.database_url).await.unwrap();
+            sqlx::query(postgres).execute(&mut connection).await.unwrap();
+        }
+    }
+
     pub async fn create_ticket(&self) -> Answer {
         self.request(
             Method::POST,

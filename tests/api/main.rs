@@ -42,7 +42,33 @@ on_both_backends!(
     bad_input_gets_a_clear_error_and_writes_nothing,
     the_ticket_as_it_stood_at_any_past_instant,
     queues_follow_the_workflow_and_survive_a_restart,
+    a_request_that_died_after_appending_is_answered_from_its_events,
 );
+
+async fn a_request_that_died_after_appending_is_answered_from_its_events(app: TestApp) {
+    let created = app.create_ticket().await;
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let key = [("Idempotency-Key", "note-crash")];
+    let path = format!("/api/v1/tickets/{id}/notes");
+    let first = app.request(Method::POST, &path, Some(&app.agent), &key, Some(json!({"body": "once"}))).await;
+    assert_eq!(first.status, StatusCode::OK);
+    // What a crash between the append and storing the answer leaves: a claim with no answer,
+    // older than the time a live request may take.
+    app.execute_sql(
+        "UPDATE idempotency_keys SET status = NULL, body = NULL, created_at = 0 WHERE key = 'note-crash'",
+        "UPDATE idempotency_keys SET status = NULL, body = NULL, created_at = now() - interval '1 hour' WHERE key = 'note-crash'",
+    )
+    .await;
+    let retry = app.request(Method::POST, &path, Some(&app.agent), &key, Some(json!({"body": "once"}))).await;
+    assert_eq!(retry.status, StatusCode::OK, "{}", retry.body);
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    assert_eq!(retry.version(), 2, "answered from the stored events, not run again");
+    let history = app.get(&format!("/api/v1/tickets/{id}/events"), &app.agent).await;
+    assert_eq!(history.body["events"].as_array().unwrap().len(), 2);
+    // And the answer is stored again: a third try is a plain replay.
+    let third = app.request(Method::POST, &path, Some(&app.agent), &key, Some(json!({"body": "once"}))).await;
+    assert_eq!((third.status, third.version()), (StatusCode::OK, 2));
+}
 
 /// Polls a queue until `done` holds for its items (read models follow the log within moments).
 async fn queue_until(app: &TestApp, path: &str, done: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {

@@ -423,28 +423,16 @@ async fn run<T>(
         }
         Err(error) => {
             let body = serde_json::to_string(&error.problem).unwrap_or_default();
-            remember(state, caller, &key, error.status.as_u16(), &body).await;
+            remember(state, caller, &key, error.status, &body).await;
             Err(error)
         }
     }
 }
 
-async fn remember(state: &AppState, caller: &Caller, key: &str, status: impl Into<StatusCodeLike>, body: &str) {
-    let status = status.into().0;
+async fn remember(state: &AppState, caller: &Caller, key: &str, status: StatusCode, body: &str) {
+    let status = status.as_u16();
     if let Err(error) = idempotency::complete(&state.database, &caller.name, key, status, body).await {
         tracing::warn!(%error, "could not store an idempotent answer; a retry will be answered from the events");
-    }
-}
-
-struct StatusCodeLike(u16);
-impl From<StatusCode> for StatusCodeLike {
-    fn from(status: StatusCode) -> Self {
-        Self(status.as_u16())
-    }
-}
-impl From<u16> for StatusCodeLike {
-    fn from(status: u16) -> Self {
-        Self(status)
     }
 }
 
