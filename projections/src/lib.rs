@@ -37,6 +37,9 @@ pub enum ProjectionError {
     Store(#[from] StoreError),
     #[error("projection '{projection}' failed on the event at position {position} ({event_type}): {reason}")]
     Event { projection: &'static str, position: i64, event_type: String, reason: String },
+    /// Someone else moved the checkpoint (a rebuild, or another instance): go on from there.
+    #[error("projection '{projection}' checkpoint is at {found}, not {expected}")]
+    Moved { projection: &'static str, expected: i64, found: i64 },
 }
 
 /// A transaction on the read models' database.
@@ -48,6 +51,9 @@ pub enum Transaction<'a> {
 /// One read model.
 pub trait Projection: Send + Sync + 'static {
     fn name(&self) -> &'static str;
+
+    /// The statements that empty this read model (for a rebuild), on either database.
+    fn reset_statements(&self) -> &'static [&'static str];
 
     /// Applies one ticket event. Events of other streams are not passed in.
     fn apply<'a>(
@@ -80,9 +86,9 @@ pub async fn run<P: Projection>(
     status: SharedStatus,
     shutdown: CancellationToken,
 ) -> Result<(), ProjectionError> {
-    let start = checkpoint(&database, projection.name()).await?;
-    status.lock().expect("status lock").position = start;
-    let mut subscription = Subscription::new(store, start).with_batch_size(APPLY_BATCH_MAX);
+    let mut position = checkpoint(&database, projection.name()).await?;
+    status.lock().expect("status lock").position = position;
+    let mut subscription = Subscription::new(store.clone(), position).with_batch_size(APPLY_BATCH_MAX);
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -90,12 +96,22 @@ pub async fn run<P: Projection>(
         };
         let mut batch = vec![first];
         batch.extend(subscription.next_batch_now().await?);
-        let result = apply_batch(&projection, &database, &batch).await;
-        match result {
+        match apply_batch(&projection, &database, position, &batch).await {
             Ok(()) => {
+                position = batch.last().map_or(position, |e| e.position);
                 let mut status = status.lock().expect("status lock");
-                status.position = batch.last().map_or(status.position, |e| e.position);
+                status.position = position;
                 status.events_applied += batch.len() as u64;
+            }
+            Err(ProjectionError::Moved { found, .. }) => {
+                tracing::info!(
+                    projection = projection.name(),
+                    from = found,
+                    "checkpoint moved (a rebuild?); following it"
+                );
+                position = GlobalPosition(found);
+                status.lock().expect("status lock").position = position;
+                subscription = Subscription::new(store.clone(), position).with_batch_size(APPLY_BATCH_MAX);
             }
             Err(error) => {
                 tracing::error!(%error, "projection stopped");
@@ -104,6 +120,71 @@ pub async fn run<P: Projection>(
             }
         }
     }
+}
+
+/// Empties a read model and applies the whole log to it again, until it has caught up with
+/// the log's head. Returns the events applied. A running service's runner notices the moved
+/// checkpoint and follows; no event is applied twice (each batch checks the checkpoint it
+/// started from).
+pub async fn rebuild<P: Projection>(
+    projection: &P,
+    store: &SharedStore,
+    database: &Database,
+) -> Result<u64, ProjectionError> {
+    reset(projection, database).await?;
+    let mut position = GlobalPosition::START;
+    let mut applied = 0;
+    loop {
+        let batch = store.read_all(position, APPLY_BATCH_MAX).await?;
+        if batch.is_empty() {
+            return Ok(applied);
+        }
+        match apply_batch(projection, database, position, &batch).await {
+            Ok(()) => {
+                position = batch.last().map_or(position, |e| e.position);
+                applied += batch.len() as u64;
+            }
+            Err(ProjectionError::Moved { found, .. }) => position = GlobalPosition(found),
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+async fn reset<P: Projection>(projection: &P, database: &Database) -> Result<(), ProjectionError> {
+    match database {
+        Database::Sqlite { write, .. } => {
+            let mut transaction = write.begin().await.map_err(store_error)?;
+            for statement in projection.reset_statements() {
+                sqlx::query(statement).execute(&mut *transaction).await.map_err(store_error)?;
+            }
+            sqlx::query(
+                "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?1, 0, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET position = 0, updated_at = excluded.updated_at",
+            )
+            .bind(projection.name())
+            .bind(chrono::Utc::now().timestamp_micros())
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+            transaction.commit().await.map_err(store_error)?;
+        }
+        Database::Postgres(pool) => {
+            let mut transaction = pool.begin().await.map_err(store_error)?;
+            for statement in projection.reset_statements() {
+                sqlx::query(statement).execute(&mut *transaction).await.map_err(store_error)?;
+            }
+            sqlx::query(
+                "INSERT INTO projection_checkpoints (name, position) VALUES ($1, 0) \
+                 ON CONFLICT (name) DO UPDATE SET position = 0, updated_at = now()",
+            )
+            .bind(projection.name())
+            .execute(&mut *transaction)
+            .await
+            .map_err(store_error)?;
+            transaction.commit().await.map_err(store_error)?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs `run` in the background, restarting it after database outages (not after an event it
@@ -167,26 +248,48 @@ fn store_error(error: sqlx::Error) -> StoreError {
     }
 }
 
+/// Applies a batch and moves the checkpoint from `start` to its last event, in one
+/// transaction. The checkpoint moves first, and only if it is still at `start`: that takes the
+/// write lock, and refuses a batch another runner (or a rebuild) has overtaken.
 async fn apply_batch<P: Projection>(
     projection: &P,
     database: &Database,
+    start: GlobalPosition,
     batch: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
-    let last = batch.last().map_or(0, |e| e.position.0);
+    let last = batch.last().map_or(start.0, |e| e.position.0);
+    let moved = |found: Option<i64>| ProjectionError::Moved {
+        projection: projection.name(),
+        expected: start.0,
+        found: found.unwrap_or(0),
+    };
     match database {
         Database::Sqlite { write, .. } => {
             let mut transaction = write.begin().await.map_err(store_error)?;
-            apply_events(projection, &mut Transaction::Sqlite(&mut transaction), batch).await?;
-            sqlx::query(
+            let now = chrono::Utc::now().timestamp_micros();
+            let claimed = sqlx::query(
                 "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+                 ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at \
+                 WHERE projection_checkpoints.position = ?4",
             )
             .bind(projection.name())
             .bind(last)
-            .bind(chrono::Utc::now().timestamp_micros())
+            .bind(now)
+            .bind(start.0)
             .execute(&mut *transaction)
             .await
-            .map_err(store_error)?;
+            .map_err(store_error)?
+            .rows_affected();
+            if claimed != 1 {
+                let found: Option<i64> =
+                    sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = ?1")
+                        .bind(projection.name())
+                        .fetch_optional(&mut *transaction)
+                        .await
+                        .map_err(store_error)?;
+                return Err(moved(found));
+            }
+            apply_events(projection, &mut Transaction::Sqlite(&mut transaction), batch).await?;
             transaction.commit().await.map_err(store_error)?;
         }
         Database::Postgres(pool) => {
@@ -194,16 +297,28 @@ async fn apply_batch<P: Projection>(
             // A read model and its checkpoint are rebuilt from the log if a crash loses their
             // last commit (they are lost together), so this commit need not wait for the disk.
             sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *transaction).await.map_err(store_error)?;
-            apply_events(projection, &mut Transaction::Postgres(&mut transaction), batch).await?;
-            sqlx::query(
+            let claimed = sqlx::query(
                 "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES ($1, $2, now()) \
-                 ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+                 ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at \
+                 WHERE projection_checkpoints.position = $3",
             )
             .bind(projection.name())
             .bind(last)
+            .bind(start.0)
             .execute(&mut *transaction)
             .await
-            .map_err(store_error)?;
+            .map_err(store_error)?
+            .rows_affected();
+            if claimed != 1 {
+                let found: Option<i64> =
+                    sqlx::query_scalar("SELECT position FROM projection_checkpoints WHERE name = $1")
+                        .bind(projection.name())
+                        .fetch_optional(&mut *transaction)
+                        .await
+                        .map_err(store_error)?;
+                return Err(moved(found));
+            }
+            apply_events(projection, &mut Transaction::Postgres(&mut transaction), batch).await?;
             transaction.commit().await.map_err(store_error)?;
         }
     }
@@ -241,6 +356,10 @@ pub struct TicketIndex;
 impl Projection for TicketIndex {
     fn name(&self) -> &'static str {
         "ticket_index"
+    }
+
+    fn reset_statements(&self) -> &'static [&'static str] {
+        &["DELETE FROM ticket_index"]
     }
 
     async fn apply(

@@ -75,6 +75,10 @@ impl Projection for TicketView {
         "ticket_view"
     }
 
+    fn reset_statements(&self) -> &'static [&'static str] {
+        &["DELETE FROM ticket_view"]
+    }
+
     async fn apply(
         &self,
         transaction: &mut Transaction<'_>,

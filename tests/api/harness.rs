@@ -173,6 +173,18 @@ impl TestApp {
         Answer { status, headers, body }
     }
 
+    /// Runs `ticketd` with these arguments against the same database; returns its stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new(binary())
+            .args(args)
+            .env("TICKETD_DATABASE_URL", &self.database_url)
+            .env("TICKETD_LOG", "warn")
+            .output()
+            .expect("ticketd runs");
+        assert!(output.status.success(), "ticketd {args:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    }
+
     /// Runs one statement on the server's database (to stage what only a crash would leave).
     pub async fn execute_sql(&self, sqlite: &str, postgres: &str) {
         use sqlx::Connection;

@@ -163,6 +163,31 @@ async fn queues_follow_the_workflow_and_survive_a_restart(mut app: TestApp) {
     for projection in ready.body["projections"].as_array().unwrap() {
         assert_eq!(projection["failed"], serde_json::Value::Null, "{projection}");
     }
+
+    // A rebuild from the whole log, while the service runs, ends where the live one was.
+    let before = app.get("/api/v1/queues/all-open", &app.agent).await.body["items"].clone();
+    let output = app.cli(&["rebuild"]);
+    assert!(output.contains("ticket_view: rebuilt from") && output.contains("ticket_index: rebuilt from"), "{output}");
+    let after = queue_until(&app, "/api/v1/queues/all-open", |items| items.len() == 5).await;
+    let strip = |items: &serde_json::Value| -> Vec<serde_json::Value> {
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let mut i = i.clone();
+                i.as_object_mut().unwrap().remove("age_seconds");
+                i
+            })
+            .collect()
+    };
+    assert_eq!(strip(&serde_json::Value::Array(after)), strip(&before));
+    let another = app.create_ticket().await;
+    let number = another.body["number"].as_u64().unwrap();
+    queue_until(&app, "/api/v1/queues/new", |items| numbers(items).contains(&number)).await;
+    let ready = app.request(Method::GET, "/readyz", None, &[], None).await;
+    assert_eq!(ready.status, StatusCode::OK, "the live runners followed the rebuild: {}", ready.body);
+    assert_eq!(wait_for_number(&app, number, &app.agent).await.body["number"], number);
 }
 
 async fn the_ticket_as_it_stood_at_any_past_instant(app: TestApp) {

@@ -105,7 +105,7 @@ impl TicketService {
 
     /// Runs `command` on the ticket. With `expected_version` (an `If-Match`), the command runs
     /// only on that version; without, a lost race is decided again on the new state.
-    #[tracing::instrument(skip(self, command, context), fields(command = command.kind().name()))]
+    #[tracing::instrument(level = "debug", skip(self, command, context), fields(command = command.kind().name()))]
     pub async fn execute(
         &self,
         ticket_id: TicketId,

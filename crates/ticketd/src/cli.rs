@@ -41,6 +41,12 @@ enum Command {
     },
     /// Creates or upgrades the database schema, then exits.
     Migrate,
+    /// Empties read models and rebuilds them from the whole log (all, or the ones named). A
+    /// running service keeps answering and follows the rebuilt checkpoints.
+    Rebuild {
+        /// ticket_index, ticket_view; none for all.
+        names: Vec<String>,
+    },
     /// API tokens.
     Token {
         #[command(subcommand)]
@@ -118,6 +124,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { listen } => {
             crate::server::serve(opened, crate::server::ServeConfig { listen }).await?;
+        }
+        Command::Rebuild { names } => {
+            let view = ticket_projections::ticket_view::TicketView::new(store.clone());
+            let known = ["ticket_index", "ticket_view"];
+            if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
+                anyhow::bail!("'{unknown}' is not a read model: {}", known.join(", "));
+            }
+            for name in known.into_iter().filter(|n| names.is_empty() || names.iter().any(|m| m == n)) {
+                let started = std::time::Instant::now();
+                let applied = match name {
+                    "ticket_index" => {
+                        ticket_projections::rebuild(&ticket_projections::TicketIndex, &store, &opened.database).await?
+                    }
+                    _ => ticket_projections::rebuild(&view, &store, &opened.database).await?,
+                };
+                let seconds = started.elapsed().as_secs_f64();
+                println!(
+                    "{name}: rebuilt from {applied} events in {seconds:.2} s ({:.0} events/s)",
+                    applied as f64 / seconds.max(1e-9)
+                );
+            }
         }
         Command::Migrate => {
             println!("{} store at {} is migrated", store.backend(), cli.database_url);
