@@ -63,6 +63,18 @@ pub trait Projection: Send + Sync + 'static {
         event: &'a RecordedEvent,
         decoded: &'a TicketEvent,
     ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'a;
+
+    /// Called before the first event of a batch.
+    fn begin_batch(&self) {}
+
+    /// Called after the last event of a batch, in its transaction: for projections that write
+    /// once per batch what several events changed.
+    fn finish_batch<'a>(
+        &'a self,
+        _transaction: &'a mut Transaction<'_>,
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'a {
+        async { Ok(()) }
+    }
 }
 
 /// Where a projection stands, for health checks and metrics.
@@ -330,6 +342,7 @@ async fn apply_events<P: Projection>(
     transaction: &mut Transaction<'_>,
     batch: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
+    projection.begin_batch();
     for event in batch {
         let Some(ticket_id) = ticket_of(event) else { continue };
         let fail = |reason: String| ProjectionError::Event {
@@ -341,7 +354,12 @@ async fn apply_events<P: Projection>(
         let record = decode(event).map_err(|e| fail(e.to_string()))?;
         projection.apply(transaction, ticket_id, event, &record.event).await.map_err(|e| fail(e.to_string()))?;
     }
-    Ok(())
+    projection.finish_batch(transaction).await.map_err(|e| ProjectionError::Event {
+        projection: projection.name(),
+        position: batch.last().map_or(0, |e| e.position.0),
+        event_type: "(end of batch)".into(),
+        reason: e.to_string(),
+    })
 }
 
 fn ticket_of(event: &RecordedEvent) -> Option<TicketId> {

@@ -25,12 +25,14 @@ pub struct TicketView {
     store: SharedStore,
     /// A std mutex: held for a lookup or an insert, never across an await.
     folded: Arc<Mutex<LruCache<TicketId, Ticket>>>,
+    /// The tickets the current batch changed, written once each when the batch ends.
+    changed: Arc<Mutex<std::collections::HashMap<TicketId, (Ticket, DateTime<Utc>)>>>,
 }
 
 impl TicketView {
     pub fn new(store: SharedStore) -> Self {
         let capacity = NonZeroUsize::new(FOLDED_TICKETS_MAX).expect("not zero");
-        Self { store, folded: Arc::new(Mutex::new(LruCache::new(capacity))) }
+        Self { store, folded: Arc::new(Mutex::new(LruCache::new(capacity))), changed: Arc::default() }
     }
 
     /// The ticket folded up to just before `event`.
@@ -86,10 +88,26 @@ impl Projection for TicketView {
         event: &RecordedEvent,
         decoded: &TicketEvent,
     ) -> Result<(), sqlx::Error> {
+        let _ = transaction;
         let ticket = self.before(ticket_id, event).await?.evolve(decoded, event.occurred_at);
         self.folded.lock().expect("fold cache").put(ticket_id, ticket.clone());
-        let Some(state) = ticket.state() else { return Ok(()) };
-        upsert(transaction, ticket_id, ticket.version(), state, event.recorded_at).await
+        self.changed.lock().expect("changed set").insert(ticket_id, (ticket, event.recorded_at));
+        Ok(())
+    }
+
+    fn begin_batch(&self) {
+        self.changed.lock().expect("changed set").clear();
+    }
+
+    async fn finish_batch(&self, transaction: &mut Transaction<'_>) -> Result<(), sqlx::Error> {
+        let changed: Vec<(TicketId, (Ticket, DateTime<Utc>))> =
+            self.changed.lock().expect("changed set").drain().collect();
+        for (ticket_id, (ticket, updated_at)) in changed {
+            if let Some(state) = ticket.state() {
+                upsert(transaction, ticket_id, ticket.version(), state, updated_at).await?;
+            }
+        }
+        Ok(())
     }
 }
 
