@@ -172,9 +172,9 @@ pub async fn rebuild<P: Projection>(
 async fn reset<P: Projection>(projection: &P, database: &Database) -> Result<(), ProjectionError> {
     match database {
         Database::Sqlite { write, .. } => {
-            let mut transaction = write.begin().await.map_err(store_error)?;
+            let mut transaction = write.begin().await.map_err(StoreError::from_sqlx)?;
             for statement in projection.reset_statements() {
-                sqlx::query(statement).execute(&mut *transaction).await.map_err(store_error)?;
+                sqlx::query(statement).execute(&mut *transaction).await.map_err(StoreError::from_sqlx)?;
             }
             sqlx::query(
                 "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?1, 0, ?2) \
@@ -184,13 +184,13 @@ async fn reset<P: Projection>(projection: &P, database: &Database) -> Result<(),
             .bind(chrono::Utc::now().timestamp_micros())
             .execute(&mut *transaction)
             .await
-            .map_err(store_error)?;
-            transaction.commit().await.map_err(store_error)?;
+            .map_err(StoreError::from_sqlx)?;
+            transaction.commit().await.map_err(StoreError::from_sqlx)?;
         }
         Database::Postgres(pool) => {
-            let mut transaction = pool.begin().await.map_err(store_error)?;
+            let mut transaction = pool.begin().await.map_err(StoreError::from_sqlx)?;
             for statement in projection.reset_statements() {
-                sqlx::query(statement).execute(&mut *transaction).await.map_err(store_error)?;
+                sqlx::query(statement).execute(&mut *transaction).await.map_err(StoreError::from_sqlx)?;
             }
             sqlx::query(
                 "INSERT INTO projection_checkpoints (name, position) VALUES ($1, 0) \
@@ -199,8 +199,8 @@ async fn reset<P: Projection>(projection: &P, database: &Database) -> Result<(),
             .bind(projection.name())
             .execute(&mut *transaction)
             .await
-            .map_err(store_error)?;
-            transaction.commit().await.map_err(store_error)?;
+            .map_err(StoreError::from_sqlx)?;
+            transaction.commit().await.map_err(StoreError::from_sqlx)?;
         }
     }
     Ok(())
@@ -254,17 +254,8 @@ async fn checkpoint(database: &Database, name: &str) -> Result<GlobalPosition, S
                 .await
         }
     }
-    .map_err(store_error)?;
+    .map_err(StoreError::from_sqlx)?;
     Ok(GlobalPosition(position.unwrap_or(0)))
-}
-
-fn store_error(error: sqlx::Error) -> StoreError {
-    match error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            StoreError::Unavailable(error.to_string())
-        }
-        other => StoreError::Database(other.to_string()),
-    }
 }
 
 /// Applies a batch and moves the checkpoint from `start` to its last event, in one
@@ -284,7 +275,7 @@ async fn apply_batch<P: Projection>(
     };
     match database {
         Database::Sqlite { write, .. } => {
-            let mut transaction = write.begin().await.map_err(store_error)?;
+            let mut transaction = write.begin().await.map_err(StoreError::from_sqlx)?;
             let now = chrono::Utc::now().timestamp_micros();
             let claimed = sqlx::query(
                 "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?1, ?2, ?3) \
@@ -297,7 +288,7 @@ async fn apply_batch<P: Projection>(
             .bind(start.0)
             .execute(&mut *transaction)
             .await
-            .map_err(store_error)?
+            .map_err(StoreError::from_sqlx)?
             .rows_affected();
             if claimed != 1 {
                 let found: Option<i64> =
@@ -305,17 +296,20 @@ async fn apply_batch<P: Projection>(
                         .bind(projection.name())
                         .fetch_optional(&mut *transaction)
                         .await
-                        .map_err(store_error)?;
+                        .map_err(StoreError::from_sqlx)?;
                 return Err(moved(found));
             }
             apply_events(projection, &mut Transaction::Sqlite(&mut transaction), batch).await?;
-            transaction.commit().await.map_err(store_error)?;
+            transaction.commit().await.map_err(StoreError::from_sqlx)?;
         }
         Database::Postgres(pool) => {
-            let mut transaction = pool.begin().await.map_err(store_error)?;
+            let mut transaction = pool.begin().await.map_err(StoreError::from_sqlx)?;
             // A read model and its checkpoint are rebuilt from the log if a crash loses their
             // last commit (they are lost together), so this commit need not wait for the disk.
-            sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *transaction).await.map_err(store_error)?;
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *transaction)
+                .await
+                .map_err(StoreError::from_sqlx)?;
             let claimed = sqlx::query(
                 "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES ($1, $2, now()) \
                  ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at \
@@ -326,7 +320,7 @@ async fn apply_batch<P: Projection>(
             .bind(start.0)
             .execute(&mut *transaction)
             .await
-            .map_err(store_error)?
+            .map_err(StoreError::from_sqlx)?
             .rows_affected();
             if claimed != 1 {
                 let found: Option<i64> =
@@ -334,11 +328,11 @@ async fn apply_batch<P: Projection>(
                         .bind(projection.name())
                         .fetch_optional(&mut *transaction)
                         .await
-                        .map_err(store_error)?;
+                        .map_err(StoreError::from_sqlx)?;
                 return Err(moved(found));
             }
             apply_events(projection, &mut Transaction::Postgres(&mut transaction), batch).await?;
-            transaction.commit().await.map_err(store_error)?;
+            transaction.commit().await.map_err(StoreError::from_sqlx)?;
         }
     }
     Ok(())
@@ -435,6 +429,6 @@ pub async fn ticket_by_number(database: &Database, number: TicketNumber) -> Resu
                 .await
         }
     }
-    .map_err(store_error)?;
+    .map_err(StoreError::from_sqlx)?;
     Ok(id.map(TicketId::from_uuid))
 }

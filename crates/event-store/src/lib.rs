@@ -57,7 +57,9 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn from_sqlx(error: sqlx::Error) -> Self {
+    /// A database error as the store's error: connection trouble is `Unavailable` (worth a
+    /// retry), anything else `Database`. For the crates that keep tables beside the events.
+    pub fn from_sqlx(error: sqlx::Error) -> Self {
         match error {
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed

@@ -42,15 +42,6 @@ fn hash(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn database_error(error: sqlx::Error) -> StoreError {
-    match error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            StoreError::Unavailable(error.to_string())
-        }
-        other => StoreError::Database(other.to_string()),
-    }
-}
-
 pub async fn migrate(database: &Database) -> Result<(), StoreError> {
     let result = match database {
         Database::Sqlite { write, .. } => event_store::migrator(sqlx::migrate!("./migrations/sqlite")).run(write).await,
@@ -106,7 +97,7 @@ pub async fn create_token(database: &Database, name: &str, role: Role) -> Result
     match result {
         Ok(_) => Ok(token),
         Err(sqlx::Error::Database(error)) if error.is_unique_violation() => Err(TokenError::NameTaken(name.to_owned())),
-        Err(error) => Err(database_error(error).into()),
+        Err(error) => Err(StoreError::from_sqlx(error).into()),
     }
 }
 
@@ -129,7 +120,7 @@ pub async fn revoke_token(database: &Database, name: &str) -> Result<bool, Store
                 .map(|r| r.rows_affected())
         }
     };
-    Ok(result.map_err(database_error)? > 0)
+    Ok(result.map_err(StoreError::from_sqlx)? > 0)
 }
 
 /// The live tokens: (name, role, revoked).
@@ -139,7 +130,7 @@ pub async fn list_tokens(database: &Database) -> Result<Vec<(String, String, boo
         Database::Sqlite { read, .. } => sqlx::query_as(sql).fetch_all(read).await,
         Database::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await,
     }
-    .map_err(database_error)?;
+    .map_err(StoreError::from_sqlx)?;
     Ok(rows)
 }
 
@@ -163,7 +154,7 @@ pub async fn authenticate(database: &Database, token: &str) -> Result<Option<Cal
                 .await
         }
     }
-    .map_err(database_error)?;
+    .map_err(StoreError::from_sqlx)?;
     Ok(row.and_then(|(name, role)| parse_role(&role).map(|role| Caller { name, role })))
 }
 

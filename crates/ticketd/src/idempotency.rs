@@ -43,15 +43,6 @@ pub fn request_hash(method: &str, path: &str, body: &[u8]) -> String {
     hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn database_error(error: sqlx::Error) -> StoreError {
-    match error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            StoreError::Unavailable(error.to_string())
-        }
-        other => StoreError::Database(other.to_string()),
-    }
-}
-
 type Row = (String, Uuid, Uuid, Option<i32>, Option<String>, bool);
 
 pub async fn claim(
@@ -77,7 +68,7 @@ pub async fn claim(
             .bind(Utc::now().timestamp_micros())
             .execute(write)
             .await
-            .map_err(database_error)?
+            .map_err(StoreError::from_sqlx)?
             .rows_affected();
             let existing = if inserted == 0 {
                 sqlx::query_as(
@@ -89,7 +80,7 @@ pub async fn claim(
                 .bind(stale_micros)
                 .fetch_optional(write)
                 .await
-                .map_err(database_error)?
+                .map_err(StoreError::from_sqlx)?
             } else {
                 None
             };
@@ -107,7 +98,7 @@ pub async fn claim(
             .bind(correlation_id)
             .execute(pool)
             .await
-            .map_err(database_error)?
+            .map_err(StoreError::from_sqlx)?
             .rows_affected();
             let existing = if inserted == 0 {
                 sqlx::query_as(
@@ -120,7 +111,7 @@ pub async fn claim(
                 .bind(CLAIM_STALE_AFTER.as_secs_f64())
                 .fetch_optional(pool)
                 .await
-                .map_err(database_error)?
+                .map_err(StoreError::from_sqlx)?
             } else {
                 None
             };
@@ -168,7 +159,7 @@ pub async fn complete(database: &Database, actor: &str, key: &str, status: u16, 
                 .map(|_| ())
         }
     }
-    .map_err(database_error)?;
+    .map_err(StoreError::from_sqlx)?;
     Ok(())
 }
 
@@ -192,6 +183,6 @@ pub async fn release(database: &Database, actor: &str, key: &str) -> Result<(), 
                 .map(|_| ())
         }
     }
-    .map_err(database_error)?;
+    .map_err(StoreError::from_sqlx)?;
     Ok(())
 }
