@@ -184,3 +184,28 @@ pub async fn queue(
         }
     }
 }
+
+/// The tickets received in `[from, to)`, oldest first: (ticket id, number).
+pub async fn received_between(
+    database: &Database,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(Uuid, i64)>, StoreError> {
+    match database {
+        Database::Sqlite { read, .. } => sqlx::query_as(
+            "SELECT ticket_id, number FROM ticket_view WHERE received_at >= ?1 AND received_at < ?2 ORDER BY received_at, number",
+        )
+        .bind(from.timestamp_micros())
+        .bind(to.timestamp_micros())
+        .fetch_all(read)
+        .await,
+        Database::Postgres(pool) => sqlx::query_as(
+            "SELECT ticket_id, number FROM ticket_view WHERE received_at >= $1 AND received_at < $2 ORDER BY received_at, number",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(pool)
+        .await,
+    }
+    .map_err(StoreError::from_sqlx)
+}

@@ -43,7 +43,64 @@ on_both_backends!(
     the_ticket_as_it_stood_at_any_past_instant,
     queues_follow_the_workflow_and_survive_a_restart,
     a_request_that_died_after_appending_is_answered_from_its_events,
+    auditors_export_every_complaint_of_a_period_with_its_history,
 );
+
+async fn auditors_export_every_complaint_of_a_period_with_its_history(app: TestApp) {
+    let start = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let intake = |category: &str| {
+        json!({"channel": "email", "reporter": {"name": "Szabó Péter", "email": "szabo@example.hu"},
+               "subject": "Számla", "message": "Hibás a számla.", "category": category})
+    };
+    let mut ids = Vec::new();
+    for category in ["complaint", "user_support", "information_request"] {
+        let created = app.request(Method::POST, "/api/v1/tickets", Some(&app.agent), &[], Some(intake(category))).await;
+        assert_eq!(created.status, StatusCode::CREATED);
+        ids.push(created.body["id"].as_str().unwrap().to_owned());
+    }
+    // The second becomes a complaint and then stops being one: it stays in the record.
+    for (category, reason) in
+        [("complaint", "objects to the contract's performance"), ("user_support", "only a question after all")]
+    {
+        let answer = app.act(&ids[1], "reclassify", json!({"category": category, "reason": reason})).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    }
+    queue_until(&app, "/api/v1/queues/new", |items| items.len() == 3).await;
+    let period = |from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>| {
+        format!(
+            "/api/v1/audit/export?from={}&to={}",
+            from.to_rfc3339().replace('+', "%2B"),
+            to.to_rfc3339().replace('+', "%2B")
+        )
+    };
+    let now = chrono::Utc::now() + chrono::Duration::seconds(5);
+    let response =
+        app.client.get(format!("{}{}", app.base, period(start, now))).bearer_auth(&app.auditor).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let text = response.text().await.unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let exported: Vec<&str> = lines.iter().map(|l| l["ticket_id"].as_str().unwrap()).collect();
+    assert_eq!(
+        exported,
+        vec![ids[0].as_str(), ids[1].as_str()],
+        "complaints only, once a complaint always in the record"
+    );
+    let types: Vec<&str> =
+        lines[1]["events"].as_array().unwrap().iter().map(|e| e["event_type"].as_str().unwrap()).collect();
+    assert_eq!(types, vec!["Received", "Reclassified", "Reclassified"]);
+    assert_eq!(lines[1]["events"][1]["actor"]["name"], "kata");
+
+    let yesterday =
+        app.get(&period(start - chrono::Duration::days(2), start - chrono::Duration::days(1)), &app.auditor).await;
+    assert_eq!((yesterday.status, yesterday.body.clone()), (StatusCode::OK, json!("")));
+    let by_agent = app.get(&period(start, now), &app.agent).await;
+    assert_eq!((by_agent.status, by_agent.code()), (StatusCode::FORBIDDEN, "forbidden"));
+    let backwards = app.get(&period(now, start), &app.auditor).await;
+    assert_eq!((backwards.status, backwards.code()), (StatusCode::BAD_REQUEST, "invalid_query"));
+    let missing = app.get("/api/v1/audit/export", &app.auditor).await;
+    assert_eq!(missing.status, StatusCode::BAD_REQUEST);
+}
 
 async fn a_request_that_died_after_appending_is_answered_from_its_events(app: TestApp) {
     let created = app.create_ticket().await;

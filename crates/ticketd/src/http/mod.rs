@@ -2,10 +2,12 @@
 //!
 //! - [`tickets`]: intake, workflow commands, the ticket, its history.
 //! - [`queues`]: the agents' work lists (read models).
+//! - [`audit`]: the export of complaints with their histories.
 //! - [`extract`]: strict JSON bodies, the caller, `If-Match`, `Idempotency-Key`.
 //! - [`problem`]: the one error type.
 //! - [`openapi`]: the OpenAPI 3.1 document, served and checked in as `schemas/openapi.json`.
 
+pub mod audit;
 pub mod extract;
 pub mod openapi;
 pub mod problem;
@@ -61,6 +63,7 @@ pub fn app(state: AppState) -> Router {
         .route("/tickets/{id}/survey-sent", post(tickets::survey_sent))
         .route("/tickets/{id}/survey-answer", post(tickets::survey_answer))
         .route("/queues/{queue}", get(queues::get_queue))
+        .route("/audit/export", get(audit::export))
         .route("/openapi.json", get(openapi::serve));
     Router::new()
         .nest("/api/v1", api)

@@ -112,7 +112,7 @@ pub struct EventView {
     pub payload: serde_json::Value,
 }
 
-fn event_view(record: &TicketRecord) -> EventView {
+pub fn event_view(record: &TicketRecord) -> EventView {
     let stored = ticket_domain::codec::encode(&record.event);
     EventView {
         event_id: record.event_id,
