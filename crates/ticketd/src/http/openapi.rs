@@ -124,20 +124,3 @@ pub async fn serve() -> Response {
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
-
-#[cfg(test)]
-mod tests {
-    use ticket_domain::vocabulary::*;
-
-    /// The documented limits are literals (the derive needs them); they must be the domain's.
-    #[test]
-    fn documented_text_limits_are_the_domains() {
-        let document: serde_json::Value = serde_json::from_str(super::document()).unwrap();
-        let schemas = &document["components"]["schemas"];
-        let limit = |schema: &str, field: &str| schemas[schema]["properties"][field]["maxLength"].as_u64();
-        assert_eq!(limit("CreateTicket", "subject"), Some(Subject::CHARS_MAX as u64));
-        assert_eq!(limit("CreateTicket", "message"), Some(MessageBody::CHARS_MAX as u64));
-        assert_eq!(limit("ReporterInput", "name"), Some(PersonName::CHARS_MAX as u64));
-        assert_eq!(limit("ReporterInput", "email"), Some(EmailAddress::BYTES_MAX as u64));
-    }
-}

@@ -161,13 +161,10 @@ fn ticket_response(status: StatusCode, body: &TicketView, replayed: bool) -> Res
 pub struct CreateTicket {
     pub channel: Channel,
     pub reporter: ReporterInput,
-    #[schema(min_length = 1, max_length = 300)]
     pub subject: String,
-    #[schema(min_length = 1, max_length = 50000)]
     pub message: String,
     pub category: Option<Category>,
     pub service_area: Option<ServiceArea>,
-    #[schema(min_length = 1, max_length = 100)]
     pub contract_id: Option<String>,
     /// The customer's language for mails; Hungarian by default.
     pub language: Option<Language>,
@@ -176,11 +173,8 @@ pub struct CreateTicket {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReporterInput {
-    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
-    #[schema(min_length = 3, max_length = 254)]
     pub email: String,
-    #[schema(min_length = 1, max_length = 50)]
     pub phone: Option<String>,
 }
 
@@ -188,7 +182,6 @@ pub struct ReporterInput {
 #[serde(deny_unknown_fields)]
 pub struct AcknowledgeBody {
     /// The Message-ID of the confirmation mail, when one was sent.
-    #[schema(min_length = 1, max_length = 998)]
     pub message_id: Option<String>,
 }
 
@@ -204,16 +197,13 @@ pub struct InvestigateBody {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EscalateBody {
-    #[schema(min_length = 1, max_length = 100)]
     pub division: String,
-    #[schema(min_length = 1, max_length = 5000)]
     pub reason: String,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EscalationAnswerBody {
-    #[schema(min_length = 1, max_length = 5000)]
     pub outcome: String,
 }
 
@@ -221,10 +211,8 @@ pub struct EscalationAnswerBody {
 #[serde(deny_unknown_fields)]
 pub struct ResolveBody {
     /// What the customer is told.
-    #[schema(min_length = 1, max_length = 50000)]
     pub resolution: String,
     /// A short label for statistics ("billing-error").
-    #[schema(min_length = 1, max_length = 200)]
     pub root_cause: String,
     /// True when solved within the agent's own authority (policy §7.4.1).
     pub within_own_authority: bool,
@@ -237,7 +225,6 @@ pub struct EmptyBody {}
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReasonBody {
-    #[schema(min_length = 1, max_length = 5000)]
     pub reason: String,
 }
 
@@ -245,7 +232,6 @@ pub struct ReasonBody {
 #[serde(deny_unknown_fields)]
 pub struct AssignBody {
     /// The staff member's name (their API token's name).
-    #[schema(min_length = 1, max_length = 200)]
     pub assignee: String,
 }
 
@@ -255,14 +241,12 @@ pub struct ReclassifyBody {
     pub category: Option<Category>,
     pub service_area: Option<ServiceArea>,
     /// Why: a ticket becoming or ceasing to be a complaint is a recorded decision.
-    #[schema(min_length = 1, max_length = 5000)]
     pub reason: String,
 }
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageBodyInput {
-    #[schema(min_length = 1, max_length = 50000)]
     pub body: String,
 }
 
@@ -270,9 +254,7 @@ pub struct MessageBodyInput {
 #[serde(deny_unknown_fields)]
 pub struct SurveyAnswerBody {
     /// 1 (worst) to 5 (best).
-    #[schema(minimum = 1, maximum = 5)]
     pub score: u8,
-    #[schema(min_length = 1, max_length = 50000)]
     pub comment: Option<String>,
 }
 
