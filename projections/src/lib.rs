@@ -9,7 +9,9 @@
 //! - `ticket_index`: human ticket number → ticket id.
 //! - [`ticket_view`]: every ticket as it stands; [`queues`] reads it.
 
+pub mod fold;
 pub mod queues;
+pub mod statistics;
 pub mod ticket_view;
 
 use std::sync::{Arc, Mutex};
@@ -49,7 +51,7 @@ pub enum Transaction<'a> {
 }
 
 /// One read model.
-pub trait Projection: Send + Sync + 'static {
+pub trait Projection: Clone + Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
     /// The statements that empty this read model (for a rebuild), on either database.
@@ -115,12 +117,14 @@ pub async fn run<P: Projection>(
         tokio::time::sleep(PROJECTION_LINGER).await;
         let mut batch = vec![first];
         batch.extend(subscription.next_batch_now().await?);
-        match apply_batch(&projection, &database, position, &batch).await {
+        let last = batch.last().map_or(position, |e| e.position);
+        let events = batch.len() as u64;
+        match apply_batch(&projection, &database, position, batch.into()).await {
             Ok(()) => {
-                position = batch.last().map_or(position, |e| e.position);
+                position = last;
                 let mut status = status.lock().expect("status lock");
                 status.position = position;
-                status.events_applied += batch.len() as u64;
+                status.events_applied += events;
             }
             Err(ProjectionError::Moved { found, .. }) => {
                 tracing::info!(
@@ -158,10 +162,12 @@ pub async fn rebuild<P: Projection>(
         if batch.is_empty() {
             return Ok(applied);
         }
-        match apply_batch(projection, database, position, &batch).await {
+        let last = batch.last().map_or(position, |e| e.position);
+        let events = batch.len() as u64;
+        match apply_batch(projection, database, position, batch.into()).await {
             Ok(()) => {
-                position = batch.last().map_or(position, |e| e.position);
-                applied += batch.len() as u64;
+                position = last;
+                applied += events;
             }
             Err(ProjectionError::Moved { found, .. }) => position = GlobalPosition(found),
             Err(error) => return Err(error),
@@ -265,8 +271,23 @@ async fn apply_batch<P: Projection>(
     projection: &P,
     database: &Database,
     start: GlobalPosition,
-    batch: &[RecordedEvent],
+    batch: Arc<[RecordedEvent]>,
 ) -> Result<(), ProjectionError> {
+    // sqlx cannot roll back a PostgreSQL transaction whose `BEGIN` was cancelled in flight
+    // (sqlx#4393, in 0.8.6 and 0.9.0): the connection would go back to the pool inside it, and
+    // the next borrower's writes would be lost with it. So the transaction runs in a task of
+    // its own, which a caller that stops waiting (an aborted runner) does not cancel.
+    let task = tokio::spawn(apply_batch_in_task(projection.clone(), database.clone(), start, batch));
+    task.await.map_err(|e| StoreError::Database(format!("applying a batch: {e}")))?
+}
+
+async fn apply_batch_in_task<P: Projection>(
+    projection: P,
+    database: Database,
+    start: GlobalPosition,
+    batch: Arc<[RecordedEvent]>,
+) -> Result<(), ProjectionError> {
+    let (projection, database, batch) = (&projection, &database, &batch[..]);
     let last = batch.last().map_or(start.0, |e| e.position.0);
     let moved = |found: Option<i64>| ProjectionError::Moved {
         projection: projection.name(),

@@ -1,66 +1,31 @@
 //! `ticket_view`: every ticket as it stands — what queues and lists read.
 //!
 //! The row is the domain's own fold (`Ticket::evolve`) of the ticket's events, so the read
-//! model cannot disagree with the command side about what a status means. The projection keeps
-//! recently folded tickets in memory; an entry is trusted only if it is exactly one event behind
-//! the event being applied (after a rollback or a restart it is not, and the ticket is folded
-//! again from its stream).
+//! model cannot disagree with the command side about what a status means. Recently folded
+//! tickets are kept in a [`FoldCache`].
 
-use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use event_store::{RecordedEvent, SharedStore};
-use lru::LruCache;
-use ticket_app::envelope::decode;
 use ticket_domain::vocabulary::TicketId;
 use ticket_domain::{Ticket, TicketEvent, TicketState};
 
+use crate::fold::FoldCache;
 use crate::{Projection, Transaction};
 
 const FOLDED_TICKETS_MAX: usize = 50_000;
 
 #[derive(Clone)]
 pub struct TicketView {
-    store: SharedStore,
-    /// A std mutex: held for a lookup or an insert, never across an await.
-    folded: Arc<Mutex<LruCache<TicketId, Ticket>>>,
+    folded: FoldCache<Ticket>,
     /// The tickets the current batch changed, written once each when the batch ends.
     changed: Arc<Mutex<std::collections::HashMap<TicketId, (Ticket, DateTime<Utc>)>>>,
 }
 
 impl TicketView {
     pub fn new(store: SharedStore) -> Self {
-        let capacity = NonZeroUsize::new(FOLDED_TICKETS_MAX).expect("not zero");
-        Self { store, folded: Arc::new(Mutex::new(LruCache::new(capacity))), changed: Arc::default() }
-    }
-
-    /// The ticket folded up to just before `event`.
-    async fn before(&self, ticket_id: TicketId, event: &RecordedEvent) -> Result<Ticket, sqlx::Error> {
-        let cached = self.folded.lock().expect("fold cache").get(&ticket_id).cloned();
-        if let Some(ticket) = cached.filter(|t| t.version() + 1 == event.version) {
-            return Ok(ticket);
-        }
-        let mut ticket = Ticket::default();
-        while ticket.version() + 1 < event.version {
-            let missing = (event.version - 1 - ticket.version()) as usize;
-            let page = self
-                .store
-                .read_stream(&event.stream_id, ticket.version(), missing)
-                .await
-                .map_err(|e| sqlx::Error::Protocol(format!("reading the stream: {e}")))?;
-            if page.is_empty() {
-                return Err(sqlx::Error::Protocol(format!(
-                    "stream {} ends before version {}",
-                    event.stream_id, event.version
-                )));
-            }
-            for recorded in &page {
-                let record = decode(recorded).map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
-                ticket = ticket.evolve(&record.event, record.occurred_at);
-            }
-        }
-        Ok(ticket)
+        Self { folded: FoldCache::new(store, FOLDED_TICKETS_MAX), changed: Arc::default() }
     }
 }
 
@@ -89,8 +54,8 @@ impl Projection for TicketView {
         decoded: &TicketEvent,
     ) -> Result<(), sqlx::Error> {
         let _ = transaction;
-        let ticket = self.before(ticket_id, event).await?.evolve(decoded, event.occurred_at);
-        self.folded.lock().expect("fold cache").put(ticket_id, ticket.clone());
+        let ticket = self.folded.before(ticket_id, event).await?.evolve(decoded, event.occurred_at);
+        self.folded.put(ticket_id, ticket.clone());
         self.changed.lock().expect("changed set").insert(ticket_id, (ticket, event.recorded_at));
         Ok(())
     }

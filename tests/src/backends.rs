@@ -23,6 +23,19 @@ pub struct TestStore {
     cleanup: Option<Box<dyn FnOnce() + Send>>,
 }
 
+impl TestStore {
+    /// The store's database, for the read models beside it.
+    pub fn database(&self) -> event_store::Database {
+        match (&self.sqlite, &self.postgres) {
+            (Some(sqlite), _) => {
+                event_store::Database::Sqlite { write: sqlite.write_pool().clone(), read: sqlite.read_pool().clone() }
+            }
+            (_, Some(postgres)) => event_store::Database::Postgres(postgres.pool().clone()),
+            _ => unreachable!("a test store has a backend"),
+        }
+    }
+}
+
 impl Drop for TestStore {
     fn drop(&mut self) {
         if let Some(cleanup) = self.cleanup.take() {

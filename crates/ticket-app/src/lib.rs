@@ -40,6 +40,10 @@ impl ManualClock {
     pub fn new(start: DateTime<Utc>) -> Arc<Self> {
         Arc::new(Self(std::sync::Mutex::new(start)))
     }
+    /// Moves the clock to `instant` (tests replaying a dated history).
+    pub fn set(&self, instant: DateTime<Utc>) {
+        *self.0.lock().expect("clock lock") = instant;
+    }
     pub fn advance(&self, by: chrono::Duration) {
         // A std mutex is right here: held for one addition, never across an await.
         *self.0.lock().expect("clock lock") += by;

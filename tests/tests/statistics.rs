@@ -1,0 +1,262 @@
+//! The complaint statistics on a small dated history whose every figure was computed by hand
+//! (see the comments), on both stores.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use ticket_app::{CommandContext, ManualClock, ServiceOptions, TicketService};
+use ticket_domain::vocabulary::{Actor, Category, Role, RootCause, TicketId};
+use ticket_domain::{TicketCommand, sample};
+use ticket_projections::statistics::Statistics;
+use ticket_projections::statistics::query::{self, Dimension, Period, Report, StatsQuery, SummaryRow};
+use ticket_tests::backends::{self, TestStore};
+
+fn at(instant: &str) -> DateTime<Utc> {
+    instant.parse().expect("an RFC 3339 instant")
+}
+
+fn resolve(root_cause: &str) -> TicketCommand {
+    let TicketCommand::Resolve { resolution, within_own_authority, .. } = sample::resolve() else { unreachable!() };
+    TicketCommand::Resolve { resolution, root_cause: RootCause::parse(root_cause).unwrap(), within_own_authority }
+}
+
+/// The fixture history. Times are UTC; Budapest is UTC+1 until 29 March 2026, UTC+2 after.
+async fn write_history(test_store: &TestStore) {
+    let clock = ManualClock::new(at("2026-01-01T00:00:00Z"));
+    let service = TicketService::new(test_store.store.clone(), clock.clone(), ServiceOptions::default());
+    let context = CommandContext::new(Actor::Staff { name: "kata".into(), role: Role::Agent });
+    let mut number = 0;
+    let run = async |ticket: TicketId, when: &str, command: TicketCommand| {
+        clock.set(at(when));
+        service.execute(ticket, None, command, &context).await.unwrap_or_else(|e| panic!("{when}: {e}"));
+    };
+    let mut receive = |_: ()| {
+        number += 1;
+        (TicketId::new(), TicketCommand::Receive(sample::receive(number)))
+    };
+    // T0: received in February, acknowledged, still open: the backlog the report starts with.
+    let (t0, r) = receive(());
+    run(t0, "2026-02-20T09:00:00Z", r).await;
+    run(t0, "2026-02-20T10:00:00Z", sample::acknowledge()).await;
+    // T1: a complaint, resolved and closed in March; survey answered (5) in March.
+    let (t1, r) = receive(());
+    run(t1, "2026-03-02T09:00:00Z", r).await;
+    run(t1, "2026-03-02T10:00:00Z", sample::acknowledge()).await; // 1 h
+    run(t1, "2026-03-02T13:00:00Z", sample::investigate(Category::Complaint)).await; // 4 h
+    run(t1, "2026-03-04T09:00:00Z", resolve("session-expiry-bug")).await; // 48 h
+    run(t1, "2026-03-04T10:00:00Z", TicketCommand::Close).await;
+    run(t1, "2026-03-04T10:00:00Z", sample::survey_sent()).await;
+    run(t1, "2026-03-05T09:00:00Z", sample::answer_survey(5)).await;
+    // T2: a bug report escalated to `legal` for 48 h; resolved and closed in March; its survey
+    // is answered (3) in April.
+    let (t2, r) = receive(());
+    run(t2, "2026-03-03T09:00:00Z", r).await;
+    run(t2, "2026-03-03T09:30:00Z", sample::acknowledge()).await; // 0.5 h
+    run(t2, "2026-03-03T11:00:00Z", sample::investigate(Category::BugReport)).await; // 2 h
+    run(t2, "2026-03-03T12:00:00Z", sample::escalate("legal")).await;
+    run(t2, "2026-03-05T12:00:00Z", sample::answer_escalation()).await; // 48 h
+    run(t2, "2026-03-06T09:00:00Z", resolve("session-expiry-bug")).await; // 72 h
+    run(t2, "2026-03-06T09:00:00Z", TicketCommand::Close).await;
+    run(t2, "2026-03-06T09:00:00Z", sample::survey_sent()).await;
+    run(t2, "2026-04-02T09:00:00Z", sample::answer_survey(3)).await;
+    // T3: a complaint in March, reclassified away on 1 April, resolved (not as a complaint)
+    // on 2 April after 23 days (552 h); left resolved, not closed.
+    let (t3, r) = receive(());
+    run(t3, "2026-03-10T09:00:00Z", r).await;
+    run(t3, "2026-03-10T11:00:00Z", sample::acknowledge()).await; // 2 h
+    run(t3, "2026-03-10T15:00:00Z", sample::investigate(Category::Complaint)).await; // 6 h
+    run(t3, "2026-04-01T09:00:00Z", sample::reclassify(Category::InformationRequest)).await;
+    run(t3, "2026-04-02T09:00:00Z", resolve("misunderstanding")).await; // 552 h
+    // T4: out of scope within the hour.
+    let (t4, r) = receive(());
+    run(t4, "2026-03-20T09:00:00Z", r).await;
+    run(t4, "2026-03-20T10:00:00Z", sample::out_of_scope()).await;
+    // T6: received at 00:30 on 1 April in Budapest (22:30 UTC on 31 March): an April ticket.
+    let (t6, r) = receive(());
+    run(t6, "2026-03-31T22:30:00Z", r).await;
+    // T5: an April complaint resolved (24 h), closed, reopened, resolved again (72 h from receipt).
+    let (t5, r) = receive(());
+    run(t5, "2026-04-10T09:00:00Z", r).await;
+    run(t5, "2026-04-10T09:15:00Z", sample::acknowledge()).await; // 0.25 h
+    run(t5, "2026-04-10T10:00:00Z", sample::investigate(Category::Complaint)).await; // 1 h
+    run(t5, "2026-04-11T09:00:00Z", resolve("billing-error")).await; // 24 h
+    run(t5, "2026-04-11T09:00:00Z", TicketCommand::Close).await;
+    run(t5, "2026-04-11T09:00:00Z", sample::survey_sent()).await;
+    run(t5, "2026-04-12T09:00:00Z", sample::reopen()).await;
+    run(t5, "2026-04-13T09:00:00Z", resolve("billing-error")).await; // 72 h
+}
+
+fn date(value: &str) -> NaiveDate {
+    value.parse().unwrap()
+}
+
+async fn report(test_store: &TestStore, by: Option<Dimension>) -> Report {
+    let database = test_store.database();
+    let query = StatsQuery { from: date("2026-03-01"), to: date("2026-04-30"), period: Period::Month, by };
+    query::run(&database, &query).await.unwrap()
+}
+
+fn expected_march() -> SummaryRow {
+    SummaryRow {
+        period_start: date("2026-03-01"),
+        period_end: date("2026-03-31"),
+        group: None,
+        received: 4,  // T1 T2 T3 T4
+        resolved: 2,  // T1 T2
+        closed: 2,    // T1 T2
+        escalated: 1, // T2
+        reopened: 0,
+        out_of_scope: 1,      // T4
+        open_at_end: 2,       // T0 (from February) and T3
+        acknowledge_count: 3, // 1, 0.5, 2 h
+        acknowledge_hours_median: Some(1.0),
+        acknowledge_hours_p90: Some(2.0),
+        acknowledge_hours_mean: Some(1.167), // 3.5 / 3
+        first_contact_count: 3,              // 4, 2, 6 h
+        first_contact_hours_median: Some(4.0),
+        first_contact_hours_p90: Some(6.0),
+        first_contact_hours_mean: Some(4.0),
+        resolution_count: 2, // 48, 72 h
+        resolution_hours_median: Some(60.0),
+        resolution_hours_p90: Some(72.0),
+        resolution_hours_mean: Some(60.0),
+        surveys_sent: 2,                 // T1 T2
+        surveys_answered: 1,             // T1 (T2 answers in April)
+        survey_response_rate: Some(1.0), // both surveys sent in March were answered
+        survey_mean_score: Some(5.0),
+        score_5: 1,
+        complaints_registered: 2,  // T1 T3
+        complaints_resolved: 1,    // T1
+        complaints_closed: 1,      // T1
+        complaints_open_at_end: 1, // T3
+        complaint_resolution_hours_median: Some(48.0),
+        complaint_resolution_hours_p90: Some(48.0),
+        complaint_resolution_hours_mean: Some(48.0),
+        ..SummaryRow::default()
+    }
+}
+
+fn expected_april() -> SummaryRow {
+    SummaryRow {
+        period_start: date("2026-04-01"),
+        period_end: date("2026-04-30"),
+        group: None,
+        received: 2, // T6 (local 1 April) and T5
+        resolved: 3, // T3, T5 twice
+        closed: 1,   // T5
+        escalated: 0,
+        reopened: 1, // T5
+        out_of_scope: 0,
+        open_at_end: 4, // T0, T3 (resolved), T6, T5 (resolved again)
+        acknowledge_count: 1,
+        acknowledge_hours_median: Some(0.25),
+        acknowledge_hours_p90: Some(0.25),
+        acknowledge_hours_mean: Some(0.25),
+        first_contact_count: 1,
+        first_contact_hours_median: Some(1.0),
+        first_contact_hours_p90: Some(1.0),
+        first_contact_hours_mean: Some(1.0),
+        resolution_count: 3, // 552, 24, 72 h
+        resolution_hours_median: Some(72.0),
+        resolution_hours_p90: Some(552.0),
+        resolution_hours_mean: Some(216.0), // 648 / 3
+        surveys_sent: 1,                    // T5 (cleared by its reopen, never answered)
+        surveys_answered: 1,                // T2's, sent in March
+        survey_response_rate: Some(0.0),
+        survey_mean_score: Some(3.0),
+        score_3: 1,
+        complaints_registered: 1,        // T5
+        complaints_reclassified_away: 1, // T3
+        complaints_resolved: 2,          // T5 twice (T3 was no longer a complaint)
+        complaints_closed: 1,
+        complaints_reopened: 1,
+        complaints_open_at_end: 1,                     // T5
+        complaint_resolution_hours_median: Some(48.0), // 24, 72 h
+        complaint_resolution_hours_p90: Some(72.0),
+        complaint_resolution_hours_mean: Some(48.0),
+        ..SummaryRow::default()
+    }
+}
+
+async fn hand_computed_figures(test_store: TestStore) {
+    write_history(&test_store).await;
+    let database = test_store.database();
+    ticket_projections::migrate(&database).await.unwrap();
+    let store = test_store.store.clone();
+    ticket_projections::rebuild(&Statistics::new(store.clone()), &store, &database).await.unwrap();
+
+    let report_all = report(&test_store, None).await;
+    assert_eq!(report_all.summary, vec![expected_march(), expected_april()]);
+
+    let divisions: Vec<_> = report_all
+        .divisions
+        .iter()
+        .map(|d| {
+            (
+                d.period_start,
+                d.division.as_str(),
+                d.escalations,
+                d.answers,
+                d.answer_hours_median,
+                d.resolved_after_escalation,
+                d.resolutions,
+                d.escalation_rate,
+            )
+        })
+        .collect();
+    assert_eq!(divisions, vec![(date("2026-03-01"), "legal", 1, 1, Some(48.0), 1, 2, Some(0.5))]);
+
+    let causes: Vec<_> = report_all
+        .root_causes
+        .iter()
+        .map(|r| (r.period_start, r.root_cause.as_str(), r.complaints_resolved, r.share))
+        .collect();
+    assert_eq!(
+        causes,
+        vec![
+            (date("2026-03-01"), "session-expiry-bug", 1, Some(1.0)), // T1 (T2 was a bug report)
+            (date("2026-04-01"), "billing-error", 2, Some(1.0)),
+        ]
+    );
+
+    // By category, every fact counts under the category the ticket had at that moment: all
+    // were received unclassified; the backlog moves with identification.
+    let by_category = report(&test_store, Some(Dimension::Category)).await;
+    let march: Vec<_> = by_category
+        .summary
+        .iter()
+        .filter(|r| r.period_start == date("2026-03-01"))
+        .map(|r| (r.group.clone().unwrap(), r.received, r.resolved, r.escalated, r.open_at_end))
+        .collect();
+    assert_eq!(
+        march,
+        vec![
+            ("bug_report".to_owned(), 0, 1, 1, 0),
+            ("complaint".to_owned(), 0, 1, 0, 1),
+            ("unclassified".to_owned(), 4, 0, 0, 1),
+        ]
+    );
+
+    // A weekly report of the same days adds up to the monthly one.
+    let weekly = query::run(
+        &database,
+        &StatsQuery { from: date("2026-03-01"), to: date("2026-04-30"), period: Period::Week, by: None },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        weekly.summary.first().map(|r| (r.period_start, r.period_end)),
+        Some((date("2026-03-01"), date("2026-03-01")))
+    );
+    assert_eq!(weekly.summary.iter().map(|r| r.received).sum::<i64>(), 6);
+    assert_eq!(weekly.summary.last().map(|r| r.open_at_end), Some(4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_statistics_match_the_hand_computed_figures() {
+    hand_computed_figures(backends::sqlite().await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_statistics_match_the_hand_computed_figures() {
+    let Some(test_store) = backends::postgres().await else { return };
+    hand_computed_figures(test_store).await;
+}
