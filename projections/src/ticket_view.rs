@@ -16,11 +16,14 @@ use crate::{Projection, Transaction};
 
 const FOLDED_TICKETS_MAX: usize = 50_000;
 
+/// Each changed ticket's fold and when it last changed.
+type Changed = std::collections::HashMap<TicketId, (Ticket, DateTime<Utc>)>;
+
 #[derive(Clone)]
 pub struct TicketView {
     folded: FoldCache<Ticket>,
     /// The tickets the current batch changed, written once each when the batch ends.
-    changed: Arc<Mutex<std::collections::HashMap<TicketId, (Ticket, DateTime<Utc>)>>>,
+    changed: Arc<Mutex<Changed>>,
 }
 
 impl TicketView {

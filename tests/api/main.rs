@@ -44,7 +44,152 @@ on_both_backends!(
     queues_follow_the_workflow_and_survive_a_restart,
     a_request_that_died_after_appending_is_answered_from_its_events,
     auditors_export_every_complaint_of_a_period_with_its_history,
+    statistics_count_what_happened_also_across_a_crash,
 );
+
+/// Polls the daily summary until `done` holds for today's row.
+async fn summary_until(app: &TestApp, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let today = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Budapest).date_naive();
+    let path = format!("/api/v1/stats/summary?period=day&from={today}&to={today}");
+    let mut row = serde_json::Value::Null;
+    for _ in 0..500 {
+        let answer = app.get(&path, &app.quality_manager).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        row = answer.body["rows"][0].clone();
+        if done(&row) {
+            return row;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the statistics never got there: {row}");
+}
+
+async fn statistics_count_what_happened_also_across_a_crash(mut app: TestApp) {
+    let id = |answer: &harness::Answer| answer.body["id"].as_str().unwrap().to_owned();
+    let (t1, t2, t3) = (id(&app.create_ticket().await), id(&app.create_ticket().await), id(&app.create_ticket().await));
+    let investigate =
+        |category: &str| json!({"category": category, "service_area": "norma", "contact_method": "phone"});
+    for (ticket, action, body) in [
+        (&t1, "acknowledge", json!({})),
+        (&t1, "investigate", investigate("bug_report")),
+        (
+            &t1,
+            "resolve",
+            json!({"resolution": "Javítottuk.", "root_cause": "session-expiry-bug", "within_own_authority": true}),
+        ),
+        (&t1, "close", json!({})),
+        (&t1, "survey-sent", json!({})),
+        (&t1, "survey-answer", json!({"score": 4})),
+        (&t2, "acknowledge", json!({})),
+        (&t2, "investigate", investigate("complaint")),
+        (&t2, "escalate", json!({"division": "legal", "reason": "contract question"})),
+        (&t3, "out-of-scope", json!({"reason": "general operation"})),
+    ] {
+        let answer = app.act(ticket, action, body).await;
+        assert_eq!(answer.status, StatusCode::OK, "{action}: {}", answer.body);
+    }
+    let row = summary_until(&app, |row| row["escalated"] == 1 && row["out_of_scope"] == 1).await;
+    let figures = |row: &serde_json::Value, names: &[&str]| -> Vec<i64> {
+        names.iter().map(|n| row[*n].as_i64().unwrap_or_else(|| panic!("{n} in {row}"))).collect()
+    };
+    let names = [
+        "received",
+        "resolved",
+        "closed",
+        "escalated",
+        "out_of_scope",
+        "open_at_end",
+        "surveys_sent",
+        "surveys_answered",
+        "score_4",
+        "complaints_registered",
+        "complaints_escalated",
+        "complaints_open_at_end",
+        "acknowledge_count",
+        "first_contact_count",
+        "resolution_count",
+    ];
+    assert_eq!(figures(&row, &names), vec![3, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 1], "{row}");
+    assert_eq!(row["survey_mean_score"], 4.0);
+    assert_eq!(row["survey_response_rate"], 1.0);
+
+    let divisions = app.get("/api/v1/stats/divisions?period=day", &app.auditor).await;
+    assert_eq!(divisions.status, StatusCode::OK);
+    let legal = divisions.body["rows"].as_array().unwrap().last().cloned().unwrap();
+    assert_eq!((legal["division"].as_str(), legal["escalations"].as_i64()), (Some("legal"), Some(1)));
+    let causes = app.get("/api/v1/stats/root-causes", &app.admin).await;
+    assert_eq!(causes.status, StatusCode::OK);
+    assert_eq!(causes.body["rows"], json!([]), "t1 was no complaint: {}", causes.body);
+    assert_eq!(causes.body["time_zone"], "Europe/Budapest");
+
+    let csv = app
+        .request(
+            Method::GET,
+            "/api/v1/stats/summary?period=quarter&by=category",
+            Some(&app.quality_manager),
+            &[("accept", "text/csv")],
+            None,
+        )
+        .await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.headers["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let text = csv.body.as_str().unwrap().to_owned();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("period_start,period_end,group,received,resolved,"), "{text}");
+    let groups: Vec<&str> = lines.map(|l| l.split(',').nth(2).unwrap()).collect();
+    assert!(groups.contains(&"complaint") && groups.contains(&"unclassified"), "{text}");
+
+    assert_eq!(app.get("/api/v1/stats/summary", &app.agent).await.code(), "forbidden");
+    for bad in [
+        "/api/v1/stats/summary?period=fortnight",
+        "/api/v1/stats/summary?from=2026-05-01&to=2026-04-01",
+        "/api/v1/stats/summary?from=2000-01-01&to=2026-01-01",
+        "/api/v1/stats/summary?from=yesterday",
+        "/api/v1/stats/divisions?by=category",
+    ] {
+        let answer = app.get(bad, &app.quality_manager).await;
+        assert_eq!((answer.status, answer.code()), (StatusCode::BAD_REQUEST, "invalid_query"), "{bad}");
+    }
+
+    // Intake keeps coming while the server is killed: after a restart, the statistics count
+    // every ticket the store holds, once.
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (client, base, agent) = (app.client.clone(), app.base.clone(), app.agent.clone());
+        requests.spawn(async move {
+            let body = json!({"channel": "phone", "reporter": {"name": "Kiss Béla", "email": "kiss.bela@example.hu"},
+                              "subject": "Hívás", "message": "Visszahívást kér.", "service_area": "norma"});
+            let mut created = 0;
+            // Until the server is gone.
+            while let Ok(response) =
+                client.post(format!("{base}/api/v1/tickets")).bearer_auth(&agent).json(&body).send().await
+            {
+                let status = response.status();
+                assert_eq!(status, StatusCode::CREATED, "{}", response.text().await.unwrap_or_default());
+                created += 1;
+            }
+            created
+        });
+    }
+    for _ in 0..2_000 {
+        if app.query_count("SELECT COUNT(*) FROM events WHERE event_type = 'Received'").await >= 40 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    app.crash();
+    let mut created = 0;
+    while let Some(outcome) = requests.join_next().await {
+        created += outcome.unwrap();
+    }
+    app.start();
+    let stored = app.query_count("SELECT COUNT(*) FROM events WHERE event_type = 'Received'").await;
+    assert!(stored >= 3 + created, "every answered intake is stored: {stored} < 3 + {created}");
+    eprintln!("crash: {created} intakes answered, {stored} tickets stored");
+    summary_until(&app, |row| row["received"].as_i64() == Some(stored)).await;
+    let row = summary_until(&app, |row| row["received"].as_i64() == Some(stored)).await;
+    assert_eq!(row["open_at_end"].as_i64(), Some(stored - 2), "{row}");
+}
 
 async fn auditors_export_every_complaint_of_a_period_with_its_history(app: TestApp) {
     let start = chrono::Utc::now() - chrono::Duration::seconds(5);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use event_store::{Database, GlobalPosition, SharedStore};
+use event_store::{Database, GlobalPosition};
 use proptest::prelude::*;
 use ticket_app::{CommandContext, ServiceOptions, SystemClock, TicketService};
 use ticket_domain::vocabulary::{Actor, Category, Role, TicketId};

@@ -44,7 +44,7 @@ enum Command {
     /// Empties read models and rebuilds them from the whole log (all, or the ones named). A
     /// running service keeps answering and follows the rebuilt checkpoints.
     Rebuild {
-        /// ticket_index, ticket_view; none for all.
+        /// ticket_index, ticket_view, statistics; none for all.
         names: Vec<String>,
     },
     /// API tokens.
@@ -127,7 +127,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Rebuild { names } => {
             let view = ticket_projections::ticket_view::TicketView::new(store.clone());
-            let known = ["ticket_index", "ticket_view"];
+            let known = ["ticket_index", "ticket_view", "statistics"];
             if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
                 anyhow::bail!("'{unknown}' is not a read model: {}", known.join(", "));
             }
@@ -137,7 +137,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "ticket_index" => {
                         ticket_projections::rebuild(&ticket_projections::TicketIndex, &store, &opened.database).await?
                     }
-                    _ => ticket_projections::rebuild(&view, &store, &opened.database).await?,
+                    "ticket_view" => ticket_projections::rebuild(&view, &store, &opened.database).await?,
+                    _ => {
+                        let statistics = ticket_projections::statistics::Statistics::new(store.clone());
+                        ticket_projections::rebuild(&statistics, &store, &opened.database).await?
+                    }
                 };
                 let seconds = started.elapsed().as_secs_f64();
                 println!(

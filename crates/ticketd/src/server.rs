@@ -30,11 +30,21 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         opened.database.clone(),
         shutdown.clone(),
     );
+    let (stats_status, stats_task) = ticket_projections::spawn(
+        ticket_projections::statistics::Statistics::new(opened.store.clone()),
+        opened.store.clone(),
+        opened.database.clone(),
+        shutdown.clone(),
+    );
     let service = Arc::new(TicketService::new(opened.store.clone(), Arc::new(SystemClock), ServiceOptions::default()));
     let state = AppState {
         service,
         database: opened.database.clone(),
-        projections: Arc::new(vec![("ticket_index", index_status), ("ticket_view", view_status)]),
+        projections: Arc::new(vec![
+            ("ticket_index", index_status),
+            ("ticket_view", view_status),
+            ("statistics", stats_status),
+        ]),
         tokens: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -60,6 +70,7 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
     shutdown.cancel();
     let _ = index_task.await;
     let _ = view_task.await;
+    let _ = stats_task.await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`tickets`]: intake, workflow commands, the ticket, its history.
 //! - [`queues`]: the agents' work lists (read models).
+//! - [`stats`]: the complaint statistics (JSON or CSV).
 //! - [`audit`]: the export of complaints with their histories.
 //! - [`extract`]: strict JSON bodies, the caller, `If-Match`, `Idempotency-Key`.
 //! - [`problem`]: the one error type.
@@ -12,6 +13,7 @@ pub mod extract;
 pub mod openapi;
 pub mod problem;
 pub mod queues;
+pub mod stats;
 pub mod tickets;
 
 use std::sync::Arc;
@@ -63,6 +65,9 @@ pub fn app(state: AppState) -> Router {
         .route("/tickets/{id}/survey-sent", post(tickets::survey_sent))
         .route("/tickets/{id}/survey-answer", post(tickets::survey_answer))
         .route("/queues/{queue}", get(queues::get_queue))
+        .route("/stats/summary", get(stats::summary))
+        .route("/stats/divisions", get(stats::divisions))
+        .route("/stats/root-causes", get(stats::root_causes))
         .route("/audit/export", get(audit::export))
         .route("/openapi.json", get(openapi::serve));
     Router::new()

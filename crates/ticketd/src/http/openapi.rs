@@ -24,7 +24,8 @@ use super::{Health, ProjectionHealth, Readiness};
     paths(
         create_ticket, get_ticket, get_events, acknowledge, investigate, escalate, escalation_answer, resolve, close,
         reopen, assign, reclassify, out_of_scope, notes, replies, survey_sent, survey_answer,
-        super::queues::get_queue, super::audit::export, super::healthz, super::readyz,
+        super::queues::get_queue, super::stats::summary, super::stats::divisions, super::stats::root_causes,
+        super::audit::export, super::healthz, super::readyz,
     ),
     components(schemas(
         Problem, FieldError, TicketView, ReporterView, EventView, HistoryView, CreateTicket, ReporterInput,
@@ -34,6 +35,7 @@ use super::{Health, ProjectionHealth, Readiness};
         (name = "tickets", description = "Intake, the ticket, its history"),
         (name = "workflow", description = "The workflow's commands: each answers with the ticket after it"),
         (name = "queues", description = "The agents' work lists, from the read models"),
+        (name = "statistics", description = "Complaint statistics for quality managers (JSON or CSV)"),
         (name = "audit", description = "Exports for record keeping"),
         (name = "operations", description = "Health")
     )
