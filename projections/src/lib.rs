@@ -80,11 +80,25 @@ pub trait Projection: Clone + Send + Sync + 'static {
 }
 
 /// Where a projection stands, for health checks and metrics.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ProjectionStatus {
     pub position: GlobalPosition,
     pub events_applied: u64,
     pub failed: Option<String>,
+    /// Microseconds from an event's recording to the commit of the read model that shows it,
+    /// for the events recorded while this runner follows the log (not those it caught up on).
+    pub lag_us: hdrhistogram::Histogram<u64>,
+}
+
+impl Default for ProjectionStatus {
+    fn default() -> Self {
+        Self {
+            position: GlobalPosition::default(),
+            events_applied: 0,
+            failed: None,
+            lag_us: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds"),
+        }
+    }
 }
 
 pub type SharedStatus = Arc<Mutex<ProjectionStatus>>;
@@ -106,6 +120,7 @@ pub async fn run<P: Projection>(
 ) -> Result<(), ProjectionError> {
     let mut position = checkpoint(&database, projection.name()).await?;
     status.lock().expect("status lock").position = position;
+    let following_since = chrono::Utc::now();
     let mut subscription = Subscription::new(store.clone(), position).with_batch_size(APPLY_BATCH_MAX);
     loop {
         let first = tokio::select! {
@@ -119,12 +134,18 @@ pub async fn run<P: Projection>(
         batch.extend(subscription.next_batch_now().await?);
         let last = batch.last().map_or(position, |e| e.position);
         let events = batch.len() as u64;
-        match apply_batch(&projection, &database, position, batch.into()).await {
+        let batch: Arc<[RecordedEvent]> = batch.into();
+        match apply_batch(&projection, &database, position, batch.clone()).await {
             Ok(()) => {
+                let committed = chrono::Utc::now();
                 position = last;
                 let mut status = status.lock().expect("status lock");
                 status.position = position;
                 status.events_applied += events;
+                for event in batch.iter().filter(|e| e.recorded_at >= following_since) {
+                    let lag = (committed - event.recorded_at).num_microseconds().unwrap_or(i64::MAX);
+                    status.lag_us.saturating_record(lag.max(1) as u64);
+                }
             }
             Err(ProjectionError::Moved { found, .. }) => {
                 tracing::info!(
@@ -157,23 +178,37 @@ pub async fn rebuild<P: Projection>(
     reset(projection, database).await?;
     let mut position = GlobalPosition::START;
     let mut applied = 0;
+    let read = |after: GlobalPosition| {
+        let store = store.clone();
+        tokio::spawn(async move { store.read_all(after, REBUILD_BATCH_MAX).await })
+    };
+    let mut next = read(position);
     loop {
-        let batch = store.read_all(position, APPLY_BATCH_MAX).await?;
-        if batch.is_empty() {
+        let batch = next.await.map_err(|e| StoreError::Database(format!("reading the log: {e}")))??;
+        let Some(last) = batch.last().map(|e| e.position) else {
             return Ok(applied);
-        }
-        let last = batch.last().map_or(position, |e| e.position);
+        };
+        // Read the next page while this one is applied.
+        next = read(last);
         let events = batch.len() as u64;
         match apply_batch(projection, database, position, batch.into()).await {
             Ok(()) => {
                 position = last;
                 applied += events;
             }
-            Err(ProjectionError::Moved { found, .. }) => position = GlobalPosition(found),
+            Err(ProjectionError::Moved { found, .. }) => {
+                position = GlobalPosition(found);
+                next.abort();
+                next = read(position);
+            }
             Err(error) => return Err(error),
         }
     }
 }
+
+/// The most events one rebuild transaction applies: bigger than a live batch, since a rebuild
+/// has the whole log to go through and nobody waits for its first rows.
+pub const REBUILD_BATCH_MAX: usize = 5_000;
 
 async fn reset<P: Projection>(projection: &P, database: &Database) -> Result<(), ProjectionError> {
     match database {

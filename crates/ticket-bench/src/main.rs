@@ -17,6 +17,8 @@
 //!
 //! Each measurement prints a table row and one JSON object on its own line.
 
+mod projections;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -71,6 +73,16 @@ struct Args {
     /// Tickets in the HTTP lifecycle workload.
     #[arg(long, default_value_t = 4_000)]
     http_tickets: usize,
+    /// Instead of the store workloads: rebuild every read model from a generated history and
+    /// query the statistics over it (see `projections.rs`).
+    #[arg(long)]
+    projections: bool,
+    /// Tickets in the generated history of `--projections`.
+    #[arg(long, default_value_t = 200_000)]
+    history_tickets: usize,
+    /// Days the generated history spans.
+    #[arg(long, default_value_t = 730)]
+    history_days: i64,
     /// Folder for the SQLite file (a temporary folder by default).
     #[arg(long)]
     sqlite_dir: Option<PathBuf>,
@@ -176,6 +188,11 @@ async fn bench_sqlite(args: &Args) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&path);
         async move { SqliteStore::open(&path, SqliteOptions::default()).await }
     };
+    if args.projections {
+        let store = Arc::new(open("history.db").await?);
+        let database = event_store::Database::Sqlite { write: store.write_pool().clone(), read: store.read_pool().clone() };
+        return projections::bench("sqlite", store, database, args.history_tickets, args.history_days, args.read_page).await;
+    }
     let raw_store = open("raw.db").await?;
     sqlx::query(
         "CREATE TABLE raw_events (position INTEGER PRIMARY KEY AUTOINCREMENT, event_id BLOB NOT NULL, \
@@ -244,6 +261,12 @@ async fn bench_postgres(args: &Args) -> anyhow::Result<()> {
         async move { PostgresStore::connect(&url, options).await }
     };
     let result = async {
+        if args.projections {
+            let store = Arc::new(connect("history").await.context("connecting to PostgreSQL")?);
+            let database = event_store::Database::Postgres(store.pool().clone());
+            return projections::bench("postgres", store, database, args.history_tickets, args.history_days, args.read_page)
+                .await;
+        }
         let raw_store = connect("raw").await.context("connecting to PostgreSQL")?;
         sqlx::query(
             "CREATE TABLE raw_events (position bigserial PRIMARY KEY, event_id uuid NOT NULL, stream_id text NOT NULL, \
@@ -303,7 +326,7 @@ async fn bench_postgres(args: &Args) -> anyhow::Result<()> {
     .await;
     // Leave the database as we found it.
     if let Ok(mut connection) = <sqlx::PgConnection as sqlx::Connection>::connect(&args.postgres_url).await {
-        for name in ["raw", "cached", "uncached", "store32", "http"] {
+        for name in ["raw", "cached", "uncached", "store32", "http", "history"] {
             let _ =
                 sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema}_{name} CASCADE")).execute(&mut connection).await;
         }

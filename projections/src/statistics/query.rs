@@ -192,24 +192,124 @@ fn buckets(query: &StatsQuery) -> Vec<(NaiveDate, NaiveDate)> {
     buckets
 }
 
-fn code_name<T: Serialize>(values: &[T], code: u8, unset: &str) -> String {
-    code.checked_sub(1)
-        .and_then(|i| values.get(i as usize))
-        .and_then(|v| serde_json::to_value(v).ok())
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| unset.to_owned())
+/// The API names of a vocabulary's values, in code order.
+fn names<T: Serialize>(values: &[T]) -> Vec<String> {
+    values
+        .iter()
+        .map(|v| serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())
+        .collect()
 }
 
-fn group_of(by: Option<Dimension>, dims: Dims, facts: &DayFacts) -> String {
+struct Names {
+    categories: Vec<String>,
+    service_areas: Vec<String>,
+    channels: Vec<String>,
+}
+
+impl Names {
+    fn new() -> Self {
+        Self { categories: names(&CATEGORIES), service_areas: names(&SERVICE_AREAS), channels: names(&CHANNELS) }
+    }
+}
+
+fn code_name(names: &[String], code: u8, unset: &str) -> String {
+    code.checked_sub(1).and_then(|i| names.get(i as usize)).map_or_else(|| unset.to_owned(), Clone::clone)
+}
+
+fn group_name(names: &Names, by: Option<Dimension>, dims: Dims, facts: &DayFacts) -> String {
     match by {
         None => String::new(),
-        Some(Dimension::Category) => code_name(&CATEGORIES, dims.category, "unclassified"),
-        Some(Dimension::ServiceArea) => code_name(&SERVICE_AREAS, dims.service_area, "unclassified"),
-        Some(Dimension::Channel) => code_name(&CHANNELS, dims.channel + 1, "unknown"),
+        Some(Dimension::Category) => code_name(&names.categories, dims.category, "unclassified"),
+        Some(Dimension::ServiceArea) => code_name(&names.service_areas, dims.service_area, "unclassified"),
+        Some(Dimension::Channel) => code_name(&names.channels, dims.channel + 1, "unknown"),
         Some(Dimension::Division) => match dims.division {
             0 => "none".to_owned(),
             index => facts.string(index - 1).to_owned(),
         },
+    }
+}
+
+/// Accumulators by bucket and group number: plain indexing, no hashing per fact.
+struct Table<T> {
+    rows: Vec<Vec<Option<T>>>,
+}
+
+impl<T: Default> Table<T> {
+    fn new(buckets: usize) -> Self {
+        Self { rows: (0..buckets).map(|_| Vec::new()).collect() }
+    }
+
+    fn at(&mut self, bucket: usize, group: usize) -> &mut T {
+        let row = &mut self.rows[bucket];
+        if row.len() <= group {
+            row.resize_with(group + 1, || None);
+        }
+        row[group].get_or_insert_with(T::default)
+    }
+
+    fn take(&mut self, bucket: usize, group: usize) -> Option<T> {
+        self.rows[bucket].get_mut(group).and_then(Option::take)
+    }
+
+    /// Every (bucket, group) that holds something.
+    fn keys(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        self.rows.iter().enumerate().flat_map(|(b, row)| {
+            row.iter().enumerate().filter(|(_, cell)| cell.is_some()).map(move |(g, _)| (b, g))
+        })
+    }
+
+    fn into_cells(self) -> impl Iterator<Item = (usize, usize, T)> {
+        self.rows.into_iter().enumerate().flat_map(|(b, row)| {
+            row.into_iter().enumerate().filter_map(move |(g, cell)| cell.map(|cell| (b, g, cell)))
+        })
+    }
+}
+
+/// Numbers the groups of a report as they are met; remembers each day's dimensions' group.
+struct Groups<'n> {
+    names: &'n Names,
+    by: Option<Dimension>,
+    list: Vec<String>,
+    index: HashMap<String, usize>,
+    today: rustc_hash::FxHashMap<Dims, usize>,
+}
+
+impl<'n> Groups<'n> {
+    fn new(names: &'n Names, by: Option<Dimension>) -> Self {
+        Self { names, by, list: Vec::new(), index: HashMap::new(), today: rustc_hash::FxHashMap::default() }
+    }
+
+    /// A new day: its division numbers mean other strings (only grouping by division cares).
+    fn new_day(&mut self) {
+        if self.by == Some(Dimension::Division) {
+            self.today.clear();
+        }
+    }
+
+    fn of(&mut self, dims: Dims, facts: &DayFacts) -> usize {
+        // Only the grouped-by dimension matters: one cache entry for everything else.
+        let dims = match self.by {
+            None => Dims::default(),
+            Some(Dimension::Category) => Dims { category: dims.category, ..Dims::default() },
+            Some(Dimension::ServiceArea) => Dims { service_area: dims.service_area, ..Dims::default() },
+            Some(Dimension::Channel) => Dims { channel: dims.channel, ..Dims::default() },
+            Some(Dimension::Division) => Dims { division: dims.division, ..Dims::default() },
+        };
+        if let Some(index) = self.today.get(&dims) {
+            return *index;
+        }
+        let name = group_name(self.names, self.by, dims, facts);
+        let next = self.list.len();
+        let index = *self.index.entry(name.clone()).or_insert(next);
+        if index == next {
+            self.list.push(name);
+        }
+        self.today.insert(dims, index);
+        index
+    }
+
+    fn name(&self, index: usize) -> &str {
+        &self.list[index]
     }
 }
 
@@ -287,19 +387,24 @@ pub fn report(days: &[(Day, DayFacts)], query: &StatsQuery) -> Report {
     }
     let bucket = |day: Day| (from..=to).contains(&day).then(|| bucket_of_day[(day - from) as usize]);
 
-    let mut baseline: HashMap<String, (i64, i64)> = HashMap::new();
-    let mut accs: BTreeMap<(usize, String), Acc> = BTreeMap::new();
-    let mut divisions: BTreeMap<(usize, String), DivisionAcc> = BTreeMap::new();
+    let names = Names::new();
+    let mut groups = Groups::new(&names, query.by);
+    let mut division_groups = Groups::new(&names, Some(Dimension::Division));
+    let mut baseline: HashMap<usize, (i64, i64)> = HashMap::new();
+    let mut accs: Table<Acc> = Table::new(buckets.len());
+    let mut divisions: Table<DivisionAcc> = Table::new(buckets.len());
     let mut root_causes: BTreeMap<(usize, String), i64> = BTreeMap::new();
     let mut resolutions = vec![0i64; buckets.len()];
     let mut complaint_resolutions = vec![0i64; buckets.len()];
 
     for (day, facts) in days {
+        groups.new_day();
+        division_groups.new_day();
         let in_range = bucket(*day);
         if *day < from {
             for (count, dims, n) in &facts.counts {
                 if *count == Count::Open {
-                    let entry = baseline.entry(group_of(query.by, *dims, facts)).or_default();
+                    let entry = baseline.entry(groups.of(*dims, facts)).or_default();
                     entry.0 += n;
                     if dims.category == COMPLAINT {
                         entry.1 += n;
@@ -315,7 +420,7 @@ pub fn report(days: &[(Day, DayFacts)], query: &StatsQuery) -> Report {
             if let Count::SurveyAnswered { sent_day, .. } = count
                 && let Some(sent_bucket) = bucket(*sent_day)
             {
-                accs.entry((sent_bucket, group_of(query.by, *dims, facts))).or_default().answers_to_sent += n;
+                accs.at(sent_bucket, groups.of(*dims, facts)).answers_to_sent += n;
             }
             let Some(b) = in_range else { continue };
             if let Count::RootCause(cause) = count {
@@ -326,18 +431,15 @@ pub fn report(days: &[(Day, DayFacts)], query: &StatsQuery) -> Report {
             }
             match count {
                 Count::Escalated => {
-                    divisions.entry((b, group_of(Some(Dimension::Division), *dims, facts))).or_default().escalations +=
+                    divisions.at(b, division_groups.of(*dims, facts)).escalations +=
                         n
                 }
                 Count::EscalationAnswered => {
-                    divisions.entry((b, group_of(Some(Dimension::Division), *dims, facts))).or_default().answers += n;
+                    divisions.at(b, division_groups.of(*dims, facts)).answers += n;
                     continue;
                 }
                 Count::ResolvedAfterEscalation => {
-                    divisions
-                        .entry((b, group_of(Some(Dimension::Division), *dims, facts)))
-                        .or_default()
-                        .resolved_after_escalation += n;
+                    divisions.at(b, division_groups.of(*dims, facts)).resolved_after_escalation += n;
                     continue;
                 }
                 Count::Resolved => {
@@ -348,7 +450,7 @@ pub fn report(days: &[(Day, DayFacts)], query: &StatsQuery) -> Report {
                 }
                 _ => {}
             }
-            let acc = accs.entry((b, group_of(query.by, *dims, facts))).or_default();
+            let acc = accs.at(b, groups.of(*dims, facts));
             match count {
                 Count::Received => acc.received += n,
                 Count::Resolved => {
@@ -402,11 +504,11 @@ pub fn report(days: &[(Day, DayFacts)], query: &StatsQuery) -> Report {
         let Some(b) = in_range else { continue };
         for (measure, dims, values) in &facts.durations {
             if *measure == Measure::EscalationAnswer {
-                let division = group_of(Some(Dimension::Division), *dims, facts);
-                divisions.entry((b, division)).or_default().answer.extend_from_slice(values);
+                let division = division_groups.of(*dims, facts);
+                divisions.at(b, division).answer.extend_from_slice(values);
                 continue;
             }
-            let acc = accs.entry((b, group_of(query.by, *dims, facts))).or_default();
+            let acc = accs.at(b, groups.of(*dims, facts));
             match measure {
                 Measure::ToAcknowledge => acc.acknowledge.extend_from_slice(values),
                 Measure::ToFirstContact => acc.first_contact.extend_from_slice(values),
@@ -422,15 +524,20 @@ pub fn report(days: &[(Day, DayFacts)], query: &StatsQuery) -> Report {
     }
 
     // The groups of the rows: every group seen in the period or open before it.
-    let groups: BTreeSet<String> = match query.by {
-        None => BTreeSet::from([String::new()]),
-        Some(_) => baseline.keys().cloned().chain(accs.keys().map(|(_, g)| g.clone())).collect(),
+    let mut row_groups: BTreeSet<(String, usize)> = match query.by {
+        None => BTreeSet::new(),
+        Some(_) => baseline.keys().copied().chain(accs.keys().map(|(_, g)| g)).map(|g| (groups.name(g).to_owned(), g)).collect(),
     };
+    if query.by.is_none() {
+        // One group, whatever the index it got (none when nothing happened at all).
+        let index = groups.list.iter().position(String::is_empty).unwrap_or(usize::MAX);
+        row_groups.insert((String::new(), index));
+    }
     let mut summary = Vec::new();
-    for group in &groups {
-        let (mut open, mut complaints_open) = baseline.get(group).copied().unwrap_or_default();
+    for (group, index) in &row_groups {
+        let (mut open, mut complaints_open) = baseline.get(index).copied().unwrap_or_default();
         for (b, (start, end)) in buckets.iter().enumerate() {
-            let mut acc = accs.remove(&(b, group.clone()));
+            let mut acc = if *index == usize::MAX { None } else { accs.take(b, *index) };
             if let Some(acc) = &acc {
                 open += acc.open_delta;
                 complaints_open += acc.complaints_open_delta;
@@ -494,6 +601,9 @@ pub fn report(days: &[(Day, DayFacts)], query: &StatsQuery) -> Report {
     }
     summary.sort_by(|a, b| (a.period_start, &a.group).cmp(&(b.period_start, &b.group)));
 
+    let mut divisions: Vec<((usize, String), DivisionAcc)> =
+        divisions.into_cells().map(|(b, g, acc)| ((b, division_groups.name(g).to_owned()), acc)).collect();
+    divisions.sort_by(|a, b| a.0.cmp(&b.0));
     let divisions = divisions
         .into_iter()
         .filter(|((_, division), _)| division != "none")

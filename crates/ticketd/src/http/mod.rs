@@ -123,6 +123,18 @@ pub struct ProjectionHealth {
     pub position: i64,
     pub events_applied: u64,
     pub failed: Option<String>,
+    /// From an event's recording to the commit of the read model showing it, for the events
+    /// recorded since the projection started following the log.
+    pub lag: Lag,
+}
+
+/// Lag quantiles in milliseconds; `null` before any live event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Lag {
+    pub events: u64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub max_ms: Option<f64>,
 }
 
 /// Alive: the process answers.
@@ -146,6 +158,16 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
                 name: (*name).to_owned(),
                 position: status.position.0,
                 events_applied: status.events_applied,
+                lag: {
+                    let lag = &status.lag_us;
+                    let ms = |us: u64| (lag.len() > 0).then(|| (us as f64 / 10.0).round() / 100.0);
+                    Lag {
+                        events: lag.len(),
+                        p50_ms: ms(lag.value_at_quantile(0.5)),
+                        p99_ms: ms(lag.value_at_quantile(0.99)),
+                        max_ms: ms(lag.max()),
+                    }
+                },
                 failed: status.failed,
             }
         })

@@ -29,7 +29,7 @@ use super::{Health, ProjectionHealth, Readiness};
     ),
     components(schemas(
         Problem, FieldError, TicketView, ReporterView, EventView, HistoryView, CreateTicket, ReporterInput,
-        Health, Readiness, ProjectionHealth, super::queues::QueuePage, super::queues::QueueItem,
+        Health, Readiness, ProjectionHealth, super::Lag, super::queues::QueuePage, super::queues::QueueItem,
     )),
     tags(
         (name = "tickets", description = "Intake, the ticket, its history"),

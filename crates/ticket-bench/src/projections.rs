@@ -1,0 +1,236 @@
+//! `--projections`: rebuilding every read model from a generated two-year history, beside the
+//! raw `read_all` rate of the same store in the same run; and the statistics queries over it.
+//!
+//! The history: `--history-tickets` tickets (default 200,000) received evenly over
+//! `--history-days` days (default 730), each taken through the workflow by the domain's own
+//! `decide` (so every history is one the service could have written), with ~25% complaints,
+//! 10% escalated, 4% out of scope, 5% still open at the end, surveys sent on every close and
+//! 60% of them answered. Events are appended in time order (small concurrent windows, so that
+//! group commit works), with their historical times as `occurred_at`.
+
+use std::time::Instant;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use event_store::{Database, ExpectedVersion, SharedStore};
+use serde_json::json;
+use ticket_app::CommandContext;
+use ticket_app::envelope::to_new_event;
+use ticket_domain::vocabulary::*;
+use ticket_domain::{Ticket, TicketCommand, TicketEvent, sample};
+use ticket_projections::statistics::Statistics;
+use ticket_projections::statistics::query::{self, Dimension, Period, StatsQuery};
+use ticket_projections::ticket_view::TicketView;
+
+use crate::{Measurement, histogram, peak_rss_mb, read_all, reset_peak_rss};
+
+/// A tiny deterministic generator (SplitMix64): the same history on every run.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// True with probability `p`.
+    fn chance(&mut self, p: f64) -> bool {
+        (self.next() % 1_000_000) as f64 / 1_000_000.0 < p
+    }
+    /// A duration between `min` and `max` minutes.
+    fn minutes(&mut self, min: i64, max: i64) -> chrono::Duration {
+        chrono::Duration::minutes(min + (self.next() % (max - min + 1) as u64) as i64)
+    }
+}
+
+const CATEGORIES: [Category; 4] =
+    [Category::BugReport, Category::UserSupport, Category::InformationRequest, Category::DataChange];
+const AREAS: [ServiceArea; 4] =
+    [ServiceArea::DataProtectionConsulting, ServiceArea::Norma, ServiceArea::ProcessImprovementConsulting, ServiceArea::Other];
+const DIVISIONS: [&str; 4] = ["legal", "development", "billing", "operations"];
+const CAUSES: [&str; 6] = ["session-expiry-bug", "billing-error", "late-delivery", "misunderstanding", "data-entry", "contract-gap"];
+
+/// One ticket's commands, each at its time.
+fn plan(random: &mut Random, number: u64, received_at: DateTime<Utc>, end: DateTime<Utc>) -> Vec<(DateTime<Utc>, TicketCommand)> {
+    let mut receive = sample::receive(number);
+    receive.channel = [Channel::WebForm, Channel::Email, Channel::Phone, Channel::Other][(random.next() % 4) as usize];
+    receive.service_area = Some(AREAS[(random.next() % 4) as usize]);
+    let mut at = received_at;
+    let mut commands = vec![(at, TicketCommand::Receive(receive))];
+    if random.chance(0.04) {
+        at += random.minutes(5, 600);
+        commands.push((at, sample::out_of_scope()));
+        return commands;
+    }
+    at += random.minutes(1, 120);
+    commands.push((at, sample::acknowledge()));
+    let category = if random.chance(0.25) { Category::Complaint } else { CATEGORIES[(random.next() % 4) as usize] };
+    at += random.minutes(30, 3 * 24 * 60);
+    commands.push((at, sample::investigate(category)));
+    if random.chance(0.10) {
+        at += random.minutes(10, 24 * 60);
+        commands.push((at, sample::escalate(DIVISIONS[(random.next() % 4) as usize])));
+        at += random.minutes(60, 10 * 24 * 60);
+        commands.push((at, sample::answer_escalation()));
+    }
+    at += random.minutes(30, 7 * 24 * 60);
+    let TicketCommand::Resolve { resolution, within_own_authority, .. } = sample::resolve() else { unreachable!() };
+    let root_cause = RootCause::parse(CAUSES[(random.next() % 6) as usize]).expect("valid");
+    commands.push((at, TicketCommand::Resolve { resolution, root_cause, within_own_authority }));
+    at += random.minutes(60, 3 * 24 * 60);
+    commands.push((at, TicketCommand::Close));
+    commands.push((at, sample::survey_sent()));
+    if random.chance(0.60) {
+        at += random.minutes(30, 7 * 24 * 60);
+        commands.push((at, sample::answer_survey(1 + (random.next() % 5) as u8)));
+    }
+    // Whatever lies beyond the end of the history has not happened yet: the ticket stays open.
+    commands.retain(|(when, _)| *when <= end);
+    commands
+}
+
+/// The generated history: every event with its ticket and time, in time order.
+fn generate(tickets: usize, days: i64) -> Vec<(DateTime<Utc>, usize, TicketEvent)> {
+    let start: DateTime<Utc> = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap().and_hms_opt(7, 0, 0).unwrap().and_utc();
+    let end = start + chrono::Duration::days(days);
+    let spacing = chrono::Duration::days(days).num_seconds() as f64 * 0.98 / tickets as f64;
+    let mut random = Random(2026);
+    let mut events = Vec::new();
+    for index in 0..tickets {
+        let received_at = start + chrono::Duration::seconds((index as f64 * spacing) as i64);
+        let mut ticket = Ticket::default();
+        for (at, command) in plan(&mut random, index as u64 + 1, received_at, end) {
+            let decided = ticket.decide(command, at).expect("the plan follows the workflow");
+            for event in decided {
+                ticket = ticket.evolve(&event, at);
+                events.push((at, index, event));
+            }
+        }
+    }
+    events.sort_by_key(|(at, index, _)| (*at, *index));
+    events
+}
+
+/// Appends the history in time order, `WINDOW` events at a time, concurrently within a window.
+async fn load(store: &SharedStore, tickets: usize, history: &[(DateTime<Utc>, usize, TicketEvent)]) -> anyhow::Result<()> {
+    const WINDOW: usize = 512;
+    let ids: Vec<TicketId> = (0..tickets).map(|_| TicketId::new()).collect();
+    let mut versions = vec![0u64; tickets];
+    let context = CommandContext::new(Actor::Staff { name: "kata".into(), role: Role::Agent });
+    for window in history.chunks(WINDOW) {
+        let mut by_ticket: Vec<(usize, Vec<event_store::NewEvent>)> = Vec::new();
+        for (at, index, event) in window {
+            let new = to_new_event(event, &context, *at);
+            match by_ticket.iter_mut().find(|(i, _)| i == index) {
+                Some((_, list)) => list.push(new),
+                None => by_ticket.push((*index, vec![new])),
+            }
+        }
+        let appends = by_ticket.into_iter().map(|(index, events)| {
+            let expected = ExpectedVersion(versions[index]);
+            versions[index] += events.len() as u64;
+            let stream = event_store::StreamId::parse(&ids[index].stream_name()).expect("a valid stream name");
+            let store = store.clone();
+            async move { store.append(&stream, expected, events).await }
+        });
+        for outcome in futures::future::join_all(appends).await {
+            outcome?;
+        }
+    }
+    Ok(())
+}
+
+async fn rebuild_measured<P: ticket_projections::Projection>(
+    backend: &'static str,
+    workload: &'static str,
+    projection: P,
+    store: &SharedStore,
+    database: &Database,
+    raw_read_all: f64,
+) -> anyhow::Result<()> {
+    reset_peak_rss();
+    let started = Instant::now();
+    let applied = ticket_projections::rebuild(&projection, store, database).await?;
+    Measurement {
+        backend,
+        workload,
+        writers: 1,
+        operations: applied as usize,
+        elapsed: started.elapsed(),
+        latency_us: None,
+        peak_rss_mb: peak_rss_mb(),
+        raw_ops_per_s: Some(raw_read_all),
+        extra: json!({ "unit": "events", "compared_with": "read_all" }),
+    }
+    .print();
+    Ok(())
+}
+
+/// The whole projection benchmark on one store.
+pub async fn bench(
+    backend: &'static str,
+    store: SharedStore,
+    database: Database,
+    tickets: usize,
+    days: i64,
+    page: usize,
+) -> anyhow::Result<()> {
+    ticket_projections::migrate(&database).await?;
+    let started = Instant::now();
+    let history = generate(tickets, days);
+    let generated = started.elapsed();
+    let events = history.len();
+    let started = Instant::now();
+    load(&store, tickets, &history).await?;
+    let loaded = started.elapsed();
+    drop(history);
+    println!(
+        "{}",
+        json!({"backend": backend, "workload": "history_load", "tickets": tickets, "days": days, "events": events,
+               "generate_seconds": generated.as_secs_f64(), "append_seconds": loaded.as_secs_f64(),
+               "appended_events_per_s": (events as f64 / loaded.as_secs_f64()).round()})
+    );
+
+    let raw = read_all(backend, store.clone(), page).await?;
+    raw.print();
+    let raw_rate = raw.ops_per_s();
+    rebuild_measured(backend, "rebuild_ticket_index", ticket_projections::TicketIndex, &store, &database, raw_rate).await?;
+    rebuild_measured(backend, "rebuild_ticket_view", TicketView::new(store.clone()), &store, &database, raw_rate).await?;
+    rebuild_measured(backend, "rebuild_statistics", Statistics::new(store.clone()), &store, &database, raw_rate).await?;
+
+    // Statistics over the whole history, as a quality manager asks for them.
+    let from = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+    let to = from + chrono::Days::new(days as u64 - 1);
+    let queries = [
+        ("stats_months", StatsQuery { from, to, period: Period::Month, by: None }),
+        ("stats_quarters_by_category", StatsQuery { from, to, period: Period::Quarter, by: Some(Dimension::Category) }),
+        ("stats_weeks_by_division", StatsQuery { from, to, period: Period::Week, by: Some(Dimension::Division) }),
+    ];
+    for (workload, stats_query) in queries {
+        reset_peak_rss();
+        let mut latency = histogram();
+        let runs = 20;
+        let started = Instant::now();
+        let mut rows = 0;
+        for _ in 0..runs {
+            let one = Instant::now();
+            let report = query::run(&database, &stats_query).await?;
+            latency.record(one.elapsed().as_micros().max(1) as u64)?;
+            rows = report.summary.len();
+        }
+        Measurement {
+            backend,
+            workload,
+            writers: 1,
+            operations: runs,
+            elapsed: started.elapsed(),
+            latency_us: Some(latency),
+            peak_rss_mb: peak_rss_mb(),
+            raw_ops_per_s: None,
+            extra: json!({ "days": days, "rows": rows }),
+        }
+        .print();
+    }
+    Ok(())
+}
