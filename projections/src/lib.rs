@@ -425,8 +425,11 @@ fn ticket_of(event: &RecordedEvent) -> Option<TicketId> {
 }
 
 /// Human ticket number → ticket id.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TicketIndex;
+#[derive(Debug, Clone, Default)]
+pub struct TicketIndex {
+    /// The current batch's rows (number, ticket id, position), inserted when the batch ends.
+    pending: Arc<Mutex<Vec<(i64, uuid::Uuid, i64)>>>,
+}
 
 impl Projection for TicketIndex {
     fn name(&self) -> &'static str {
@@ -439,29 +442,52 @@ impl Projection for TicketIndex {
 
     async fn apply(
         &self,
-        transaction: &mut Transaction<'_>,
+        _transaction: &mut Transaction<'_>,
         ticket_id: TicketId,
         event: &RecordedEvent,
         decoded: &TicketEvent,
     ) -> Result<(), sqlx::Error> {
-        let TicketEvent::Received(received) = decoded else { return Ok(()) };
-        let number = received.number.get() as i64;
+        if let TicketEvent::Received(received) = decoded {
+            let row = (received.number.get() as i64, ticket_id.as_uuid(), event.position.0);
+            self.pending.lock().expect("pending rows").push(row);
+        }
+        Ok(())
+    }
+
+    fn begin_batch(&self) {
+        self.pending.lock().expect("pending rows").clear();
+    }
+
+    async fn finish_batch(&self, transaction: &mut Transaction<'_>) -> Result<(), sqlx::Error> {
+        let rows = std::mem::take(&mut *self.pending.lock().expect("pending rows"));
+        if rows.is_empty() {
+            return Ok(());
+        }
         match transaction {
             Transaction::Sqlite(connection) => {
-                sqlx::query("INSERT INTO ticket_index (number, ticket_id, position) VALUES (?1, ?2, ?3)")
-                    .bind(number)
-                    .bind(ticket_id.as_uuid())
-                    .bind(event.position.0)
-                    .execute(&mut **connection)
-                    .await?;
+                for (number, ticket_id, position) in rows {
+                    sqlx::query("INSERT INTO ticket_index (number, ticket_id, position) VALUES (?1, ?2, ?3)")
+                        .bind(number)
+                        .bind(ticket_id)
+                        .bind(position)
+                        .execute(&mut **connection)
+                        .await?;
+                }
             }
             Transaction::Postgres(connection) => {
-                sqlx::query("INSERT INTO ticket_index (number, ticket_id, position) VALUES ($1, $2, $3)")
-                    .bind(number)
-                    .bind(ticket_id.as_uuid())
-                    .bind(event.position.0)
-                    .execute(&mut **connection)
-                    .await?;
+                // One statement for the whole batch.
+                let numbers: Vec<i64> = rows.iter().map(|r| r.0).collect();
+                let ids: Vec<uuid::Uuid> = rows.iter().map(|r| r.1).collect();
+                let positions: Vec<i64> = rows.iter().map(|r| r.2).collect();
+                sqlx::query(
+                    "INSERT INTO ticket_index (number, ticket_id, position) \
+                     SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::bigint[])",
+                )
+                .bind(numbers)
+                .bind(ids)
+                .bind(positions)
+                .execute(&mut **connection)
+                .await?;
             }
         }
         Ok(())

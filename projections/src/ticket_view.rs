@@ -70,16 +70,75 @@ impl Projection for TicketView {
     async fn finish_batch(&self, transaction: &mut Transaction<'_>) -> Result<(), sqlx::Error> {
         let changed: Vec<(TicketId, (Ticket, DateTime<Utc>))> =
             self.changed.lock().expect("changed set").drain().collect();
+        if let Transaction::Postgres(connection) = transaction {
+            return upsert_all_postgres(connection, &changed).await;
+        }
         for (ticket_id, (ticket, updated_at)) in changed {
             if let Some(state) = ticket.state() {
-                upsert(transaction, ticket_id, ticket.version(), state, updated_at).await?;
+                upsert_sqlite(transaction, ticket_id, ticket.version(), state, updated_at).await?;
             }
         }
         Ok(())
     }
 }
 
-async fn upsert(
+/// PostgreSQL: the whole batch's rows in one statement.
+async fn upsert_all_postgres(
+    connection: &mut sqlx::PgConnection,
+    changed: &[(TicketId, (Ticket, DateTime<Utc>))],
+) -> Result<(), sqlx::Error> {
+    let rows: Vec<(TicketId, u64, &TicketState, DateTime<Utc>)> = changed
+        .iter()
+        .filter_map(|(id, (ticket, at))| ticket.state().map(|state| (*id, ticket.version(), state, *at)))
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let column = |f: &dyn Fn(&(TicketId, u64, &TicketState, DateTime<Utc>)) -> Option<String>| -> Vec<Option<String>> {
+        rows.iter().map(f).collect()
+    };
+    let instants = |f: &dyn Fn(&TicketState) -> Option<DateTime<Utc>>| -> Vec<Option<DateTime<Utc>>> {
+        rows.iter().map(|r| f(r.2)).collect()
+    };
+    sqlx::query(
+        "INSERT INTO ticket_view (ticket_id, number, version, status, channel, category, service_area, contract_id, \
+         subject, assignee, escalated_to, out_of_scope, survey, received_at, first_contact_at, resolved_at, closed_at, \
+         updated_at) \
+         SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], \
+         $8::text[], $9::text[], $10::text[], $11::text[], $12::boolean[], $13::text[], $14::timestamptz[], \
+         $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[]) \
+         ON CONFLICT (ticket_id) DO UPDATE SET number = excluded.number, version = excluded.version, \
+         status = excluded.status, channel = excluded.channel, category = excluded.category, \
+         service_area = excluded.service_area, contract_id = excluded.contract_id, subject = excluded.subject, \
+         assignee = excluded.assignee, escalated_to = excluded.escalated_to, out_of_scope = excluded.out_of_scope, \
+         survey = excluded.survey, received_at = excluded.received_at, first_contact_at = excluded.first_contact_at, \
+         resolved_at = excluded.resolved_at, closed_at = excluded.closed_at, updated_at = excluded.updated_at",
+    )
+    .bind(rows.iter().map(|r| r.0.as_uuid()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.2.number.get() as i64).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.1 as i64).collect::<Vec<_>>())
+    .bind(column(&|r| Some(r.2.status.name().to_owned())))
+    .bind(column(&|r| name(&r.2.channel)))
+    .bind(column(&|r| r.2.category.as_ref().and_then(name)))
+    .bind(column(&|r| r.2.service_area.as_ref().and_then(name)))
+    .bind(column(&|r| r.2.contract_id.as_ref().map(|c| c.to_string())))
+    .bind(column(&|r| Some(r.2.reporter.subject.to_string())))
+    .bind(column(&|r| r.2.assignee.as_ref().map(|a| a.to_string())))
+    .bind(column(&|r| r.2.escalated_to.as_ref().map(|d| d.to_string())))
+    .bind(rows.iter().map(|r| r.2.out_of_scope).collect::<Vec<_>>())
+    .bind(column(&|r| name(&r.2.survey)))
+    .bind(instants(&|s| Some(s.received_at)))
+    .bind(instants(&|s| s.first_contact_at))
+    .bind(instants(&|s| s.resolved_at))
+    .bind(instants(&|s| s.closed_at))
+    .bind(rows.iter().map(|r| r.3).collect::<Vec<_>>())
+    .execute(connection)
+    .await?;
+    Ok(())
+}
+
+/// SQLite: one row (statements are cheap in-process).
+async fn upsert_sqlite(
     transaction: &mut Transaction<'_>,
     ticket_id: TicketId,
     version: u64,
@@ -133,33 +192,7 @@ async fn upsert(
                 .execute(&mut **connection)
                 .await?;
         }
-        Transaction::Postgres(connection) => {
-            let sql = format!(
-                "INSERT INTO ticket_view ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                 $15, $16, $17, $18) ON CONFLICT (ticket_id) DO UPDATE SET {UPDATE}"
-            );
-            sqlx::query(&sql)
-                .bind(ticket_id.as_uuid())
-                .bind(state.number.get() as i64)
-                .bind(version as i64)
-                .bind(status)
-                .bind(channel)
-                .bind(category)
-                .bind(service_area)
-                .bind(contract_id)
-                .bind(subject)
-                .bind(assignee)
-                .bind(escalated_to)
-                .bind(state.out_of_scope)
-                .bind(survey)
-                .bind(state.received_at)
-                .bind(state.first_contact_at)
-                .bind(state.resolved_at)
-                .bind(state.closed_at)
-                .bind(updated_at)
-                .execute(&mut **connection)
-                .await?;
-        }
+        Transaction::Postgres(_) => unreachable!("PostgreSQL batches go through upsert_all_postgres"),
     }
     Ok(())
 }

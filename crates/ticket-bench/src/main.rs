@@ -163,12 +163,19 @@ fn histogram() -> Histogram<u64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    println!(
-        "# ticket-bench: {} tickets ({} events), {} writers; release build expected; one JSON object per measurement line",
-        args.tickets,
-        args.tickets * 5,
-        args.writers
-    );
+    if args.projections {
+        println!(
+            "# ticket-bench --projections: a {}-day history of {} tickets; release build expected; one JSON object per measurement line",
+            args.history_days, args.history_tickets
+        );
+    } else {
+        println!(
+            "# ticket-bench: {} tickets ({} events), {} writers; release build expected; one JSON object per measurement line",
+            args.tickets,
+            args.tickets * 5,
+            args.writers
+        );
+    }
     for backend in &args.backend {
         match backend {
             Backend::Sqlite => bench_sqlite(&args).await?,
@@ -190,8 +197,10 @@ async fn bench_sqlite(args: &Args) -> anyhow::Result<()> {
     };
     if args.projections {
         let store = Arc::new(open("history.db").await?);
-        let database = event_store::Database::Sqlite { write: store.write_pool().clone(), read: store.read_pool().clone() };
-        return projections::bench("sqlite", store, database, args.history_tickets, args.history_days, args.read_page).await;
+        let database =
+            event_store::Database::Sqlite { write: store.write_pool().clone(), read: store.read_pool().clone() };
+        return projections::bench("sqlite", store, database, args.history_tickets, args.history_days, args.read_page)
+            .await;
     }
     let raw_store = open("raw.db").await?;
     sqlx::query(
@@ -264,8 +273,15 @@ async fn bench_postgres(args: &Args) -> anyhow::Result<()> {
         if args.projections {
             let store = Arc::new(connect("history").await.context("connecting to PostgreSQL")?);
             let database = event_store::Database::Postgres(store.pool().clone());
-            return projections::bench("postgres", store, database, args.history_tickets, args.history_days, args.read_page)
-                .await;
+            return projections::bench(
+                "postgres",
+                store,
+                database,
+                args.history_tickets,
+                args.history_days,
+                args.read_page,
+            )
+            .await;
         }
         let raw_store = connect("raw").await.context("connecting to PostgreSQL")?;
         sqlx::query(
@@ -649,6 +665,31 @@ async fn http_lifecycle(
         })
         .and_then(|kb| kb.parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0);
+    // The read models' lag during the run, as the server measured it (from each event's
+    // recording to the commit of the read model showing it); the last events are given a
+    // moment to be applied first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if let Ok(response) = client.get(format!("{base}/readyz")).send().await
+        && let Ok(ready) = response.json::<serde_json::Value>().await
+    {
+        for projection in ready["projections"].as_array().into_iter().flatten() {
+            let lag = &projection["lag"];
+            println!(
+                "{backend:<9} live_lag {:<14} events={:<7} p50={} ms  p99={} ms  max={} ms",
+                projection["name"].as_str().unwrap_or("?"),
+                lag["events"],
+                lag["p50_ms"],
+                lag["p99_ms"],
+                lag["max_ms"]
+            );
+            println!(
+                "{}",
+                json!({"backend": backend, "workload": "live_lag", "projection": projection["name"],
+                       "events": lag["events"], "p50_ms": lag["p50_ms"], "p99_ms": lag["p99_ms"],
+                       "max_ms": lag["max_ms"], "during": "http_lifecycle"})
+            );
+        }
+    }
     let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
     let _ = server.wait();
     if let Some(error) = failure {

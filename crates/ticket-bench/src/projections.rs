@@ -46,13 +46,23 @@ impl Random {
 
 const CATEGORIES: [Category; 4] =
     [Category::BugReport, Category::UserSupport, Category::InformationRequest, Category::DataChange];
-const AREAS: [ServiceArea; 4] =
-    [ServiceArea::DataProtectionConsulting, ServiceArea::Norma, ServiceArea::ProcessImprovementConsulting, ServiceArea::Other];
+const AREAS: [ServiceArea; 4] = [
+    ServiceArea::DataProtectionConsulting,
+    ServiceArea::Norma,
+    ServiceArea::ProcessImprovementConsulting,
+    ServiceArea::Other,
+];
 const DIVISIONS: [&str; 4] = ["legal", "development", "billing", "operations"];
-const CAUSES: [&str; 6] = ["session-expiry-bug", "billing-error", "late-delivery", "misunderstanding", "data-entry", "contract-gap"];
+const CAUSES: [&str; 6] =
+    ["session-expiry-bug", "billing-error", "late-delivery", "misunderstanding", "data-entry", "contract-gap"];
 
 /// One ticket's commands, each at its time.
-fn plan(random: &mut Random, number: u64, received_at: DateTime<Utc>, end: DateTime<Utc>) -> Vec<(DateTime<Utc>, TicketCommand)> {
+fn plan(
+    random: &mut Random,
+    number: u64,
+    received_at: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Vec<(DateTime<Utc>, TicketCommand)> {
     let mut receive = sample::receive(number);
     receive.channel = [Channel::WebForm, Channel::Email, Channel::Phone, Channel::Other][(random.next() % 4) as usize];
     receive.service_area = Some(AREAS[(random.next() % 4) as usize]);
@@ -113,7 +123,11 @@ fn generate(tickets: usize, days: i64) -> Vec<(DateTime<Utc>, usize, TicketEvent
 }
 
 /// Appends the history in time order, `WINDOW` events at a time, concurrently within a window.
-async fn load(store: &SharedStore, tickets: usize, history: &[(DateTime<Utc>, usize, TicketEvent)]) -> anyhow::Result<()> {
+async fn load(
+    store: &SharedStore,
+    tickets: usize,
+    history: &[(DateTime<Utc>, usize, TicketEvent)],
+) -> anyhow::Result<()> {
     const WINDOW: usize = 512;
     let ids: Vec<TicketId> = (0..tickets).map(|_| TicketId::new()).collect();
     let mut versions = vec![0u64; tickets];
@@ -195,9 +209,19 @@ pub async fn bench(
     let raw = read_all(backend, store.clone(), page).await?;
     raw.print();
     let raw_rate = raw.ops_per_s();
-    rebuild_measured(backend, "rebuild_ticket_index", ticket_projections::TicketIndex, &store, &database, raw_rate).await?;
-    rebuild_measured(backend, "rebuild_ticket_view", TicketView::new(store.clone()), &store, &database, raw_rate).await?;
-    rebuild_measured(backend, "rebuild_statistics", Statistics::new(store.clone()), &store, &database, raw_rate).await?;
+    rebuild_measured(
+        backend,
+        "rebuild_ticket_index",
+        ticket_projections::TicketIndex::default(),
+        &store,
+        &database,
+        raw_rate,
+    )
+    .await?;
+    rebuild_measured(backend, "rebuild_ticket_view", TicketView::new(store.clone()), &store, &database, raw_rate)
+        .await?;
+    rebuild_measured(backend, "rebuild_statistics", Statistics::new(store.clone()), &store, &database, raw_rate)
+        .await?;
 
     // Statistics over the whole history, as a quality manager asks for them.
     let from = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();

@@ -135,7 +135,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let started = std::time::Instant::now();
                 let applied = match name {
                     "ticket_index" => {
-                        ticket_projections::rebuild(&ticket_projections::TicketIndex, &store, &opened.database).await?
+                        ticket_projections::rebuild(
+                            &ticket_projections::TicketIndex::default(),
+                            &store,
+                            &opened.database,
+                        )
+                        .await?
                     }
                     "ticket_view" => ticket_projections::rebuild(&view, &store, &opened.database).await?,
                     _ => {

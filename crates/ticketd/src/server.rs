@@ -19,7 +19,7 @@ pub struct ServeConfig {
 pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let (index_status, index_task) = ticket_projections::spawn(
-        ticket_projections::TicketIndex,
+        ticket_projections::TicketIndex::default(),
         opened.store.clone(),
         opened.database.clone(),
         shutdown.clone(),

@@ -253,15 +253,17 @@ impl<T: Default> Table<T> {
 
     /// Every (bucket, group) that holds something.
     fn keys(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        self.rows.iter().enumerate().flat_map(|(b, row)| {
-            row.iter().enumerate().filter(|(_, cell)| cell.is_some()).map(move |(g, _)| (b, g))
-        })
+        self.rows
+            .iter()
+            .enumerate()
+            .flat_map(|(b, row)| row.iter().enumerate().filter(|(_, cell)| cell.is_some()).map(move |(g, _)| (b, g)))
     }
 
     fn into_cells(self) -> impl Iterator<Item = (usize, usize, T)> {
-        self.rows.into_iter().enumerate().flat_map(|(b, row)| {
-            row.into_iter().enumerate().filter_map(move |(g, cell)| cell.map(|cell| (b, g, cell)))
-        })
+        self.rows
+            .into_iter()
+            .enumerate()
+            .flat_map(|(b, row)| row.into_iter().enumerate().filter_map(move |(g, cell)| cell.map(|cell| (b, g, cell))))
     }
 }
 
@@ -430,10 +432,7 @@ pub fn report(days: &[(Day, DayFacts)], query: &StatsQuery) -> Report {
                 continue;
             }
             match count {
-                Count::Escalated => {
-                    divisions.at(b, division_groups.of(*dims, facts)).escalations +=
-                        n
-                }
+                Count::Escalated => divisions.at(b, division_groups.of(*dims, facts)).escalations += n,
                 Count::EscalationAnswered => {
                     divisions.at(b, division_groups.of(*dims, facts)).answers += n;
                     continue;
@@ -526,7 +525,12 @@ pub fn report(days: &[(Day, DayFacts)], query: &StatsQuery) -> Report {
     // The groups of the rows: every group seen in the period or open before it.
     let mut row_groups: BTreeSet<(String, usize)> = match query.by {
         None => BTreeSet::new(),
-        Some(_) => baseline.keys().copied().chain(accs.keys().map(|(_, g)| g)).map(|g| (groups.name(g).to_owned(), g)).collect(),
+        Some(_) => baseline
+            .keys()
+            .copied()
+            .chain(accs.keys().map(|(_, g)| g))
+            .map(|g| (groups.name(g).to_owned(), g))
+            .collect(),
     };
     if query.by.is_none() {
         // One group, whatever the index it got (none when nothing happened at all).
