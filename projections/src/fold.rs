@@ -72,6 +72,11 @@ impl<S: Fold> FoldCache<S> {
         Ok(folded)
     }
 
+    /// The ticket's latest fold, if cached.
+    pub fn get(&self, ticket_id: TicketId) -> Option<S> {
+        self.folded.lock().expect("fold cache").peek(&ticket_id).cloned()
+    }
+
     /// Remembers `folded` as the ticket's latest fold.
     pub fn put(&self, ticket_id: TicketId, folded: S) {
         self.folded.lock().expect("fold cache").put(ticket_id, folded);

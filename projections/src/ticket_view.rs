@@ -15,9 +15,10 @@ use crate::fold::FoldCache;
 use crate::{Projection, Transaction};
 
 const FOLDED_TICKETS_MAX: usize = 50_000;
+const _: () = assert!(crate::REBUILD_BATCH_MAX < FOLDED_TICKETS_MAX && crate::APPLY_BATCH_MAX < FOLDED_TICKETS_MAX);
 
-/// Each changed ticket's fold and when it last changed.
-type Changed = std::collections::HashMap<TicketId, (Ticket, DateTime<Utc>)>;
+/// Each changed ticket and when it last changed (its fold is in the cache).
+type Changed = std::collections::HashMap<TicketId, DateTime<Utc>>;
 
 #[derive(Clone)]
 pub struct TicketView {
@@ -58,8 +59,8 @@ impl Projection for TicketView {
     ) -> Result<(), sqlx::Error> {
         let _ = transaction;
         let ticket = self.folded.before(ticket_id, event).await?.evolve(decoded, event.occurred_at);
-        self.folded.put(ticket_id, ticket.clone());
-        self.changed.lock().expect("changed set").insert(ticket_id, (ticket, event.recorded_at));
+        self.folded.put(ticket_id, ticket);
+        self.changed.lock().expect("changed set").insert(ticket_id, event.recorded_at);
         Ok(())
     }
 
@@ -68,8 +69,16 @@ impl Projection for TicketView {
     }
 
     async fn finish_batch(&self, transaction: &mut Transaction<'_>) -> Result<(), sqlx::Error> {
-        let changed: Vec<(TicketId, (Ticket, DateTime<Utc>))> =
-            self.changed.lock().expect("changed set").drain().collect();
+        let changed_at: Vec<(TicketId, DateTime<Utc>)> = self.changed.lock().expect("changed set").drain().collect();
+        // The folds of this batch's tickets are the cache's most recent entries: a batch
+        // (at most REBUILD_BATCH_MAX events) never evicts them.
+        let mut changed = Vec::with_capacity(changed_at.len());
+        for (ticket_id, at) in changed_at {
+            let ticket = self.folded.get(ticket_id).ok_or_else(|| {
+                sqlx::Error::Protocol(format!("ticket {ticket_id} left the fold cache within its batch"))
+            })?;
+            changed.push((ticket_id, (ticket, at)));
+        }
         if let Transaction::Postgres(connection) = transaction {
             return upsert_all_postgres(connection, &changed).await;
         }

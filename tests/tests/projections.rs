@@ -53,7 +53,7 @@ async fn dump(database: &Database) -> Vec<Row> {
 }
 
 /// The statistics read model, decoded: each day's counts and durations.
-async fn dump_statistics(database: &Database) -> Vec<(i32, DayFacts)> {
+async fn dump_statistics(database: &Database) -> Vec<(i32, std::sync::Arc<DayFacts>)> {
     ticket_projections::statistics::query::load(database).await.unwrap()
 }
 

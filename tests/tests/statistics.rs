@@ -235,7 +235,19 @@ async fn hand_computed_figures(test_store: TestStore) {
         ]
     );
 
-    // A weekly report of the same days adds up to the monthly one.
+    // The reports' day cache serves the same figures, and notices a day that changed.
+    let cache = query::DayCache::default();
+    let monthly = StatsQuery { from: date("2026-03-01"), to: date("2026-04-30"), period: Period::Month, by: None };
+    assert_eq!(query::report(&cache.days(&database).await.unwrap(), &monthly), report_all);
+    let clock = ManualClock::new(at("2026-04-20T09:00:00Z"));
+    let service = TicketService::new(store.clone(), clock, ServiceOptions::default());
+    let context = CommandContext::new(Actor::Staff { name: "kata".into(), role: Role::Agent });
+    service.execute(TicketId::new(), None, TicketCommand::Receive(sample::receive(100)), &context).await.unwrap();
+    ticket_projections::rebuild(&Statistics::new(store.clone()), &store, &database).await.unwrap();
+    let april = query::report(&cache.days(&database).await.unwrap(), &monthly).summary[1].clone();
+    assert_eq!((april.received, april.open_at_end), (3, 5));
+
+    // A weekly report of the same days adds up to the monthly one (with the ticket just added).
     let weekly = query::run(
         &database,
         &StatsQuery { from: date("2026-03-01"), to: date("2026-04-30"), period: Period::Week, by: None },
@@ -246,8 +258,8 @@ async fn hand_computed_figures(test_store: TestStore) {
         weekly.summary.first().map(|r| (r.period_start, r.period_end)),
         Some((date("2026-03-01"), date("2026-03-01")))
     );
-    assert_eq!(weekly.summary.iter().map(|r| r.received).sum::<i64>(), 6);
-    assert_eq!(weekly.summary.last().map(|r| r.open_at_end), Some(4));
+    assert_eq!(weekly.summary.iter().map(|r| r.received).sum::<i64>(), 7);
+    assert_eq!(weekly.summary.last().map(|r| r.open_at_end), Some(5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -44,6 +44,9 @@ const READ_MMAP_BYTES: u64 = 1 << 30;
 /// The read connections' row channel, in rows.
 const READ_ROW_BUFFER: usize = 1_024;
 
+/// The writer connection's page cache: 64 MiB (a negative `cache_size` is in KiB).
+const WRITER_CACHE_KIB: i64 = -65_536;
+
 /// Sequence values reserved per durable write.
 const SEQUENCE_BLOCK: u64 = 32;
 
@@ -83,7 +86,9 @@ impl SqliteStore {
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(options.busy_timeout * 2)
-            .connect_with(connect.clone())
+            // The one writer keeps the indexes it updates (events, read models) in memory:
+            // SQLite's default 2 MiB page cache makes a big read model's upserts go to the OS.
+            .connect_with(connect.clone().pragma("cache_size", WRITER_CACHE_KIB.to_string()))
             .await
             .map_err(StoreError::from_sqlx)?;
         crate::migrator(sqlx::migrate!("./migrations/sqlite"))

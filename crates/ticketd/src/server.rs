@@ -46,6 +46,7 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
             ("statistics", stats_status),
         ]),
         tokens: Arc::default(),
+        stats_days: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -209,8 +209,8 @@ impl StatsTicket {
 #[derive(Clone)]
 pub struct Statistics {
     folded: FoldCache<StatsTicket>,
-    /// The current batch's facts, by day; written when the batch ends.
-    pending: Arc<Mutex<BTreeMap<Day, Vec<NewFact>>>>,
+    /// The current batch's facts, by day, and its last position; written when the batch ends.
+    pending: Arc<Mutex<(BTreeMap<Day, Vec<NewFact>>, i64)>>,
 }
 
 impl Statistics {
@@ -240,18 +240,19 @@ impl Projection for Statistics {
         let ticket = self.folded.before(ticket_id, event).await?.step(decoded, event.occurred_at, &mut facts);
         self.folded.put(ticket_id, ticket);
         let mut pending = self.pending.lock().expect("pending facts");
+        pending.1 = pending.1.max(event.position.0);
         for fact in facts {
-            pending.entry(fact.day).or_default().push(fact);
+            pending.0.entry(fact.day).or_default().push(fact);
         }
         Ok(())
     }
 
     fn begin_batch(&self) {
-        self.pending.lock().expect("pending facts").clear();
+        *self.pending.lock().expect("pending facts") = Default::default();
     }
 
     async fn finish_batch(&self, transaction: &mut Transaction<'_>) -> Result<(), sqlx::Error> {
-        let pending = std::mem::take(&mut *self.pending.lock().expect("pending facts"));
+        let (pending, revision) = std::mem::take(&mut *self.pending.lock().expect("pending facts"));
         for (day, facts) in pending {
             let mut stored = match load_day(transaction, day).await? {
                 Some(bytes) => DayFacts::decode(&bytes)
@@ -259,7 +260,7 @@ impl Projection for Statistics {
                 None => DayFacts::default(),
             };
             stored.merge(facts);
-            store_day(transaction, day, &stored.encode()).await?;
+            store_day(transaction, day, revision, &stored.encode()).await?;
         }
         Ok(())
     }
@@ -282,24 +283,31 @@ async fn load_day(transaction: &mut Transaction<'_>, day: Day) -> Result<Option<
     }
 }
 
-async fn store_day(transaction: &mut Transaction<'_>, day: Day, facts: &[u8]) -> Result<(), sqlx::Error> {
+async fn store_day(
+    transaction: &mut Transaction<'_>,
+    day: Day,
+    revision: i64,
+    facts: &[u8],
+) -> Result<(), sqlx::Error> {
     match transaction {
         Transaction::Sqlite(connection) => {
             sqlx::query(
-                "INSERT INTO stats_days (day, facts) VALUES (?1, ?2) \
-                 ON CONFLICT (day) DO UPDATE SET facts = excluded.facts",
+                "INSERT INTO stats_days (day, revision, facts) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (day) DO UPDATE SET revision = excluded.revision, facts = excluded.facts",
             )
             .bind(day)
+            .bind(revision)
             .bind(facts)
             .execute(&mut **connection)
             .await?;
         }
         Transaction::Postgres(connection) => {
             sqlx::query(
-                "INSERT INTO stats_days (day, facts) VALUES ($1, $2) \
-                 ON CONFLICT (day) DO UPDATE SET facts = excluded.facts",
+                "INSERT INTO stats_days (day, revision, facts) VALUES ($1, $2, $3) \
+                 ON CONFLICT (day) DO UPDATE SET revision = excluded.revision, facts = excluded.facts",
             )
             .bind(day)
+            .bind(revision)
             .bind(facts)
             .execute(&mut **connection)
             .await?;

@@ -3,12 +3,13 @@
 //! figure is defined in `projections/STATISTICS.md`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use chrono::{Datelike, Days, NaiveDate};
 use event_store::{Database, StoreError};
 use serde::{Deserialize, Serialize};
 
-use super::facts::{CATEGORIES, CHANNELS, COMPLAINT, Count, Day, DayFacts, Dims, Measure, SERVICE_AREAS, date_of};
+use super::facts::{CATEGORIES, CHANNELS, COMPLAINT, Count, Day, DayFacts, Dims, Measure, SERVICE_AREAS};
 
 /// The bucket size of a report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,7 +143,7 @@ pub struct Report {
 }
 
 /// Every stored day, in order.
-pub async fn load(database: &Database) -> Result<Vec<(Day, DayFacts)>, StoreError> {
+pub async fn load(database: &Database) -> Result<Vec<(Day, Arc<DayFacts>)>, StoreError> {
     let rows: Vec<(i32, Vec<u8>)> = match database {
         Database::Sqlite { read, .. } => {
             sqlx::query_as("SELECT day, facts FROM stats_days ORDER BY day").fetch_all(read).await
@@ -152,13 +153,77 @@ pub async fn load(database: &Database) -> Result<Vec<(Day, DayFacts)>, StoreErro
         }
     }
     .map_err(StoreError::from_sqlx)?;
-    rows.into_iter()
-        .map(|(day, bytes)| {
-            DayFacts::decode(&bytes)
-                .map(|facts| (day, facts))
-                .map_err(|e| StoreError::Database(format!("the statistics of day {day} are unreadable: {e}")))
-        })
-        .collect()
+    rows.into_iter().map(|(day, bytes)| Ok((day, Arc::new(decode(day, &bytes)?)))).collect()
+}
+
+fn decode(day: Day, bytes: &[u8]) -> Result<DayFacts, StoreError> {
+    DayFacts::decode(bytes)
+        .map_err(|e| StoreError::Database(format!("the statistics of day {day} are unreadable: {e}")))
+}
+
+/// The stored days, decoded, kept between reports: each report reads only the days' revisions
+/// and fetches again just the days that changed (usually today).
+#[derive(Debug, Default)]
+pub struct DayCache {
+    days: tokio::sync::Mutex<BTreeMap<Day, (i64, Arc<DayFacts>)>>,
+}
+
+/// More changed days than this are fetched with one query for all days.
+const FETCH_ONE_BY_ONE_MAX: usize = 16;
+
+impl DayCache {
+    /// Every stored day, in order, as of now.
+    pub async fn days(&self, database: &Database) -> Result<Vec<(Day, Arc<DayFacts>)>, StoreError> {
+        let mut cache = self.days.lock().await;
+        let sql = "SELECT day, revision FROM stats_days";
+        let revisions: Vec<(i32, i64)> = match database {
+            Database::Sqlite { read, .. } => sqlx::query_as(sql).fetch_all(read).await,
+            Database::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await,
+        }
+        .map_err(StoreError::from_sqlx)?;
+        let stored: HashMap<Day, i64> = revisions.iter().copied().collect();
+        cache.retain(|day, _| stored.contains_key(day));
+        let stale: Vec<Day> = revisions
+            .iter()
+            .filter(|(day, revision)| cache.get(day).map(|c| c.0) != Some(*revision))
+            .map(|r| r.0)
+            .collect();
+        let fetched: Vec<(i32, i64, Vec<u8>)> = if stale.len() > FETCH_ONE_BY_ONE_MAX {
+            let sql = "SELECT day, revision, facts FROM stats_days";
+            match database {
+                Database::Sqlite { read, .. } => sqlx::query_as(sql).fetch_all(read).await,
+                Database::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await,
+            }
+            .map_err(StoreError::from_sqlx)?
+        } else {
+            let mut rows = Vec::new();
+            for day in &stale {
+                let row: Option<(i32, i64, Vec<u8>)> = match database {
+                    Database::Sqlite { read, .. } => {
+                        sqlx::query_as("SELECT day, revision, facts FROM stats_days WHERE day = ?1")
+                            .bind(day)
+                            .fetch_optional(read)
+                            .await
+                    }
+                    Database::Postgres(pool) => {
+                        sqlx::query_as("SELECT day, revision, facts FROM stats_days WHERE day = $1")
+                            .bind(day)
+                            .fetch_optional(pool)
+                            .await
+                    }
+                }
+                .map_err(StoreError::from_sqlx)?;
+                rows.extend(row);
+            }
+            rows
+        };
+        for (day, revision, bytes) in fetched {
+            if cache.get(&day).map(|c| c.0) != Some(revision) {
+                cache.insert(day, (revision, Arc::new(decode(day, &bytes)?)));
+            }
+        }
+        Ok(cache.iter().map(|(day, (_, facts))| (*day, facts.clone())).collect())
+    }
 }
 
 /// Loads the read model and computes the report.
@@ -377,7 +442,7 @@ fn ratio(part: i64, whole: i64) -> Option<f64> {
 
 /// Computes a report from the stored days (all of them: the backlog at a period's end counts
 /// tickets opened before it, and a period's survey response rate counts answers given after).
-pub fn report(days: &[(Day, DayFacts)], query: &StatsQuery) -> Report {
+pub fn report(days: &[(Day, Arc<DayFacts>)], query: &StatsQuery) -> Report {
     let buckets = buckets(query);
     let from: Day = query.from.num_days_from_ce();
     let to: Day = query.to.num_days_from_ce();
@@ -639,9 +704,4 @@ pub fn report(days: &[(Day, DayFacts)], query: &StatsQuery) -> Report {
         })
         .collect();
     Report { summary, divisions, root_causes }
-}
-
-/// A day as a date, for callers holding stored days.
-pub fn day_date(day: Day) -> NaiveDate {
-    date_of(day)
 }

@@ -42,6 +42,8 @@ pub struct AppState {
     pub database: Database,
     pub projections: Arc<Vec<(&'static str, ticket_projections::SharedStatus)>>,
     pub tokens: Arc<crate::auth::TokenCache>,
+    /// The statistics' days, decoded, between reports.
+    pub stats_days: Arc<ticket_projections::statistics::query::DayCache>,
 }
 
 /// The whole HTTP application, without a socket (tests drive it directly too).

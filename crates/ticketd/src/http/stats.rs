@@ -134,7 +134,9 @@ fn respond<Row: Serialize + ToSchema>(
 }
 
 async fn report(state: &AppState, query: &StatsQuery) -> Result<query::Report, ApiError> {
-    query::run(&state.database, query).await.map_err(|e| ApiError::from(ticket_app::AppError::Store(e)))
+    let days =
+        state.stats_days.days(&state.database).await.map_err(|e| ApiError::from(ticket_app::AppError::Store(e)))?;
+    Ok(query::report(&days, query))
 }
 
 fn parse<T>(query: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
