@@ -465,13 +465,15 @@ impl Projection for TicketIndex {
         }
         match transaction {
             Transaction::Sqlite(connection) => {
-                for (number, ticket_id, position) in rows {
-                    sqlx::query("INSERT INTO ticket_index (number, ticket_id, position) VALUES (?1, ?2, ?3)")
-                        .bind(number)
-                        .bind(ticket_id)
-                        .bind(position)
-                        .execute(&mut **connection)
-                        .await?;
+                // Many rows per statement: each is a round trip to sqlx's SQLite thread.
+                for chunk in rows.chunks(1_000) {
+                    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                        "INSERT INTO ticket_index (number, ticket_id, position) ",
+                    );
+                    insert.push_values(chunk, |mut row, (number, ticket_id, position)| {
+                        row.push_bind(*number).push_bind(*ticket_id).push_bind(*position);
+                    });
+                    insert.build().execute(&mut **connection).await?;
                 }
             }
             Transaction::Postgres(connection) => {

@@ -79,33 +79,29 @@ impl Projection for TicketView {
             })?;
             changed.push((ticket_id, (ticket, at)));
         }
-        if let Transaction::Postgres(connection) = transaction {
-            return upsert_all_postgres(connection, &changed).await;
+        match transaction {
+            Transaction::Postgres(connection) => upsert_all_postgres(connection, &changed).await,
+            Transaction::Sqlite(connection) => upsert_all_sqlite(connection, &changed).await,
         }
-        for (ticket_id, (ticket, updated_at)) in changed {
-            if let Some(state) = ticket.state() {
-                upsert_sqlite(transaction, ticket_id, ticket.version(), state, updated_at).await?;
-            }
-        }
-        Ok(())
     }
 }
+
+/// A row to write: the ticket, its version, its state, when it last changed.
+type Row<'a> = (TicketId, u64, &'a TicketState, DateTime<Utc>);
 
 /// PostgreSQL: the whole batch's rows in one statement.
 async fn upsert_all_postgres(
     connection: &mut sqlx::PgConnection,
     changed: &[(TicketId, (Ticket, DateTime<Utc>))],
 ) -> Result<(), sqlx::Error> {
-    let rows: Vec<(TicketId, u64, &TicketState, DateTime<Utc>)> = changed
+    let rows: Vec<Row> = changed
         .iter()
         .filter_map(|(id, (ticket, at))| ticket.state().map(|state| (*id, ticket.version(), state, *at)))
         .collect();
     if rows.is_empty() {
         return Ok(());
     }
-    let column = |f: &dyn Fn(&(TicketId, u64, &TicketState, DateTime<Utc>)) -> Option<String>| -> Vec<Option<String>> {
-        rows.iter().map(f).collect()
-    };
+    let column = |f: &dyn Fn(&Row) -> Option<String>| -> Vec<Option<String>> { rows.iter().map(f).collect() };
     let instants = |f: &dyn Fn(&TicketState) -> Option<DateTime<Utc>>| -> Vec<Option<DateTime<Utc>>> {
         rows.iter().map(|r| f(r.2)).collect()
     };
@@ -146,62 +142,53 @@ async fn upsert_all_postgres(
     Ok(())
 }
 
-/// SQLite: one row (statements are cheap in-process).
-async fn upsert_sqlite(
-    transaction: &mut Transaction<'_>,
-    ticket_id: TicketId,
-    version: u64,
-    state: &TicketState,
-    updated_at: DateTime<Utc>,
+/// SQLite: many rows per statement (each statement is a round trip to sqlx's SQLite thread).
+async fn upsert_all_sqlite(
+    connection: &mut sqlx::SqliteConnection,
+    changed: &[(TicketId, (Ticket, DateTime<Utc>))],
 ) -> Result<(), sqlx::Error> {
-    const COLUMNS: &str = "ticket_id, number, version, status, channel, category, service_area, contract_id, subject, \
-                           assignee, escalated_to, out_of_scope, survey, received_at, first_contact_at, resolved_at, \
-                           closed_at, updated_at";
-    const UPDATE: &str = "number = excluded.number, version = excluded.version, status = excluded.status, \
-                          channel = excluded.channel, category = excluded.category, service_area = excluded.service_area, \
-                          contract_id = excluded.contract_id, subject = excluded.subject, assignee = excluded.assignee, \
-                          escalated_to = excluded.escalated_to, out_of_scope = excluded.out_of_scope, \
-                          survey = excluded.survey, received_at = excluded.received_at, \
-                          first_contact_at = excluded.first_contact_at, resolved_at = excluded.resolved_at, \
-                          closed_at = excluded.closed_at, updated_at = excluded.updated_at";
-    let status = state.status.name();
-    let channel = name(&state.channel);
-    let category = state.category.as_ref().and_then(name);
-    let service_area = state.service_area.as_ref().and_then(name);
-    let contract_id = state.contract_id.as_ref().map(|c| c.to_string());
-    let subject = state.reporter.subject.to_string();
-    let assignee = state.assignee.as_ref().map(|a| a.to_string());
-    let escalated_to = state.escalated_to.as_ref().map(|d| d.to_string());
-    let survey = name(&state.survey);
-    match transaction {
-        Transaction::Sqlite(connection) => {
-            let sql = format!(
-                "INSERT INTO ticket_view ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-                 ?15, ?16, ?17, ?18) ON CONFLICT (ticket_id) DO UPDATE SET {UPDATE}"
-            );
-            sqlx::query(&sql)
-                .bind(ticket_id.as_uuid())
-                .bind(state.number.get() as i64)
-                .bind(version as i64)
-                .bind(status)
-                .bind(channel)
-                .bind(category)
-                .bind(service_area)
-                .bind(contract_id)
-                .bind(subject)
-                .bind(assignee)
-                .bind(escalated_to)
-                .bind(state.out_of_scope)
-                .bind(survey)
-                .bind(state.received_at.timestamp_micros())
-                .bind(micros(state.first_contact_at))
-                .bind(micros(state.resolved_at))
-                .bind(micros(state.closed_at))
-                .bind(updated_at.timestamp_micros())
-                .execute(&mut **connection)
-                .await?;
-        }
-        Transaction::Postgres(_) => unreachable!("PostgreSQL batches go through upsert_all_postgres"),
+    /// 18 parameters a row: well under SQLite's 32,766.
+    const ROWS_PER_STATEMENT: usize = 500;
+    let rows: Vec<Row> = changed
+        .iter()
+        .filter_map(|(id, (ticket, at))| ticket.state().map(|state| (*id, ticket.version(), state, *at)))
+        .collect();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO ticket_view (ticket_id, number, version, status, channel, category, service_area, \
+             contract_id, subject, assignee, escalated_to, out_of_scope, survey, received_at, first_contact_at, \
+             resolved_at, closed_at, updated_at) ",
+        );
+        insert.push_values(chunk, |mut row, (ticket_id, version, state, updated_at)| {
+            row.push_bind(ticket_id.as_uuid())
+                .push_bind(state.number.get() as i64)
+                .push_bind(*version as i64)
+                .push_bind(state.status.name())
+                .push_bind(name(&state.channel))
+                .push_bind(state.category.as_ref().and_then(name))
+                .push_bind(state.service_area.as_ref().and_then(name))
+                .push_bind(state.contract_id.as_ref().map(|c| c.to_string()))
+                .push_bind(state.reporter.subject.to_string())
+                .push_bind(state.assignee.as_ref().map(|a| a.to_string()))
+                .push_bind(state.escalated_to.as_ref().map(|d| d.to_string()))
+                .push_bind(state.out_of_scope)
+                .push_bind(name(&state.survey))
+                .push_bind(state.received_at.timestamp_micros())
+                .push_bind(micros(state.first_contact_at))
+                .push_bind(micros(state.resolved_at))
+                .push_bind(micros(state.closed_at))
+                .push_bind(updated_at.timestamp_micros());
+        });
+        insert.push(
+            " ON CONFLICT (ticket_id) DO UPDATE SET number = excluded.number, version = excluded.version, \
+             status = excluded.status, channel = excluded.channel, category = excluded.category, \
+             service_area = excluded.service_area, contract_id = excluded.contract_id, subject = excluded.subject, \
+             assignee = excluded.assignee, escalated_to = excluded.escalated_to, \
+             out_of_scope = excluded.out_of_scope, survey = excluded.survey, received_at = excluded.received_at, \
+             first_contact_at = excluded.first_contact_at, resolved_at = excluded.resolved_at, \
+             closed_at = excluded.closed_at, updated_at = excluded.updated_at",
+        );
+        insert.build().execute(&mut *connection).await?;
     }
     Ok(())
 }

@@ -205,12 +205,15 @@ impl StatsTicket {
     }
 }
 
+/// A batch's facts by day, and the batch's last position.
+type Pending = (BTreeMap<Day, Vec<NewFact>>, i64);
+
 /// The statistics projection: one `stats_days` row per calendar day.
 #[derive(Clone)]
 pub struct Statistics {
     folded: FoldCache<StatsTicket>,
     /// The current batch's facts, by day, and its last position; written when the batch ends.
-    pending: Arc<Mutex<(BTreeMap<Day, Vec<NewFact>>, i64)>>,
+    pending: Arc<Mutex<Pending>>,
 }
 
 impl Statistics {

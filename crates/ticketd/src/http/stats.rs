@@ -83,6 +83,10 @@ fn stats_query(
             .and_then(|first| first.checked_sub_months(Months::new(11)))
             .ok_or_else(|| invalid("`to` is too early for a default `from`; give `from`"))?,
     };
+    let supported = |d: NaiveDate| (1900..=9999).contains(&d.year());
+    if !supported(from) || !supported(to) {
+        return Err(invalid("`from` and `to` must be days between the years 1900 and 9999"));
+    }
     if to < from {
         return Err(invalid(format!("`to` ({to}) is before `from` ({from})")));
     }
