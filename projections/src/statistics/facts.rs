@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use ticket_domain::vocabulary::{Category, Channel, ServiceArea};
 
@@ -22,10 +22,6 @@ pub type Day = i32;
 
 pub fn day_of(at: DateTime<Utc>) -> Day {
     at.with_timezone(&REPORTING_TIME_ZONE).date_naive().num_days_from_ce()
-}
-
-pub fn date_of(day: Day) -> NaiveDate {
-    NaiveDate::from_num_days_from_ce_opt(day).expect("a stored day is a date")
 }
 
 pub const CATEGORIES: [Category; 5] = [

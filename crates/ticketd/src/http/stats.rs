@@ -137,10 +137,18 @@ fn respond<Row: Serialize + ToSchema>(
     .into_response())
 }
 
-async fn report(state: &AppState, query: &StatsQuery) -> Result<query::Report, ApiError> {
+/// Checks the caller and the period, and computes the report from the day cache.
+async fn report(
+    state: &AppState,
+    caller: &Caller,
+    (from, to, period, by): (Option<NaiveDate>, Option<NaiveDate>, Option<Period>, Option<Dimension>),
+) -> Result<(StatsQuery, query::Report), ApiError> {
+    allowed(caller)?;
+    let query = stats_query(from, to, period, by)?;
     let days =
         state.stats_days.days(&state.database).await.map_err(|e| ApiError::from(ticket_app::AppError::Store(e)))?;
-    Ok(query::report(&days, query))
+    let report = query::report(&days, &query);
+    Ok((query, report))
 }
 
 fn parse<T>(query: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, ApiError> {
@@ -163,10 +171,8 @@ pub async fn summary(
     headers: HeaderMap,
     query: Result<Query<SummaryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    allowed(&caller)?;
     let asked = parse(query)?;
-    let query = stats_query(asked.from, asked.to, asked.period, asked.by)?;
-    let report = report(&state, &query).await?;
+    let (query, report) = report(&state, &caller, (asked.from, asked.to, asked.period, asked.by)).await?;
     respond(&headers, &query, report.summary, "summary")
 }
 
@@ -186,10 +192,8 @@ pub async fn divisions(
     headers: HeaderMap,
     query: Result<Query<PeriodQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    allowed(&caller)?;
     let asked = parse(query)?;
-    let query = stats_query(asked.from, asked.to, asked.period, None)?;
-    let report = report(&state, &query).await?;
+    let (query, report) = report(&state, &caller, (asked.from, asked.to, asked.period, None)).await?;
     respond(&headers, &query, report.divisions, "divisions")
 }
 
@@ -209,9 +213,7 @@ pub async fn root_causes(
     headers: HeaderMap,
     query: Result<Query<PeriodQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    allowed(&caller)?;
     let asked = parse(query)?;
-    let query = stats_query(asked.from, asked.to, asked.period, None)?;
-    let report = report(&state, &query).await?;
+    let (query, report) = report(&state, &caller, (asked.from, asked.to, asked.period, None)).await?;
     respond(&headers, &query, report.root_causes, "root-causes")
 }
