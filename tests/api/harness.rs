@@ -24,7 +24,9 @@ pub struct TestApp {
     database_url: String,
     child: Option<Child>,
     postgres_schema: Option<String>,
-    _dir: tempfile::TempDir,
+    /// Extra environment for the server (mail settings, …).
+    pub env: Vec<(String, String)>,
+    dir: tempfile::TempDir,
 }
 
 pub struct Answer {
@@ -51,8 +53,15 @@ fn binary() -> &'static str {
 
 const POSTGRES_URL_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
 
-/// `None` when PostgreSQL is explicitly skipped (`TICKETD_TEST_POSTGRES_URL=skip`).
+/// `None` when PostgreSQL is explicitly skipped (`TICKETD_TEST_POSTGRES_URL=skip`). Mail is
+/// off (enqueued, not sent), so that scenarios acknowledge tickets themselves.
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    spawn_app_with(backend, &[("TICKETD_MAIL", "off")]).await
+}
+
+/// Like [`spawn_app`], with this environment for the server (`{dir}` in a value is replaced by
+/// the app's temporary folder).
+pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> Option<TestApp> {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let (database_url, postgres_schema) = match backend {
         Backend::Sqlite => (format!("sqlite:{}", dir.path().join("data/tickets.db").display()), None),
@@ -96,7 +105,8 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         database_url,
         child: None,
         postgres_schema,
-        _dir: dir,
+        env: env.iter().map(|(k, v)| (k.to_string(), v.replace("{dir}", &dir.path().display().to_string()))).collect(),
+        dir,
     };
     app.start();
     Some(app)
@@ -109,6 +119,8 @@ impl TestApp {
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("TICKETD_DATABASE_URL", &self.database_url)
             .env("TICKETD_LOG", std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()))
+            .env("TICKETD_OUTBOX_DIR", self.dir.path().join("outbox"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(if std::env::var_os("TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
             .spawn()
@@ -120,6 +132,11 @@ impl TestApp {
             line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}"));
         self.base = address.to_owned();
         self.child = Some(child);
+    }
+
+    /// The app's temporary folder (its SQLite file, its mail outbox folder, …).
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
     }
 
     /// Kills the server process outright (SIGKILL): a crash, nothing finishes.

@@ -2,6 +2,7 @@
 //! PostgreSQL (every scenario runs on both).
 
 mod harness;
+mod mail;
 
 use harness::{Backend, TestApp, spawn_app};
 use reqwest::{Method, StatusCode};
@@ -45,6 +46,33 @@ on_both_backends!(
     a_request_that_died_after_appending_is_answered_from_its_events,
     auditors_export_every_complaint_of_a_period_with_its_history,
     statistics_count_what_happened_also_across_a_crash,
+);
+
+/// Scenarios that start their server with their own settings: run on each backend.
+macro_rules! on_both_backends_with_settings {
+    ($($scenario:path => $name:ident),+ $(,)?) => {
+        mod sqlite_configured {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    $scenario(super::Backend::Sqlite).await;
+                }
+            )+
+        }
+        mod postgres_configured {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    $scenario(super::Backend::Postgres).await;
+                }
+            )+
+        }
+    };
+}
+
+on_both_backends_with_settings!(
+    crate::mail::mail_confirms_replies_and_surveys_a_ticket_to_its_answer => mail_confirms_replies_and_surveys_a_ticket_to_its_answer,
+    crate::mail::mail_through_a_real_smtp_server_is_neither_lost_nor_doubled_while_it_is_away => mail_through_a_real_smtp_server_is_neither_lost_nor_doubled_while_it_is_away,
 );
 
 /// Polls the daily summary until `done` holds for today's row.

@@ -38,6 +38,20 @@ enum Command {
         /// The address to listen on (`127.0.0.1:0` picks a free port, printed on start).
         #[arg(long, env = "TICKETD_LISTEN", default_value = "127.0.0.1:8080")]
         listen: std::net::SocketAddr,
+        #[command(flatten)]
+        mail: MailArgs,
+    },
+    /// The mail outbox: what is waiting, sent, skipped or failed.
+    Outbox {
+        /// Every mail, not only those not delivered yet.
+        #[arg(long)]
+        all: bool,
+        /// How many mails to list, newest first.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// Sends a failed mail again (after fixing why the server refused it).
+        #[arg(long, value_name = "ID")]
+        retry: Option<String>,
     },
     /// Creates or upgrades the database schema, then exits.
     Migrate,
@@ -63,6 +77,72 @@ enum Command {
         #[arg(long)]
         as_of: Option<chrono::DateTime<chrono::FixedOffset>>,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum MailMode {
+    /// `.eml` files in --outbox-dir.
+    Files,
+    /// Through the SMTP server at --smtp-url.
+    Smtp,
+    /// Kept in the outbox, not sent (sent by a later start with delivery on).
+    Off,
+}
+
+/// Customer mail: confirmations, replies, resolutions, surveys.
+#[derive(Debug, clap::Args)]
+struct MailArgs {
+    /// How mail leaves the service.
+    #[arg(long, env = "TICKETD_MAIL", value_enum, default_value_t = MailMode::Files)]
+    mail: MailMode,
+    /// Where `--mail files` writes one `.eml` file per mail.
+    #[arg(long, env = "TICKETD_OUTBOX_DIR", default_value = "data/outbox")]
+    outbox_dir: std::path::PathBuf,
+    /// `smtp://host:port` (plain), `smtp://host:587?tls=required` (STARTTLS), `smtps://host:465`
+    /// (TLS); `user:password@host` for AUTH.
+    #[arg(long, env = "TICKETD_SMTP_URL")]
+    smtp_url: Option<String>,
+    /// The sender of every mail; its domain ends every Message-ID.
+    #[arg(long, env = "TICKETD_MAIL_FROM", default_value = "Ügyfélszolgálat <support@localhost>")]
+    mail_from: String,
+    /// Where new-ticket notifications go (none: not sent).
+    #[arg(long, env = "TICKETD_MAIL_AGENTS")]
+    mail_agents: Option<String>,
+    /// The service's public address, for links in mails (default: the listen address).
+    #[arg(long, env = "TICKETD_PUBLIC_URL")]
+    public_url: Option<String>,
+    /// A folder of templates overriding the built-in ones (`hu/confirmation.txt`, …).
+    #[arg(long, env = "TICKETD_TEMPLATES_DIR")]
+    templates_dir: Option<std::path::PathBuf>,
+    /// The first retry of a failed delivery waits this long; each later one twice as long.
+    #[arg(long, env = "TICKETD_MAIL_RETRY_BASE_MS", default_value_t = 5_000)]
+    mail_retry_base_ms: u64,
+    /// The longest wait between retries.
+    #[arg(long, env = "TICKETD_MAIL_RETRY_MAX_S", default_value_t = 900)]
+    mail_retry_max_s: u64,
+}
+
+impl MailArgs {
+    fn settings(self) -> anyhow::Result<crate::server::MailSettings> {
+        use crate::server::Delivery;
+        let delivery = match self.mail {
+            MailMode::Files => Delivery::Files(self.outbox_dir),
+            MailMode::Smtp => Delivery::Smtp(self.smtp_url.context("--mail smtp needs --smtp-url (TICKETD_SMTP_URL)")?),
+            MailMode::Off => Delivery::Off,
+        };
+        let mailbox = |value: &str, flag: &str| {
+            value.parse::<lettre::message::Mailbox>().with_context(|| format!("{flag} '{value}' is not a mail address"))
+        };
+        Ok(crate::server::MailSettings {
+            delivery,
+            from: mailbox(&self.mail_from, "--mail-from")?,
+            agents: self.mail_agents.as_deref().map(|a| mailbox(a, "--mail-agents")).transpose()?,
+            public_url: self.public_url,
+            templates_dir: self.templates_dir,
+            retry_base: std::time::Duration::from_millis(self.mail_retry_base_ms.max(1)),
+            retry_max: std::time::Duration::from_secs(self.mail_retry_max_s.max(1)),
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,10 +200,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store at {}", cli.database_url))?;
     crate::auth::migrate(&opened.database).await?;
     ticket_projections::migrate(&opened.database).await?;
+    ticket_mail::migrate(&opened.database).await?;
     let store = opened.store.clone();
     match cli.command {
-        Command::Serve { listen } => {
-            crate::server::serve(opened, crate::server::ServeConfig { listen }).await?;
+        Command::Serve { listen, mail } => {
+            let mail = mail.settings()?;
+            crate::server::serve(opened, crate::server::ServeConfig { listen, mail }).await?;
+        }
+        Command::Outbox { all, limit, retry } => {
+            use ticket_mail::outbox;
+            if let Some(id) = retry {
+                anyhow::ensure!(outbox::retry_failed(&opened.database, &id).await?, "no failed mail has the id '{id}'");
+                println!("mail {id} will be sent again");
+                return Ok(());
+            }
+            let counts = outbox::counts(&opened.database).await?;
+            let summary: Vec<String> = counts.iter().map(|(status, n)| format!("{status}: {n}")).collect();
+            println!("outbox: {}", if summary.is_empty() { "empty".to_owned() } else { summary.join(", ") });
+            for row in outbox::list(&opened.database, !all, limit).await? {
+                let when = chrono::DateTime::from_timestamp_micros(row.sent_us.unwrap_or(row.created_us))
+                    .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_default();
+                println!(
+                    "{}  {when}  {:<8} {:<18} ticket {}  attempts {}  {}{}",
+                    row.id,
+                    row.status,
+                    row.kind,
+                    row.ticket_id,
+                    row.attempts,
+                    row.recipient.as_deref().unwrap_or("-"),
+                    row.last_error.map(|e| format!("  ({e})")).unwrap_or_default()
+                );
+            }
         }
         Command::Rebuild { names } => {
             let view = ticket_projections::ticket_view::TicketView::new(store.clone());

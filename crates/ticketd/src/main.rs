@@ -2,13 +2,14 @@
 //!
 //! - [`cli`]: the commands (`serve`, `migrate`, `replay`, `token …`) and their configuration.
 //! - [`server`]: the HTTP service's lifecycle.
-//! - [`http`]: the HTTP API.
+//! - [`http`]: the HTTP API. [`pages`]: the public web pages (survey, contact form).
 //! - [`auth`]: API tokens. [`idempotency`]: `Idempotency-Key` answers.
 
 mod auth;
 mod cli;
 mod http;
 mod idempotency;
+mod pages;
 mod server;
 
 fn main() -> std::process::ExitCode {

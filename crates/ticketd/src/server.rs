@@ -12,12 +12,52 @@ use crate::http::{self, AppState};
 
 pub struct ServeConfig {
     pub listen: SocketAddr,
+    pub mail: MailSettings,
+}
+
+/// How mail leaves the service.
+#[derive(Debug, Clone)]
+pub enum Delivery {
+    /// `.eml` files in a folder.
+    Files(std::path::PathBuf),
+    /// An SMTP server (a lettre URL).
+    Smtp(String),
+    /// Mail is enqueued but not sent (until a later start with delivery on).
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    pub delivery: Delivery,
+    pub from: lettre::message::Mailbox,
+    pub agents: Option<lettre::message::Mailbox>,
+    /// Links in mails start with this; by default the address the service listens on.
+    pub public_url: Option<String>,
+    pub templates_dir: Option<std::path::PathBuf>,
+    pub retry_base: std::time::Duration,
+    pub retry_max: std::time::Duration,
 }
 
 /// Runs until SIGTERM or Ctrl-C, then stops taking connections, lets in-flight requests
 /// finish, and stops the projections.
 pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
+    // Every template is checked before anything starts: a broken edit stops the start, with why.
+    let templates = Arc::new(ticket_mail::Templates::load(config.mail.templates_dir.as_deref())?);
+    let transport = match &config.mail.delivery {
+        Delivery::Files(dir) => Some(ticket_mail::Transport::directory(dir)),
+        Delivery::Smtp(url) => Some(ticket_mail::Transport::smtp(url).map_err(anyhow::Error::msg)?),
+        Delivery::Off => None,
+    };
+    let (outbox_status, outbox_task) = ticket_projections::spawn(
+        ticket_mail::OutboxProjection {
+            domain: config.mail.from.email.domain().into(),
+            notify_agents: config.mail.agents.is_some(),
+        },
+        opened.store.clone(),
+        opened.database.clone(),
+        shutdown.clone(),
+    );
     let (index_status, index_task) = ticket_projections::spawn(
         ticket_projections::TicketIndex::default(),
         opened.store.clone(),
@@ -44,6 +84,7 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
             ("ticket_index", index_status),
             ("ticket_view", view_status),
             ("statistics", stats_status),
+            ("mail_outbox", outbox_status),
         ]),
         tokens: Arc::default(),
         stats_days: Arc::default(),
@@ -55,6 +96,24 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
     tracing::info!(%address, backend = opened.store.backend(), "serving");
     // Tests and scripts read the address from here (it matters with port 0).
     println!("listening on http://{address}");
+    let dispatcher_task = transport.map(|transport| {
+        let dispatcher = ticket_mail::Dispatcher {
+            service: state.service.clone(),
+            database: opened.database.clone(),
+            transport,
+            templates,
+            config: ticket_mail::MailConfig {
+                from: config.mail.from.clone(),
+                agents: config.mail.agents.clone(),
+                agents_language: ticket_domain::vocabulary::Language::Hu,
+                public_url: config.mail.public_url.clone().unwrap_or_else(|| format!("http://{address}")),
+                retry_base: config.mail.retry_base,
+                retry_max: config.mail.retry_max,
+                poll: std::time::Duration::from_millis(250),
+            },
+        };
+        tokio::spawn(dispatcher.run(shutdown.clone()))
+    });
     let signal = shutdown.clone();
     // Answers are small and complete: send them at once rather than wait to coalesce (Nagle).
     use axum::serve::ListenerExt;
@@ -72,6 +131,10 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
     let _ = index_task.await;
     let _ = view_task.await;
     let _ = stats_task.await;
+    let _ = outbox_task.await;
+    if let Some(task) = dispatcher_task {
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -76,6 +76,7 @@ pub fn app(state: AppState) -> Router {
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/survey/{token}", get(crate::pages::survey::show).post(crate::pages::survey::answer))
         .fallback(|| async { problem::from_status(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async { problem::from_status(StatusCode::METHOD_NOT_ALLOWED) })
         .layer(middleware::from_fn(log_requests))
@@ -99,7 +100,9 @@ async fn log_requests(request: Request, next: Next) -> Response {
     }
     // Framework rejections that escaped our extractors still leave as problem+json.
     let is_problem = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
-        v.as_bytes().starts_with(b"application/problem+json") || v.as_bytes().starts_with(b"application/json")
+        v.as_bytes().starts_with(b"application/problem+json")
+            || v.as_bytes().starts_with(b"application/json")
+            || v.as_bytes().starts_with(b"text/html")
     });
     if (status.is_client_error() || status.is_server_error()) && !is_problem {
         return problem::from_status(status).into_response();

@@ -1,0 +1,313 @@
+//! The dispatcher: takes due outbox rows, renders and sends each, and records the follow-up
+//! command with the mail's Message-ID. A row is leased while worked on, so several instances
+//! can run dispatchers without sending a mail twice; a failed delivery is retried with
+//! exponential backoff, for ever (a `failed` row is one the server refused for good).
+//!
+//! A mail can go out twice only if the process dies between the server's acceptance and the
+//! row's update (a window of one local write); it then goes out again with the same
+//! Message-ID, which receiving systems use to drop the copy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use event_store::Database;
+use lettre::Message;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, SinglePart};
+use ticket_app::{AppError, CommandContext, TicketService};
+use ticket_domain::vocabulary::{Actor, Language, MessageId, TicketId};
+use ticket_domain::{SurveyStatus, Ticket, TicketCommand, TicketEvent};
+use tokio_util::sync::CancellationToken;
+
+use crate::outbox::{self, OutboxRow, RowChange, now_us};
+use crate::templates::{MailKind, MailValues, Templates, language_code};
+use crate::transport::{SendError, Transport};
+
+/// What the dispatcher needs to know.
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// The sender of every mail (`Name <address>`).
+    pub from: Mailbox,
+    /// Where new-ticket notifications go; none: not sent.
+    pub agents: Option<Mailbox>,
+    /// The language of the agents' notifications.
+    pub agents_language: Language,
+    /// The service's public address, for links in mails (`https://support.example.com`).
+    pub public_url: String,
+    /// The first retry waits this long; each later one twice as long, up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// How often the outbox is looked at.
+    pub poll: Duration,
+}
+
+impl MailConfig {
+    /// The right-hand side of our Message-IDs: the sender's domain.
+    pub fn domain(&self) -> String {
+        self.from.email.domain().to_owned()
+    }
+}
+
+/// How long a dispatcher owns a row it took.
+const LEASE: Duration = Duration::from_secs(120);
+const ROWS_PER_ROUND: i64 = 20;
+
+pub struct Dispatcher {
+    pub service: Arc<TicketService>,
+    pub database: Database,
+    pub transport: Transport,
+    pub templates: Arc<Templates>,
+    pub config: MailConfig,
+}
+
+/// What became of one row.
+enum Outcome {
+    Sent { recipient: String, subject: String, follow_up: Option<TicketCommand> },
+    Skipped(String),
+}
+
+impl Dispatcher {
+    /// Sends until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        tracing::info!(transport = %self.transport.describe(), "mail dispatcher started");
+        loop {
+            let busy = match self.round().await {
+                Ok(worked) => worked,
+                Err(error) => {
+                    tracing::warn!(%error, "the outbox cannot be read; trying again");
+                    false
+                }
+            };
+            if !busy {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(self.config.poll) => {}
+                }
+            } else if shutdown.is_cancelled() {
+                return;
+            }
+        }
+    }
+
+    /// Works on the rows due now; true when there were some.
+    pub async fn round(&self) -> Result<bool, event_store::StoreError> {
+        let now = now_us();
+        let rows = outbox::due(&self.database, now, ROWS_PER_ROUND).await?;
+        for row in &rows {
+            if outbox::claim(&self.database, &row.id, now, LEASE.as_micros() as i64).await? {
+                self.work(row).await?;
+            }
+        }
+        Ok(!rows.is_empty())
+    }
+
+    async fn work(&self, row: &OutboxRow) -> Result<(), event_store::StoreError> {
+        if row.status == "sent" {
+            return self.follow_up_again(row).await;
+        }
+        match self.deliver(row).await {
+            Ok(Outcome::Sent { recipient, subject, follow_up }) => {
+                outbox::record(&self.database, &row.id, RowChange::Sent { recipient: &recipient, subject: &subject })
+                    .await?;
+                tracing::info!(kind = %row.kind, ticket = %row.ticket_id, %recipient, "mail sent");
+                self.follow_up(row, follow_up).await
+            }
+            Ok(Outcome::Skipped(reason)) => {
+                tracing::info!(kind = %row.kind, ticket = %row.ticket_id, %reason, "mail not needed");
+                outbox::record(&self.database, &row.id, RowChange::Finished { status: "skipped", reason: &reason })
+                    .await
+            }
+            Err(SendError::Permanent(reason)) => {
+                tracing::error!(kind = %row.kind, ticket = %row.ticket_id, %reason, "mail refused for good");
+                outbox::record(&self.database, &row.id, RowChange::Finished { status: "failed", reason: &reason }).await
+            }
+            Err(SendError::Transient(reason)) => {
+                let wait = self.backoff(row.attempts + 1);
+                tracing::warn!(kind = %row.kind, ticket = %row.ticket_id, %reason, retry_in_ms = wait.as_millis() as u64, "mail not sent yet");
+                let next_attempt_us = now_us() + wait.as_micros() as i64;
+                outbox::record(
+                    &self.database,
+                    &row.id,
+                    RowChange::Retry { error: &reason, next_attempt_us, attempted: true },
+                )
+                .await
+            }
+        }
+    }
+
+    fn backoff(&self, attempts: i64) -> Duration {
+        let exponent = attempts.clamp(1, 20) as u32 - 1;
+        self.config.retry_base.saturating_mul(2u32.saturating_pow(exponent)).min(self.config.retry_max)
+    }
+
+    /// Renders and sends one row's mail.
+    async fn deliver(&self, row: &OutboxRow) -> Result<Outcome, SendError> {
+        let Some(kind) = MailKind::parse(&row.kind) else {
+            return Err(SendError::Permanent(format!("'{}' is not a kind of mail this version sends", row.kind)));
+        };
+        let ticket_id = parse_ticket_id(&row.ticket_id).map_err(SendError::Permanent)?;
+        let history = self.service.history(ticket_id).await.map_err(|e| match e {
+            AppError::NotFound(_) => SendError::Permanent(format!("ticket {ticket_id} does not exist")),
+            other => SendError::Transient(other.to_string()),
+        })?;
+        let ticket = Ticket::replay(history.iter().map(|r| (&r.event, r.occurred_at)));
+        let Some(state) = ticket.state() else {
+            return Err(SendError::Permanent(format!("ticket {ticket_id} has no Received event")));
+        };
+        let the_event = history.iter().find(|r| r.version as i64 == row.ticket_version).map(|r| &r.event);
+        let mut values = MailValues {
+            number: state.number.get(),
+            name: state.reporter.name.to_string(),
+            email: state.reporter.email.as_ref().map(ToString::to_string).unwrap_or_default(),
+            subject: state.reporter.subject.to_string(),
+            message: state.reporter.message.to_string(),
+            channel: serde_json::to_value(state.channel)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            ..MailValues::default()
+        };
+        let (recipient, language) = if kind == MailKind::AgentNotification {
+            match &self.config.agents {
+                Some(agents) => (agents.clone(), self.config.agents_language),
+                None => return Ok(Outcome::Skipped("no agents' address is configured".into())),
+            }
+        } else {
+            let Some(email) = &state.reporter.email else {
+                return Ok(Outcome::Skipped("the reporter gave no e-mail address".into()));
+            };
+            let address = email
+                .as_str()
+                .parse()
+                .map_err(|e| SendError::Permanent(format!("the reporter's address '{email}' cannot be mailed: {e}")))?;
+            (Mailbox::new(Some(state.reporter.name.to_string()), address), state.language)
+        };
+        match (kind, the_event) {
+            (MailKind::Reply, Some(TicketEvent::AgentReplied(replied))) => {
+                values.body = replied.personal.body.to_string()
+            }
+            (MailKind::Resolution, Some(TicketEvent::Resolved(resolved))) => {
+                values.resolution = resolved.personal.resolution.to_string()
+            }
+            (MailKind::Survey, _) => {
+                if state.out_of_scope || state.survey != SurveyStatus::NotSent {
+                    return Ok(Outcome::Skipped("the survey was already sent or does not apply".into()));
+                }
+                let Some(token) = &row.survey_token else {
+                    return Err(SendError::Permanent("the survey link's secret is missing".into()));
+                };
+                values.survey_url = format!("{}/survey/{token}", self.config.public_url.trim_end_matches('/'));
+            }
+            (MailKind::Reply | MailKind::Resolution, _) => {
+                return Err(SendError::Permanent(format!(
+                    "event version {} of ticket {ticket_id} is not what a {} mail needs",
+                    row.ticket_version, row.kind
+                )));
+            }
+            (MailKind::Confirmation | MailKind::AgentNotification, _) => {}
+        }
+        let rendered = self
+            .templates
+            .render(language, kind, &values)
+            .map_err(|e| SendError::Transient(format!("the template does not render: {e}")))?;
+        let subject = format!("[#{}] {}", state.number, rendered.subject);
+        let root =
+            outbox::thread_root(&self.database, ticket_id).await.map_err(|e| SendError::Transient(e.to_string()))?;
+        let message = self
+            .message(row, kind, language, &recipient, &subject, rendered.body, root)
+            .map_err(SendError::Permanent)?;
+        self.transport.send(&message, &row.id).await?;
+        let message_id = MessageId::parse(&row.message_id).ok();
+        let follow_up = match kind {
+            MailKind::Confirmation => Some(TicketCommand::Acknowledge { message_id }),
+            MailKind::Survey => Some(TicketCommand::RecordSurveySent { message_id }),
+            _ => None,
+        };
+        Ok(Outcome::Sent { recipient: recipient.email.to_string(), subject, follow_up })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn message(
+        &self,
+        row: &OutboxRow,
+        kind: MailKind,
+        language: Language,
+        to: &Mailbox,
+        subject: &str,
+        body: String,
+        root: Option<String>,
+    ) -> Result<Message, String> {
+        let header =
+            |name: &'static str, value: &str| HeaderValue::new(HeaderName::new_from_ascii_str(name), value.to_owned());
+        let mut builder = Message::builder()
+            .message_id(Some(row.message_id.clone()))
+            .from(self.config.from.clone())
+            .to(to.clone())
+            .subject(subject)
+            .date_now()
+            .raw_header(header("Content-Language", language_code(language)));
+        if let Some(root) = root.filter(|root| *root != row.message_id) {
+            builder = builder.in_reply_to(root.clone()).references(root);
+        }
+        if kind.is_automatic() {
+            builder = builder.raw_header(header("Auto-Submitted", "auto-generated"));
+        }
+        builder
+            .singlepart(SinglePart::builder().header(ContentType::TEXT_PLAIN).body(body))
+            .map_err(|e| format!("the mail cannot be built: {e}"))
+    }
+
+    /// Records what a sent mail implies (the ticket is acknowledged, the survey went out).
+    async fn follow_up(&self, row: &OutboxRow, command: Option<TicketCommand>) -> Result<(), event_store::StoreError> {
+        if let Some(command) = command {
+            let ticket_id = match parse_ticket_id(&row.ticket_id) {
+                Ok(id) => id,
+                Err(reason) => {
+                    return outbox::record(
+                        &self.database,
+                        &row.id,
+                        RowChange::Finished { status: "failed", reason: &reason },
+                    )
+                    .await;
+                }
+            };
+            let mut context = CommandContext::new(Actor::System { component: "mailer".into() });
+            context.causation_id = uuid::Uuid::parse_str(&row.event_id).ok();
+            match self.service.execute(ticket_id, None, command, &context).await {
+                // Refused: an agent got there first (acknowledged by hand, reopened, …).
+                Ok(_) | Err(AppError::Refused(_)) => {}
+                Err(error) => {
+                    let wait = self.backoff(row.attempts + 1);
+                    tracing::warn!(ticket = %row.ticket_id, %error, "the mail went out; recording it waits for a retry");
+                    return outbox::record(
+                        &self.database,
+                        &row.id,
+                        RowChange::Retry {
+                            error: &format!("sent; recording the follow-up failed: {error}"),
+                            next_attempt_us: now_us() + wait.as_micros() as i64,
+                            attempted: false,
+                        },
+                    )
+                    .await;
+                }
+            }
+        }
+        outbox::record(&self.database, &row.id, RowChange::Done).await
+    }
+
+    /// A row sent earlier whose follow-up did not get recorded: record it now, without
+    /// sending again.
+    async fn follow_up_again(&self, row: &OutboxRow) -> Result<(), event_store::StoreError> {
+        let message_id = MessageId::parse(&row.message_id).ok();
+        let command = match MailKind::parse(&row.kind) {
+            Some(MailKind::Confirmation) => Some(TicketCommand::Acknowledge { message_id }),
+            Some(MailKind::Survey) => Some(TicketCommand::RecordSurveySent { message_id }),
+            _ => None,
+        };
+        self.follow_up(row, command).await
+    }
+}
+
+fn parse_ticket_id(id: &str) -> Result<TicketId, String> {
+    uuid::Uuid::parse_str(id).map(TicketId::from_uuid).map_err(|e| format!("'{id}' is not a ticket id: {e}"))
+}

@@ -1,0 +1,324 @@
+//! The outbox's tables: the `mail_outbox` projection that enqueues, and the queries the
+//! dispatcher and the operators use.
+//!
+//! Enqueueing is a projection, so a mail is enqueued in the same transaction that moves the
+//! projection's checkpoint past its event: every event enqueues its mails exactly once, across
+//! crashes. The projection is never rebuilt (that would send old mail again); its checkpoint
+//! starts at the end of the log as it was when mail was installed (migration 3001).
+
+use std::sync::Arc;
+
+use base64::Engine;
+use event_store::{Database, RecordedEvent, StoreError};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use ticket_domain::TicketEvent;
+use ticket_domain::vocabulary::TicketId;
+use ticket_projections::{Projection, Transaction};
+
+use crate::templates::MailKind;
+
+/// Runs one statement on whichever database: `$pool` is the SQLite writer or the PostgreSQL
+/// pool (the statements use `$n` parameters, which both understand).
+macro_rules! on_database {
+    ($database:expr, |$pool:ident| $body:expr) => {
+        match $database {
+            Database::Sqlite { write, .. } => {
+                let $pool = write;
+                $body
+            }
+            Database::Postgres(pool) => {
+                let $pool = pool;
+                $body
+            }
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_database;
+
+macro_rules! on_transaction {
+    ($transaction:expr, |$connection:ident| $body:expr) => {
+        match $transaction {
+            Transaction::Sqlite(connection) => {
+                let $connection = &mut **connection;
+                $body
+            }
+            Transaction::Postgres(connection) => {
+                let $connection = &mut **connection;
+                $body
+            }
+        }
+    };
+}
+
+pub async fn migrate(database: &Database) -> Result<(), StoreError> {
+    let result = on_database!(database, |pool| {
+        let migrator = match database {
+            Database::Sqlite { .. } => sqlx::migrate!("./migrations/sqlite"),
+            Database::Postgres(_) => sqlx::migrate!("./migrations/postgres"),
+        };
+        event_store::migrator(migrator).run(pool).await
+    });
+    result.map_err(|e| StoreError::Database(format!("migrating the mail tables: {e}")))
+}
+
+pub fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+pub fn hash_token(token: &str) -> String {
+    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Which mails each event calls for.
+pub fn mails_for(event: &TicketEvent, notify_agents: bool) -> &'static [MailKind] {
+    match event {
+        TicketEvent::Received(_) if notify_agents => &[MailKind::Confirmation, MailKind::AgentNotification],
+        TicketEvent::Received(_) => &[MailKind::Confirmation],
+        TicketEvent::AgentReplied(_) => &[MailKind::Reply],
+        TicketEvent::Resolved(_) => &[MailKind::Resolution],
+        TicketEvent::Closed(_) => &[MailKind::Survey],
+        _ => &[],
+    }
+}
+
+/// The projection that fills the outbox.
+#[derive(Clone)]
+pub struct OutboxProjection {
+    /// The right-hand side of our Message-IDs (`<uuid@domain>`).
+    pub domain: Arc<str>,
+    /// Whether an agents' address is configured for new-ticket notifications.
+    pub notify_agents: bool,
+}
+
+impl Projection for OutboxProjection {
+    fn name(&self) -> &'static str {
+        "mail_outbox"
+    }
+
+    /// Never used: `ticketd rebuild` does not offer the outbox (a rebuild would send every
+    /// mail again). Kept empty so that nothing can empty it by mistake.
+    fn reset_statements(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    fn apply<'a>(
+        &'a self,
+        transaction: &'a mut Transaction<'_>,
+        ticket_id: TicketId,
+        event: &'a RecordedEvent,
+        decoded: &'a TicketEvent,
+    ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'a {
+        async move {
+            for &kind in mails_for(decoded, self.notify_agents) {
+                let id = uuid::Uuid::now_v7();
+                let message_id = format!("<{id}@{}>", self.domain);
+                let now = now_us();
+                let token = (kind == MailKind::Survey).then(|| {
+                    let secret: [u8; 32] = rand::random();
+                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+                });
+                on_transaction!(transaction, |connection| {
+                    sqlx::query(
+                        "INSERT INTO mail_outbox (id, event_id, kind, ticket_id, ticket_version, position, message_id, \
+                         survey_token, status, next_attempt_us, created_us) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9) \
+                         ON CONFLICT (event_id, kind) DO NOTHING",
+                    )
+                    .bind(id.to_string())
+                    .bind(event.event_id.to_string())
+                    .bind(kind.name())
+                    .bind(ticket_id.as_uuid().to_string())
+                    .bind(event.version as i64)
+                    .bind(event.position.0)
+                    .bind(&message_id)
+                    .bind(&token)
+                    .bind(now)
+                    .execute(&mut *connection)
+                    .await?;
+                    sqlx::query(
+                        "INSERT INTO mail_threads (message_id, ticket_id, direction, created_us) \
+                         VALUES ($1, $2, 'out', $3) ON CONFLICT (message_id) DO NOTHING",
+                    )
+                    .bind(&message_id)
+                    .bind(ticket_id.as_uuid().to_string())
+                    .bind(now)
+                    .execute(&mut *connection)
+                    .await?;
+                    if let Some(token) = &token {
+                        sqlx::query(
+                            "INSERT INTO survey_tokens (token_hash, ticket_id, created_us) VALUES ($1, $2, $3)",
+                        )
+                        .bind(hash_token(token))
+                        .bind(ticket_id.as_uuid().to_string())
+                        .bind(now)
+                        .execute(&mut *connection)
+                        .await?;
+                    }
+                    Ok::<(), sqlx::Error>(())
+                })?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// One outbox row, as the dispatcher and `ticketd outbox` see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct OutboxRow {
+    pub id: String,
+    pub event_id: String,
+    pub kind: String,
+    pub ticket_id: String,
+    pub ticket_version: i64,
+    pub message_id: String,
+    #[serde(skip)]
+    pub survey_token: Option<String>,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_us: i64,
+    pub last_error: Option<String>,
+    pub recipient: Option<String>,
+    pub subject: Option<String>,
+    pub created_us: i64,
+    pub sent_us: Option<i64>,
+}
+
+const ROW_COLUMNS: &str = "id, event_id, kind, ticket_id, ticket_version, message_id, survey_token, status, \
+    CAST(attempts AS BIGINT) AS attempts, next_attempt_us, last_error, recipient, subject, created_us, sent_us";
+
+/// Rows whose time has come: pending ones to send, sent ones whose follow-up is not recorded.
+pub async fn due(database: &Database, now: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+    let sql = format!(
+        "SELECT {ROW_COLUMNS} FROM mail_outbox WHERE status IN ('pending', 'sent') AND next_attempt_us <= $1 \
+         AND (lease_until_us IS NULL OR lease_until_us < $1) ORDER BY next_attempt_us, id LIMIT $2"
+    );
+    let rows =
+        on_database!(database, |pool| sqlx::query_as::<_, OutboxRow>(&sql).bind(now).bind(limit).fetch_all(pool).await);
+    rows.map_err(StoreError::from_sqlx)
+}
+
+/// Takes a row for `lease_us`: only one dispatcher (of any instance) works on it at a time.
+pub async fn claim(database: &Database, id: &str, now: i64, lease_us: i64) -> Result<bool, StoreError> {
+    let sql = "UPDATE mail_outbox SET lease_until_us = $2 WHERE id = $1 AND status IN ('pending', 'sent') \
+               AND (lease_until_us IS NULL OR lease_until_us < $3)";
+    let result = on_database!(database, |pool| sqlx::query(sql)
+        .bind(id)
+        .bind(now + lease_us)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()));
+    Ok(result.map_err(StoreError::from_sqlx)? == 1)
+}
+
+/// Records what happened to a row and releases it.
+pub async fn record(database: &Database, id: &str, change: RowChange<'_>) -> Result<(), StoreError> {
+    let now = now_us();
+    let result =
+        match change {
+            RowChange::Sent { recipient, subject } => on_database!(database, |pool| {
+                sqlx::query(
+            "UPDATE mail_outbox SET status = 'sent', sent_us = $2, recipient = $3, subject = $4, survey_token = NULL, \
+             attempts = attempts + 1, last_error = NULL, lease_until_us = NULL WHERE id = $1"
+        )
+        .bind(id)
+        .bind(now)
+        .bind(recipient)
+        .bind(subject)
+        .execute(pool)
+        .await
+        .map(drop)
+            }),
+            RowChange::Done => on_database!(database, |pool| sqlx::query(
+                "UPDATE mail_outbox SET status = 'done', lease_until_us = NULL WHERE id = $1"
+            )
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(drop)),
+            RowChange::Retry { error, next_attempt_us, attempted } => on_database!(database, |pool| sqlx::query(
+                "UPDATE mail_outbox SET last_error = $2, next_attempt_us = $3, lease_until_us = NULL, \
+             attempts = attempts + $4 WHERE id = $1"
+            )
+            .bind(id)
+            .bind(error)
+            .bind(next_attempt_us)
+            .bind(i64::from(attempted))
+            .execute(pool)
+            .await
+            .map(drop)),
+            RowChange::Finished { status, reason } => on_database!(database, |pool| sqlx::query(
+                "UPDATE mail_outbox SET status = $2, last_error = $3, survey_token = NULL, lease_until_us = NULL \
+             WHERE id = $1"
+            )
+            .bind(id)
+            .bind(status)
+            .bind(reason)
+            .execute(pool)
+            .await
+            .map(drop)),
+        };
+    result.map_err(StoreError::from_sqlx)
+}
+
+pub enum RowChange<'a> {
+    /// The mail server took it.
+    Sent { recipient: &'a str, subject: &'a str },
+    /// The follow-up command (if any) is recorded: nothing more to do.
+    Done,
+    /// Try again later. `attempted`: whether a delivery was attempted (counts as an attempt).
+    Retry { error: &'a str, next_attempt_us: i64, attempted: bool },
+    /// `skipped` (nothing to send) or `failed` (refused for good), with why.
+    Finished { status: &'static str, reason: &'a str },
+}
+
+/// Every row, newest first (or only those not yet delivered).
+pub async fn list(database: &Database, undelivered_only: bool, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+    let filter = if undelivered_only { "WHERE status IN ('pending', 'sent', 'failed')" } else { "" };
+    let sql = format!("SELECT {ROW_COLUMNS} FROM mail_outbox {filter} ORDER BY created_us DESC, id DESC LIMIT $1");
+    let rows = on_database!(database, |pool| sqlx::query_as::<_, OutboxRow>(&sql).bind(limit).fetch_all(pool).await);
+    rows.map_err(StoreError::from_sqlx)
+}
+
+/// How many rows stand in each status.
+pub async fn counts(database: &Database) -> Result<Vec<(String, i64)>, StoreError> {
+    let sql = "SELECT status, COUNT(*) FROM mail_outbox GROUP BY status ORDER BY status";
+    let rows = on_database!(database, |pool| sqlx::query_as::<_, (String, i64)>(sql).fetch_all(pool).await);
+    rows.map_err(StoreError::from_sqlx)
+}
+
+/// Sends a failed row again (an operator's decision after fixing the cause).
+pub async fn retry_failed(database: &Database, id: &str) -> Result<bool, StoreError> {
+    let sql = "UPDATE mail_outbox SET status = 'pending', next_attempt_us = $2 WHERE id = $1 AND status = 'failed'";
+    let result = on_database!(database, |pool| sqlx::query(sql)
+        .bind(id)
+        .bind(now_us())
+        .execute(pool)
+        .await
+        .map(|r| r.rows_affected()));
+    Ok(result.map_err(StoreError::from_sqlx)? == 1)
+}
+
+/// The first Message-ID we sent for a ticket: what later mails reference to stay in one thread.
+pub async fn thread_root(database: &Database, ticket_id: TicketId) -> Result<Option<String>, StoreError> {
+    let sql = "SELECT message_id FROM mail_threads WHERE ticket_id = $1 AND direction = 'out' \
+               ORDER BY created_us, message_id LIMIT 1";
+    let row = on_database!(database, |pool| sqlx::query_scalar::<_, String>(sql)
+        .bind(ticket_id.as_uuid().to_string())
+        .fetch_optional(pool)
+        .await);
+    row.map_err(StoreError::from_sqlx)
+}
+
+/// The ticket a survey link belongs to.
+pub async fn survey_ticket(database: &Database, token: &str) -> Result<Option<TicketId>, StoreError> {
+    let sql = "SELECT ticket_id FROM survey_tokens WHERE token_hash = $1";
+    let row = on_database!(database, |pool| sqlx::query_scalar::<_, String>(sql)
+        .bind(hash_token(token))
+        .fetch_optional(pool)
+        .await)
+    .map_err(StoreError::from_sqlx)?;
+    Ok(row.and_then(|id| uuid::Uuid::parse_str(&id).ok()).map(TicketId::from_uuid))
+}

@@ -1,0 +1,76 @@
+//! The public web pages: plain HTML forms that work without JavaScript, in Hungarian (the
+//! default) and English, with every field labelled and each error shown next to its field.
+//!
+//! - [`survey`]: the satisfaction survey a closed ticket's mail links to (`/survey/{token}`).
+
+pub mod survey;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use maud::{DOCTYPE, Markup, html};
+use ticket_domain::vocabulary::Language;
+
+/// The page's language from `?lang=`, else the browser's `Accept-Language`, else Hungarian.
+pub fn language(query: Option<&str>, accept_language: Option<&HeaderValue>) -> Language {
+    match query {
+        Some("en") => return Language::En,
+        Some("hu") => return Language::Hu,
+        _ => {}
+    }
+    let accepted = accept_language.and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
+    let first = accepted.split(',').next().unwrap_or_default().trim();
+    if first.starts_with("en") { Language::En } else { Language::Hu }
+}
+
+pub fn lang_code(language: Language) -> &'static str {
+    match language {
+        Language::Hu => "hu",
+        Language::En => "en",
+    }
+}
+
+/// Picks the Hungarian or the English text.
+pub fn tr(language: Language, hu: &'static str, en: &'static str) -> &'static str {
+    match language {
+        Language::Hu => hu,
+        Language::En => en,
+    }
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;\
+line-height:1.5;color:#1a1a1a}label{display:block;font-weight:600;margin-top:1rem}\
+input[type=text],input[type=email],textarea{width:100%;padding:.5rem;font:inherit;box-sizing:border-box}\
+textarea{min-height:10rem}.error{color:#b00020;margin:.25rem 0}[aria-invalid=true]{border:2px solid #b00020}\
+button{margin-top:1.5rem;padding:.6rem 1.5rem;font:inherit}.notice{padding:1rem;border:1px solid #0a6;\
+background:#efe}.summary{padding:1rem;border:2px solid #b00020}fieldset{border:0;padding:0;margin-top:1rem}\
+legend{font-weight:600}.hint{color:#555;font-size:.9rem}";
+
+/// A whole page.
+pub fn page(language: Language, title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang=(lang_code(language)) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                style { (maud::PreEscaped(STYLE)) }
+            }
+            body { main { (body) } }
+        }
+    }
+}
+
+/// An HTML answer with a status; never cached (it may show what the customer typed).
+pub fn respond(status: StatusCode, markup: Markup) -> Response {
+    let mut response = (status, markup).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A page with one message (not found, thank you, …).
+pub fn message_page(status: StatusCode, language: Language, title: &str, text: &str) -> Response {
+    respond(status, page(language, title, html! { h1 { (title) } p { (text) } }))
+}
