@@ -120,6 +120,7 @@ impl TestApp {
             .env("TICKETD_DATABASE_URL", &self.database_url)
             .env("TICKETD_LOG", std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()))
             .env("TICKETD_OUTBOX_DIR", self.dir.path().join("outbox"))
+            .env("TICKETD_ATTACHMENTS_DIR", self.dir.path().join("attachments"))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(if std::env::var_os("TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })

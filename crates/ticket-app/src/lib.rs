@@ -7,6 +7,7 @@
 //!
 //! It knows nothing of HTTP or SQL.
 
+pub mod attachments;
 pub mod envelope;
 mod service;
 

@@ -32,8 +32,19 @@ pub struct Upcaster {
     pub upcast: fn(Value) -> Value,
 }
 
-/// Every upcaster ever written. Empty while every type is at version 1.
-pub const UPCASTERS: &[Upcaster] = &[];
+/// Every upcaster ever written.
+pub const UPCASTERS: &[Upcaster] = &[
+    // v2: reports and replies carry attachments; older ones had none.
+    Upcaster { event_type: "Received", from: 1, upcast: no_attachments },
+    Upcaster { event_type: "CustomerReplied", from: 1, upcast: no_attachments },
+];
+
+fn no_attachments(mut payload: Value) -> Value {
+    if let Some(personal) = payload.get_mut("personal").and_then(Value::as_object_mut) {
+        personal.entry("attachments").or_insert_with(|| Value::Array(Vec::new()));
+    }
+    payload
+}
 
 /// What the store keeps of an event's body.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +121,29 @@ mod tests {
         assert_eq!(event, TicketEvent::Assigned(Assigned { assignee: StaffName::parse("kata").unwrap() }));
         let missing = decode_with(&[], "Assigned", 0, serde_json::json!({ "agent": "kata" })).unwrap_err();
         assert!(matches!(missing, DecodeError::MissingUpcaster { from: 0, .. }));
+    }
+
+    #[test]
+    fn a_version_1_reply_reads_as_one_without_attachments_and_version_2_keeps_them() {
+        let v1 = serde_json::json!({
+            "channel": "email", "message_id": null,
+            "personal": { "from": "anna@example.hu", "body": "Még mindig hibás." }
+        });
+        let TicketEvent::CustomerReplied(old) = decode("CustomerReplied", 1, v1).unwrap() else { panic!() };
+        assert!(old.personal.attachments.is_empty());
+        let file =
+            AttachmentRef::new(&"ab".repeat(32), 1234, "application/PDF", "C:\\Users\\anna\\számla.pdf").unwrap();
+        assert_eq!((file.media_type.as_str(), file.file_name.as_str()), ("application/pdf", "számla.pdf"));
+        let event = TicketEvent::CustomerReplied(CustomerReplied {
+            personal: CustomerMessage { attachments: vec![file], ..old.personal },
+            ..old
+        });
+        let stored = encode(&event);
+        assert_eq!(stored.schema_version, 2);
+        assert_eq!(decode(stored.event_type, 2, stored.payload).unwrap(), event);
+        assert!(AttachmentRef::new("xyz", 1, "text/plain", "a.txt").is_err());
+        assert!(AttachmentRef::new(&"ab".repeat(32), 1, "nonsense", "a.txt").is_err());
+        assert_eq!(AttachmentRef::new(&"ab".repeat(32), 1, "text/plain", "../..").unwrap().file_name, "attachment");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub struct ReceiveTicket {
     pub reporter_phone: Option<PhoneNumber>,
     pub subject: Subject,
     pub message: MessageBody,
+    pub attachments: Vec<AttachmentRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,6 +72,7 @@ pub enum TicketCommand {
         message_id: Option<MessageId>,
         from: Option<EmailAddress>,
         body: MessageBody,
+        attachments: Vec<AttachmentRef>,
         reopen_window: Duration,
     },
     ReplyToCustomer {

@@ -37,6 +37,8 @@ pub struct ReporterDetails {
     pub phone: Option<PhoneNumber>,
     pub subject: Subject,
     pub message: MessageBody,
+    /// Files sent with the report (since schema version 2 of `Received`).
+    pub attachments: Vec<AttachmentRef>,
 }
 
 /// The customer was told the ticket exists (policy §7.2): the confirmation e-mail went out,
@@ -158,6 +160,8 @@ pub struct CustomerReplied {
 pub struct CustomerMessage {
     pub from: Option<EmailAddress>,
     pub body: MessageBody,
+    /// Files sent with the message (since schema version 2 of `CustomerReplied`).
+    pub attachments: Vec<AttachmentRef>,
 }
 
 /// An agent wrote to the customer; the message is part of the ticket's record (policy §4).
@@ -260,7 +264,7 @@ macro_rules! ticket_events {
 }
 
 ticket_events! {
-    Received = 1,
+    Received = 2,
     Acknowledged = 1,
     Investigated = 1,
     Escalated = 1,
@@ -272,7 +276,7 @@ ticket_events! {
     Reopened = 1,
     Reclassified = 1,
     Assigned = 1,
-    CustomerReplied = 1,
+    CustomerReplied = 2,
     AgentReplied = 1,
     NoteAdded = 1,
     MarkedOutOfScope = 1,

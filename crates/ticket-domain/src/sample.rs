@@ -23,6 +23,7 @@ pub fn receive(number: u64) -> ReceiveTicket {
         reporter_phone: Some(text(PhoneNumber::parse, "+36 30 123 4567")),
         subject: text(Subject::parse, "Nem tudok belépni a Normába"),
         message: text(MessageBody::parse, "Tegnap óta hibát kapok belépéskor: „érvénytelen munkamenet”."),
+        attachments: Vec::new(),
     }
 }
 
@@ -80,6 +81,7 @@ pub fn customer_reply(reopen_window: Duration) -> TicketCommand {
         message_id: Some(text(MessageId::parse, "<reply-1@mail.example.hu>")),
         from: Some(EmailAddress::parse("kovacs.anna@example.hu").expect("valid")),
         body: text(MessageBody::parse, "Sajnos még mindig nem működik."),
+        attachments: Vec::new(),
         reopen_window,
     }
 }

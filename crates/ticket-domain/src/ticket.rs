@@ -247,11 +247,11 @@ impl Ticket {
                 }
                 TicketEvent::Assigned(ev::Assigned { assignee })
             }
-            TicketCommand::RecordCustomerReply { channel, message_id, from, body, reopen_window } => {
+            TicketCommand::RecordCustomerReply { channel, message_id, from, body, attachments, reopen_window } => {
                 let replied = TicketEvent::CustomerReplied(ev::CustomerReplied {
                     channel,
                     message_id,
-                    personal: ev::CustomerMessage { from, body },
+                    personal: ev::CustomerMessage { from, body, attachments },
                 });
                 let reopens = !state.out_of_scope
                     && matches!(state.status, Resolved | Closed)
@@ -372,6 +372,7 @@ fn received(receive: ReceiveTicket) -> TicketEvent {
             phone: receive.reporter_phone,
             subject: receive.subject,
             message: receive.message,
+            attachments: receive.attachments,
         },
     })
 }

@@ -275,6 +275,46 @@ bounded_text!(
     MessageId, "message_id", 998
 );
 
+/// A file the customer sent with a report or a reply. The bytes live outside the event store,
+/// content-addressed by their SHA-256; the event keeps this reference.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentRef {
+    /// The SHA-256 of the content, 64 lowercase hex digits: the file's address in the store.
+    pub sha256: String,
+    pub size: u64,
+    pub media_type: String,
+    /// The name the customer gave it (no folders).
+    pub file_name: String,
+}
+
+impl AttachmentRef {
+    pub const FILE_NAME_CHARS_MAX: usize = 255;
+
+    pub fn new(sha256: &str, size: u64, media_type: &str, file_name: &str) -> Result<Self, InvalidValue> {
+        if sha256.len() != 64 || !sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(InvalidValue::new("attachment", "the hash must be 64 lowercase hex digits"));
+        }
+        let media_type = media_type.trim().to_ascii_lowercase();
+        let valid_type = media_type.split_once('/').is_some_and(|(a, b)| {
+            !a.is_empty()
+                && !b.is_empty()
+                && media_type.len() <= 100
+                && media_type.bytes().all(|c| c.is_ascii_graphic())
+        });
+        if !valid_type {
+            return Err(InvalidValue::new("attachment", format!("'{media_type}' is not a media type")));
+        }
+        // Only the last path component, without control characters: a name, never a path.
+        let base = file_name.rsplit(['/', '\\']).next().unwrap_or_default();
+        let name: String = base.chars().filter(|c| !c.is_control()).take(Self::FILE_NAME_CHARS_MAX).collect();
+        let name = name.trim();
+        let name = if name.is_empty() || name == "." || name == ".." { "attachment" } else { name };
+        Ok(Self { sha256: sha256.to_owned(), size, media_type, file_name: name.to_owned() })
+    }
+}
+
 /// A satisfaction score, 1 (worst) to 5 (best).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]

@@ -216,10 +216,9 @@ pub async fn claim(database: &Database, id: &str, now: i64, lease_us: i64) -> Re
 /// Records what happened to a row and releases it.
 pub async fn record(database: &Database, id: &str, change: RowChange<'_>) -> Result<(), StoreError> {
     let now = now_us();
-    let result =
-        match change {
-            RowChange::Sent { recipient, subject } => on_database!(database, |pool| {
-                sqlx::query(
+    let result = match change {
+        RowChange::Sent { recipient, subject } => on_database!(database, |pool| {
+            sqlx::query(
             "UPDATE mail_outbox SET status = 'sent', sent_us = $2, recipient = $3, subject = $4, survey_token = NULL, \
              attempts = attempts + 1, last_error = NULL, lease_until_us = NULL WHERE id = $1"
         )
@@ -230,36 +229,36 @@ pub async fn record(database: &Database, id: &str, change: RowChange<'_>) -> Res
         .execute(pool)
         .await
         .map(drop)
-            }),
-            RowChange::Done => on_database!(database, |pool| sqlx::query(
-                "UPDATE mail_outbox SET status = 'done', lease_until_us = NULL WHERE id = $1"
-            )
-            .bind(id)
-            .execute(pool)
-            .await
-            .map(drop)),
-            RowChange::Retry { error, next_attempt_us, attempted } => on_database!(database, |pool| sqlx::query(
-                "UPDATE mail_outbox SET last_error = $2, next_attempt_us = $3, lease_until_us = NULL, \
+        }),
+        RowChange::Done => on_database!(database, |pool| sqlx::query(
+            "UPDATE mail_outbox SET status = 'done', lease_until_us = NULL WHERE id = $1"
+        )
+        .bind(id)
+        .execute(pool)
+        .await
+        .map(drop)),
+        RowChange::Retry { error, next_attempt_us, attempted } => on_database!(database, |pool| sqlx::query(
+            "UPDATE mail_outbox SET last_error = $2, next_attempt_us = $3, lease_until_us = NULL, \
              attempts = attempts + $4 WHERE id = $1"
-            )
-            .bind(id)
-            .bind(error)
-            .bind(next_attempt_us)
-            .bind(i64::from(attempted))
-            .execute(pool)
-            .await
-            .map(drop)),
-            RowChange::Finished { status, reason } => on_database!(database, |pool| sqlx::query(
-                "UPDATE mail_outbox SET status = $2, last_error = $3, survey_token = NULL, lease_until_us = NULL \
+        )
+        .bind(id)
+        .bind(error)
+        .bind(next_attempt_us)
+        .bind(i64::from(attempted))
+        .execute(pool)
+        .await
+        .map(drop)),
+        RowChange::Finished { status, reason } => on_database!(database, |pool| sqlx::query(
+            "UPDATE mail_outbox SET status = $2, last_error = $3, survey_token = NULL, lease_until_us = NULL \
              WHERE id = $1"
-            )
-            .bind(id)
-            .bind(status)
-            .bind(reason)
-            .execute(pool)
-            .await
-            .map(drop)),
-        };
+        )
+        .bind(id)
+        .bind(status)
+        .bind(reason)
+        .execute(pool)
+        .await
+        .map(drop)),
+    };
     result.map_err(StoreError::from_sqlx)
 }
 

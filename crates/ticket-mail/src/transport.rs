@@ -30,7 +30,8 @@ impl std::fmt::Debug for Transport {
 }
 
 impl Transport {
-    /// SMTP at `url`; the transport connects lazily, at the first mail.
+    /// SMTP at `url`; the transport connects lazily, at the first mail. Needs a Tokio runtime
+    /// (its connection pool runs on it).
     pub fn smtp(url: &str) -> Result<Self, String> {
         let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| format!("'{}' is not an SMTP URL: {e}", redact(url)))?
@@ -92,8 +93,8 @@ fn redact(url: &str) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn passwords_never_reach_the_logs() {
+    #[tokio::test]
+    async fn passwords_never_reach_the_logs() {
         assert_eq!(redact("smtps://ann:s3cret@mail.example.com:465"), "smtps://ann:***@mail.example.com:465");
         assert_eq!(redact("smtp://127.0.0.1:2525"), "smtp://127.0.0.1:2525");
         assert!(Transport::smtp("smtp://ann:pw@127.0.0.1:2525").unwrap().describe().contains("ann:***@"));

@@ -40,6 +40,8 @@ enum Command {
         listen: std::net::SocketAddr,
         #[command(flatten)]
         mail: MailArgs,
+        #[command(flatten)]
+        intake: IntakeArgs,
     },
     /// The mail outbox: what is waiting, sent, skipped or failed.
     Outbox {
@@ -77,6 +79,23 @@ enum Command {
         #[arg(long)]
         as_of: Option<chrono::DateTime<chrono::FixedOffset>>,
     },
+}
+
+/// The public contact form and attachments.
+#[derive(Debug, clap::Args)]
+struct IntakeArgs {
+    /// Where attachments are stored (content-addressed by SHA-256).
+    #[arg(long, env = "TICKETD_ATTACHMENTS_DIR", default_value = "data/attachments")]
+    attachments_dir: std::path::PathBuf,
+    /// The largest attachment accepted.
+    #[arg(long, env = "TICKETD_ATTACHMENT_MAX_BYTES", default_value_t = ticket_app::attachments::ATTACHMENT_BYTES_MAX_DEFAULT)]
+    attachment_max_bytes: usize,
+    /// The largest contact-form request (the fields and the attachment together).
+    #[arg(long, env = "TICKETD_CONTACT_BODY_MAX_BYTES", default_value_t = 6 * 1024 * 1024)]
+    contact_body_max_bytes: usize,
+    /// Reports per hour accepted from one client address, and for one e-mail address.
+    #[arg(long, env = "TICKETD_CONTACT_PER_HOUR", default_value_t = 10)]
+    contact_per_hour: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -167,6 +186,8 @@ enum TokenCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // TLS (SMTP over STARTTLS or TLS) uses ring; said once, so no crate's choice can differ.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -203,9 +224,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     ticket_mail::migrate(&opened.database).await?;
     let store = opened.store.clone();
     match cli.command {
-        Command::Serve { listen, mail } => {
+        Command::Serve { listen, mail, intake } => {
             let mail = mail.settings()?;
-            crate::server::serve(opened, crate::server::ServeConfig { listen, mail }).await?;
+            let intake = crate::server::IntakeSettings {
+                attachments_dir: intake.attachments_dir,
+                attachment_max_bytes: intake.attachment_max_bytes,
+                contact_body_max_bytes: intake.contact_body_max_bytes,
+                contact_per_hour: intake.contact_per_hour,
+            };
+            crate::server::serve(opened, crate::server::ServeConfig { listen, mail, intake }).await?;
         }
         Command::Outbox { all, limit, retry } => {
             use ticket_mail::outbox;

@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod http;
 mod idempotency;
+mod intake;
 mod pages;
 mod server;
 

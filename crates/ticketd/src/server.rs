@@ -13,6 +13,16 @@ use crate::http::{self, AppState};
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub mail: MailSettings,
+    pub intake: IntakeSettings,
+}
+
+/// The public contact form's limits and where attachments go.
+#[derive(Debug, Clone)]
+pub struct IntakeSettings {
+    pub attachments_dir: std::path::PathBuf,
+    pub attachment_max_bytes: usize,
+    pub contact_body_max_bytes: usize,
+    pub contact_per_hour: u32,
 }
 
 /// How mail leaves the service.
@@ -88,6 +98,15 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         ]),
         tokens: Arc::default(),
         stats_days: Arc::default(),
+        intake: Arc::new(crate::intake::PublicIntake::new(
+            ticket_app::attachments::AttachmentStore::new(
+                config.intake.attachments_dir.clone(),
+                config.intake.attachment_max_bytes,
+                ticket_app::attachments::ALLOWED_TYPES_DEFAULT.iter().map(|t| (*t).to_owned()).collect(),
+            ),
+            config.intake.contact_body_max_bytes,
+            config.intake.contact_per_hour,
+        )),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -120,7 +139,9 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, http::app(state))
+    // The client's address reaches handlers (the contact form's per-client limit).
+    let app = http::app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             wait_for_signal().await;
             tracing::info!("shutting down: finishing in-flight requests");

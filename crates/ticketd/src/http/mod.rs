@@ -9,6 +9,7 @@
 //! - [`openapi`]: the OpenAPI 3.1 document, served and checked in as `schemas/openapi.json`.
 
 pub mod audit;
+pub mod contact;
 pub mod extract;
 pub mod openapi;
 pub mod problem;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub tokens: Arc<crate::auth::TokenCache>,
     /// The statistics' days, decoded, between reports.
     pub stats_days: Arc<ticket_projections::statistics::query::DayCache>,
+    /// The contact form's settings, attachment store and abuse limits.
+    pub intake: Arc<crate::intake::PublicIntake>,
 }
 
 /// The whole HTTP application, without a socket (tests drive it directly too).
@@ -52,6 +55,8 @@ pub fn app(state: AppState) -> Router {
         .route("/tickets", post(tickets::create_ticket))
         .route("/tickets/{id}", get(tickets::get_ticket))
         .route("/tickets/{id}/events", get(tickets::get_events))
+        .route("/tickets/{id}/attachments/{sha256}", get(tickets::get_attachment))
+        .route("/contact", post(contact::contact))
         .route("/tickets/{id}/acknowledge", post(tickets::acknowledge))
         .route("/tickets/{id}/investigate", post(tickets::investigate))
         .route("/tickets/{id}/escalate", post(tickets::escalate))
@@ -77,6 +82,12 @@ pub fn app(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/survey/{token}", get(crate::pages::survey::show).post(crate::pages::survey::answer))
+        .route(
+            "/contact",
+            get(crate::pages::contact::show)
+                .post(crate::pages::contact::submit_form)
+                .layer(axum::extract::DefaultBodyLimit::max(state.intake.body_max)),
+        )
         .fallback(|| async { problem::from_status(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async { problem::from_status(StatusCode::METHOD_NOT_ALLOWED) })
         .layer(middleware::from_fn(log_requests))

@@ -22,13 +22,14 @@ use super::{Health, ProjectionHealth, Readiness};
         version = "1.0.0"
     ),
     paths(
-        create_ticket, get_ticket, get_events, acknowledge, investigate, escalate, escalation_answer, resolve, close,
+        create_ticket, get_ticket, get_events, get_attachment, super::contact::contact, acknowledge, investigate, escalate, escalation_answer, resolve, close,
         reopen, assign, reclassify, out_of_scope, notes, replies, survey_sent, survey_answer,
         super::queues::get_queue, super::stats::summary, super::stats::divisions, super::stats::root_causes,
         super::audit::export, super::healthz, super::readyz,
     ),
     components(schemas(
-        Problem, FieldError, TicketView, ReporterView, EventView, HistoryView, CreateTicket, ReporterInput,
+        Problem, FieldError, TicketView, ReporterView, super::contact::ContactRequest, super::contact::ContactAttachment,
+        super::contact::ContactReceipt, ticket_domain::vocabulary::AttachmentRef, EventView, HistoryView, CreateTicket, ReporterInput,
         Health, Readiness, ProjectionHealth, super::Lag, super::queues::QueuePage, super::queues::QueueItem,
     )),
     tags(
@@ -46,6 +47,20 @@ struct ApiDoc;
 fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static str)> {
     if !path.starts_with("/api/v1/") {
         return vec![];
+    }
+    if path == "/api/v1/contact" {
+        // Public: no token, no roles, no workflow.
+        return vec![
+            ("400", "The body is not JSON (`malformed_json`)"),
+            ("413", "The body is too large (`payload_too_large`)"),
+            ("415", "The body is not `application/json` (`unsupported_media_type`)"),
+            (
+                "422",
+                "A field is missing or invalid, or the attachment is not allowed (`validation_failed`, with `errors`)",
+            ),
+            ("500", "The service failed; details are logged (`internal_error`)"),
+            ("503", "The database did not answer (`store_unavailable`)"),
+        ];
     }
     let mut statuses = vec![
         ("401", "No or no live API token (`unauthenticated`)"),

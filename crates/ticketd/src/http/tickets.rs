@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use ticket_app::{AppError, CommandContext, TicketRecord};
 use ticket_domain::vocabulary::*;
-use ticket_domain::{CommandKind, ReceiveTicket, Status, SurveyStatus, Ticket, TicketCommand};
+use ticket_domain::{CommandKind, ReceiveTicket, Status, SurveyStatus, Ticket, TicketCommand, TicketEvent};
 use utoipa::ToSchema;
 
 use super::AppState;
@@ -53,6 +53,8 @@ pub struct ReporterView {
     pub name: String,
     pub email: Option<String>,
     pub phone: Option<String>,
+    /// Files sent with the report: `GET /api/v1/tickets/{id}/attachments/{sha256}` serves each.
+    pub attachments: Vec<ticket_domain::vocabulary::AttachmentRef>,
 }
 
 fn view(ticket_id: TicketId, ticket: &Ticket) -> Option<TicketView> {
@@ -72,6 +74,7 @@ fn view(ticket_id: TicketId, ticket: &Ticket) -> Option<TicketView> {
             name: state.reporter.name.to_string(),
             email: state.reporter.email.as_ref().map(|e| e.to_string()),
             phone: state.reporter.phone.as_ref().map(|p| p.to_string()),
+            attachments: state.reporter.attachments.clone(),
         },
         assignee: state.assignee.as_ref().map(|a| a.to_string()),
         escalated_to: state.escalated_to.as_ref().map(|d| d.to_string()),
@@ -313,6 +316,7 @@ fn receive_command(body: &CreateTicket, number: TicketNumber) -> Result<ReceiveT
             reporter_phone: phone.clone(),
             subject: subject?,
             message: message?,
+            attachments: Vec::new(),
         })
     })();
     fields.finish(command)
@@ -873,4 +877,63 @@ pub async fn survey_answer(
         Some(TicketCommand::AnswerSurvey { score: score?, comment })
     })
     .await
+}
+
+/// A file the customer sent with this ticket (with the report or a reply), as they sent it.
+/// Agents, auditors and admins only: attachments are personal data.
+#[utoipa::path(
+    get, path = "/api/v1/tickets/{id}/attachments/{sha256}", tag = "tickets",
+    params(("id" = String, Path, description = "The ticket's id or number"), ("sha256" = String, Path, description = "The file's SHA-256, as the ticket lists it")),
+    responses(
+        (status = 200, description = "The file", content_type = "application/octet-stream", body = Vec<u8>,
+         headers(("Content-Disposition" = String, description = "attachment; with the file's name"))),
+        (status = 403, description = "The caller's role may not read attachments (`forbidden`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_attachment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((id, sha256)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    if caller.role == ticket_domain::vocabulary::Role::QualityManager {
+        return Err(ApiError::forbidden("attachments are personal data: agents, auditors and admins may read them"));
+    }
+    let ticket_id = resolve_ticket(&state, &id).await?;
+    let history = state.service.history(ticket_id).await?;
+    let attachment = history
+        .iter()
+        .flat_map(|record| match &record.event {
+            TicketEvent::Received(received) => received.personal.attachments.as_slice(),
+            TicketEvent::CustomerReplied(replied) => replied.personal.attachments.as_slice(),
+            _ => &[],
+        })
+        .find(|a| a.sha256 == sha256)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found("this ticket has no attachment with that hash"))?;
+    let bytes = state
+        .intake
+        .attachments
+        .get(&attachment.sha256)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .ok_or_else(|| {
+            ApiError::internal(format!("attachment {} is missing from the attachment store", attachment.sha256))
+        })?;
+    let mut response = bytes.into_response();
+    let headers = response.headers_mut();
+    let content_type = HeaderValue::from_str(&attachment.media_type)
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+    headers.insert(header::CONTENT_TYPE, content_type);
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    let encoded: String = attachment
+        .file_name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"._-".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }
+        })
+        .collect();
+    if let Ok(value) = HeaderValue::from_str(&format!("attachment; filename*=UTF-8''{encoded}")) {
+        headers.insert(header::CONTENT_DISPOSITION, value);
+    }
+    Ok(response)
 }

@@ -1,8 +1,10 @@
 //! The public web pages: plain HTML forms that work without JavaScript, in Hungarian (the
 //! default) and English, with every field labelled and each error shown next to its field.
 //!
+//! - [`contact`]: the public contact form (`/contact`).
 //! - [`survey`]: the satisfaction survey a closed ticket's mail links to (`/survey/{token}`).
 
+pub mod contact;
 pub mod survey;
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -10,16 +12,13 @@ use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 use ticket_domain::vocabulary::Language;
 
-/// The page's language from `?lang=`, else the browser's `Accept-Language`, else Hungarian.
-pub fn language(query: Option<&str>, accept_language: Option<&HeaderValue>) -> Language {
+/// The page's language: `?lang=en` for English; Hungarian otherwise (the customer's default,
+/// whatever the browser says: the page links to the other language).
+pub fn language(query: Option<&str>) -> Language {
     match query {
-        Some("en") => return Language::En,
-        Some("hu") => return Language::Hu,
-        _ => {}
+        Some("en") => Language::En,
+        _ => Language::Hu,
     }
-    let accepted = accept_language.and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
-    let first = accepted.split(',').next().unwrap_or_default().trim();
-    if first.starts_with("en") { Language::En } else { Language::Hu }
 }
 
 pub fn lang_code(language: Language) -> &'static str {
