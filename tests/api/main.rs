@@ -3,6 +3,7 @@
 
 mod browser;
 mod harness;
+mod intake;
 mod mail;
 
 use harness::{Backend, TestApp, spawn_app};
@@ -75,6 +76,8 @@ on_both_backends_with_settings!(
     crate::mail::mail_confirms_replies_and_surveys_a_ticket_to_its_answer => mail_confirms_replies_and_surveys_a_ticket_to_its_answer,
     crate::mail::mail_through_a_real_smtp_server_is_neither_lost_nor_doubled_while_it_is_away => mail_through_a_real_smtp_server_is_neither_lost_nor_doubled_while_it_is_away,
     crate::browser::a_customer_reports_through_the_contact_form_in_a_browser => a_customer_reports_through_the_contact_form_in_a_browser,
+    crate::intake::e_mail_becomes_tickets_and_replies_thread_onto_the_right_ones => e_mail_becomes_tickets_and_replies_thread_onto_the_right_ones,
+    crate::intake::a_maildir_is_taken_in_once => a_maildir_is_taken_in_once,
 );
 
 /// Polls the daily summary until `done` holds for today's row.

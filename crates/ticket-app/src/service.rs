@@ -96,11 +96,23 @@ impl TicketService {
         context: &CommandContext,
         receive: impl FnOnce(TicketNumber) -> ReceiveTicket,
     ) -> Result<CommandOutcome, AppError> {
+        self.open_ticket_as(TicketId::new(), context, receive).await
+    }
+
+    /// Creates a ticket under an id chosen beforehand (so that a caller can record which
+    /// ticket a message goes to before creating it). A second `Receive` on the same id is
+    /// refused: the id makes the creation happen at most once.
+    pub async fn open_ticket_as(
+        &self,
+        ticket_id: TicketId,
+        context: &CommandContext,
+        receive: impl FnOnce(TicketNumber) -> ReceiveTicket,
+    ) -> Result<CommandOutcome, AppError> {
         let number = self.store.next_sequence_value(Sequence::TicketNumber).await?;
         let number = TicketNumber::new(number)
             .map_err(|e| StoreError::Database(format!("the ticket number sequence returned {number}: {e}")))?;
         let command = TicketCommand::Receive(receive(number));
-        self.execute(TicketId::new(), None, command, context).await
+        self.execute(ticket_id, None, command, context).await
     }
 
     /// Runs `command` on the ticket. With `expected_version` (an `If-Match`), the command runs

@@ -91,6 +91,8 @@ pub enum Role {
     QualityManager,
     Auditor,
     Admin,
+    /// A mail server or mail fetcher: may only deliver customer e-mail (`POST /intake/email`).
+    Intake,
 }
 
 /// Who caused an event. Recorded in every event's envelope.

@@ -5,10 +5,12 @@
 //!   and records the follow-up (`Acknowledged`, `SurveySent`) with the mail's Message-ID.
 //! - [`templates`]: the mails' text, Hungarian and English, editable without recompiling.
 //! - [`transport`]: SMTP (lettre) or `.eml` files in a folder.
-//! - [`intake`]: a raw RFC 5322 message becomes a ticket, or a reply on one.
+//! - [`intake`]: a raw RFC 5322 message becomes a ticket, or a reply on one; [`maildir`]
+//!   takes in a Maildir's messages.
 
 pub mod dispatch;
 pub mod intake;
+pub mod maildir;
 pub mod outbox;
 pub mod templates;
 pub mod transport;

@@ -25,6 +25,7 @@ pub fn role_name(role: Role) -> &'static str {
         Role::QualityManager => "quality_manager",
         Role::Auditor => "auditor",
         Role::Admin => "admin",
+        Role::Intake => "intake",
     }
 }
 
@@ -34,6 +35,7 @@ pub fn parse_role(name: &str) -> Option<Role> {
         "quality_manager" => Some(Role::QualityManager),
         "auditor" => Some(Role::Auditor),
         "admin" => Some(Role::Admin),
+        "intake" => Some(Role::Intake),
         _ => None,
     }
 }

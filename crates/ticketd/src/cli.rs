@@ -43,6 +43,17 @@ enum Command {
         #[command(flatten)]
         intake: IntakeArgs,
     },
+    /// Takes in the customer e-mail a mail server delivered to a Maildir (`DIR/new`, `DIR/cur`):
+    /// each message becomes a ticket or a reply, then moves to `DIR/.processed/cur` (or, when
+    /// it cannot be read, to `DIR/.failed/cur`), so nothing is taken twice.
+    IngestMaildir {
+        dir: std::path::PathBuf,
+        /// Keep watching, looking again every this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        watch: Option<u64>,
+        #[command(flatten)]
+        intake: IntakeArgs,
+    },
     /// The mail outbox: what is waiting, sent, skipped or failed.
     Outbox {
         /// Every mail, not only those not delivered yet.
@@ -96,6 +107,25 @@ struct IntakeArgs {
     /// Reports per hour accepted from one client address, and for one e-mail address.
     #[arg(long, env = "TICKETD_CONTACT_PER_HOUR", default_value_t = 10)]
     contact_per_hour: u32,
+    /// The largest raw message `POST /api/v1/intake/email` takes.
+    #[arg(long, env = "TICKETD_INTAKE_MAIL_MAX_BYTES", default_value_t = 25 * 1024 * 1024)]
+    intake_mail_max_bytes: usize,
+    /// A customer's e-mail within this many days of the resolution reopens the ticket.
+    #[arg(long, env = "TICKETD_REOPEN_WINDOW_DAYS", default_value_t = 14)]
+    reopen_window_days: u32,
+}
+
+impl IntakeArgs {
+    fn settings(self) -> crate::server::IntakeSettings {
+        crate::server::IntakeSettings {
+            attachments_dir: self.attachments_dir,
+            attachment_max_bytes: self.attachment_max_bytes,
+            contact_body_max_bytes: self.contact_body_max_bytes,
+            contact_per_hour: self.contact_per_hour,
+            mail_max_bytes: self.intake_mail_max_bytes,
+            reopen_window: chrono::Duration::days(i64::from(self.reopen_window_days)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -168,7 +198,7 @@ impl MailArgs {
 enum TokenCommand {
     /// Creates a token and prints it once on stdout; only its hash is stored.
     Create {
-        /// agent, quality_manager, auditor or admin.
+        /// agent, quality_manager, auditor, admin, or intake (may only deliver e-mail).
         #[arg(long)]
         role: String,
         /// Who holds it; recorded as the actor of every event it causes.
@@ -226,13 +256,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { listen, mail, intake } => {
             let mail = mail.settings()?;
-            let intake = crate::server::IntakeSettings {
-                attachments_dir: intake.attachments_dir,
-                attachment_max_bytes: intake.attachment_max_bytes,
-                contact_body_max_bytes: intake.contact_body_max_bytes,
-                contact_per_hour: intake.contact_per_hour,
-            };
+            let intake = intake.settings();
             crate::server::serve(opened, crate::server::ServeConfig { listen, mail, intake }).await?;
+        }
+        Command::IngestMaildir { dir, watch, intake } => {
+            let settings = intake.settings();
+            let service = Arc::new(TicketService::new(store.clone(), Arc::new(SystemClock), ServiceOptions::default()));
+            let intake = ticket_mail::intake::MailIntake {
+                service,
+                database: opened.database.clone(),
+                attachments: settings.attachment_store(),
+                reopen_window: settings.reopen_window,
+            };
+            loop {
+                let report = ticket_mail::maildir::ingest(&intake, &dir).await?;
+                if watch.is_none() || report.taken + report.failed > 0 {
+                    println!("{report}");
+                }
+                let Some(seconds) = watch else { break };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(seconds.max(1))) => {}
+                }
+            }
         }
         Command::Outbox { all, limit, retry } => {
             use ticket_mail::outbox;
@@ -295,8 +341,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token { command } => match command {
             TokenCommand::Create { role, name } => {
-                let role = crate::auth::parse_role(&role)
-                    .with_context(|| format!("'{role}' is not a role: agent, quality_manager, auditor or admin"))?;
+                let role = crate::auth::parse_role(&role).with_context(|| {
+                    format!("'{role}' is not a role: agent, quality_manager, auditor, admin or intake")
+                })?;
                 let token = crate::auth::create_token(&opened.database, &name, role).await?;
                 println!("{token}");
             }

@@ -23,6 +23,10 @@ pub struct IntakeSettings {
     pub attachment_max_bytes: usize,
     pub contact_body_max_bytes: usize,
     pub contact_per_hour: u32,
+    /// The largest raw message `POST /api/v1/intake/email` takes.
+    pub mail_max_bytes: usize,
+    /// A customer's mail within this long of the resolution reopens the ticket.
+    pub reopen_window: chrono::Duration,
 }
 
 /// How mail leaves the service.
@@ -34,6 +38,16 @@ pub enum Delivery {
     Smtp(String),
     /// Mail is enqueued but not sent (until a later start with delivery on).
     Off,
+}
+
+impl IntakeSettings {
+    pub fn attachment_store(&self) -> ticket_app::attachments::AttachmentStore {
+        ticket_app::attachments::AttachmentStore::new(
+            self.attachments_dir.clone(),
+            self.attachment_max_bytes,
+            ticket_app::attachments::ALLOWED_TYPES_DEFAULT.iter().map(|t| (*t).to_owned()).collect(),
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -87,8 +101,9 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         shutdown.clone(),
     );
     let service = Arc::new(TicketService::new(opened.store.clone(), Arc::new(SystemClock), ServiceOptions::default()));
+    let attachments = config.intake.attachment_store();
     let state = AppState {
-        service,
+        service: service.clone(),
         database: opened.database.clone(),
         projections: Arc::new(vec![
             ("ticket_index", index_status),
@@ -99,14 +114,17 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         tokens: Arc::default(),
         stats_days: Arc::default(),
         intake: Arc::new(crate::intake::PublicIntake::new(
-            ticket_app::attachments::AttachmentStore::new(
-                config.intake.attachments_dir.clone(),
-                config.intake.attachment_max_bytes,
-                ticket_app::attachments::ALLOWED_TYPES_DEFAULT.iter().map(|t| (*t).to_owned()).collect(),
-            ),
+            attachments.clone(),
             config.intake.contact_body_max_bytes,
             config.intake.contact_per_hour,
         )),
+        mail_intake: Arc::new(ticket_mail::intake::MailIntake {
+            service: service.clone(),
+            database: opened.database.clone(),
+            attachments,
+            reopen_window: config.intake.reopen_window,
+        }),
+        mail_intake_max_bytes: config.intake.mail_max_bytes,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

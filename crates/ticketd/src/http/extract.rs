@@ -72,26 +72,54 @@ fn field_of(message: &str) -> String {
     message.split('`').nth(1).unwrap_or("body").to_owned()
 }
 
-/// The authenticated caller.
+/// The authenticated caller, for every route but mail intake: an `intake` token may only
+/// deliver mail.
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
-        let Some(token) = header.strip_prefix("Bearer ").map(str::trim) else {
-            return Err(ApiError::unauthenticated());
-        };
-        if let Some(caller) = state.tokens.get(token) {
-            return Ok(caller);
+        let caller = authenticate(parts, state).await?;
+        if caller.role == Role::Intake {
+            return Err(ApiError::forbidden("an 'intake' token may only deliver mail to POST /api/v1/intake/email"));
         }
-        match auth::authenticate(&state.database, token).await {
-            Ok(Some(caller)) => {
-                state.tokens.put(token, caller.clone());
-                Ok(caller)
-            }
-            Ok(None) => Err(ApiError::unauthenticated()),
-            Err(error) => Err(ApiError::from(ticket_app::AppError::Store(error))),
+        Ok(caller)
+    }
+}
+
+/// A caller who may deliver customer e-mail: an `intake` token or an admin.
+pub struct MailDeliverer(pub Caller);
+
+impl FromRequestParts<AppState> for MailDeliverer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let caller = authenticate(parts, state).await?;
+        match caller.role {
+            Role::Intake | Role::Admin => Ok(Self(caller)),
+            other => Err(ApiError::forbidden(format!(
+                "mail intake needs an 'intake' (or 'admin') token, not '{}'",
+                auth::role_name(other)
+            ))),
         }
+    }
+}
+
+/// Checks the bearer token (cached after the first look-up).
+async fn authenticate(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let header = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let Some(token) = header.strip_prefix("Bearer ").map(str::trim) else {
+        return Err(ApiError::unauthenticated());
+    };
+    if let Some(caller) = state.tokens.get(token) {
+        return Ok(caller);
+    }
+    match auth::authenticate(&state.database, token).await {
+        Ok(Some(caller)) => {
+            state.tokens.put(token, caller.clone());
+            Ok(caller)
+        }
+        Ok(None) => Err(ApiError::unauthenticated()),
+        Err(error) => Err(ApiError::from(ticket_app::AppError::Store(error))),
     }
 }
 

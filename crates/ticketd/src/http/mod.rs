@@ -11,6 +11,7 @@
 pub mod audit;
 pub mod contact;
 pub mod extract;
+pub mod intake;
 pub mod openapi;
 pub mod problem;
 pub mod queues;
@@ -47,6 +48,9 @@ pub struct AppState {
     pub stats_days: Arc<ticket_projections::statistics::query::DayCache>,
     /// The contact form's settings, attachment store and abuse limits.
     pub intake: Arc<crate::intake::PublicIntake>,
+    /// E-mail intake (threading, attachments) and its largest message.
+    pub mail_intake: Arc<ticket_mail::intake::MailIntake>,
+    pub mail_intake_max_bytes: usize,
 }
 
 /// The whole HTTP application, without a socket (tests drive it directly too).
@@ -57,6 +61,10 @@ pub fn app(state: AppState) -> Router {
         .route("/tickets/{id}/events", get(tickets::get_events))
         .route("/tickets/{id}/attachments/{sha256}", get(tickets::get_attachment))
         .route("/contact", post(contact::contact))
+        .route(
+            "/intake/email",
+            post(intake::email).layer(axum::extract::DefaultBodyLimit::max(state.mail_intake_max_bytes)),
+        )
         .route("/tickets/{id}/acknowledge", post(tickets::acknowledge))
         .route("/tickets/{id}/investigate", post(tickets::investigate))
         .route("/tickets/{id}/escalate", post(tickets::escalate))

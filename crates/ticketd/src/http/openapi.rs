@@ -22,14 +22,14 @@ use super::{Health, ProjectionHealth, Readiness};
         version = "1.0.0"
     ),
     paths(
-        create_ticket, get_ticket, get_events, get_attachment, super::contact::contact, acknowledge, investigate, escalate, escalation_answer, resolve, close,
+        create_ticket, get_ticket, get_events, get_attachment, super::contact::contact, super::intake::email, acknowledge, investigate, escalate, escalation_answer, resolve, close,
         reopen, assign, reclassify, out_of_scope, notes, replies, survey_sent, survey_answer,
         super::queues::get_queue, super::stats::summary, super::stats::divisions, super::stats::root_causes,
         super::audit::export, super::healthz, super::readyz,
     ),
     components(schemas(
         Problem, FieldError, TicketView, ReporterView, super::contact::ContactRequest, super::contact::ContactAttachment,
-        super::contact::ContactReceipt, ticket_domain::vocabulary::AttachmentRef, EventView, HistoryView, CreateTicket, ReporterInput,
+        super::contact::ContactReceipt, super::intake::IntakeResult, ticket_domain::vocabulary::AttachmentRef, EventView, HistoryView, CreateTicket, ReporterInput,
         Health, Readiness, ProjectionHealth, super::Lag, super::queues::QueuePage, super::queues::QueueItem,
     )),
     tags(
@@ -58,6 +58,14 @@ fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static str)>
                 "422",
                 "A field is missing or invalid, or the attachment is not allowed (`validation_failed`, with `errors`)",
             ),
+            ("500", "The service failed; details are logged (`internal_error`)"),
+            ("503", "The database did not answer (`store_unavailable`)"),
+        ];
+    }
+    if path == "/api/v1/intake/email" {
+        // Its own statuses are on the operation; only the shared ones are added.
+        return vec![
+            ("401", "No or no live API token (`unauthenticated`)"),
             ("500", "The service failed; details are logged (`internal_error`)"),
             ("503", "The database did not answer (`store_unavailable`)"),
         ];

@@ -65,7 +65,9 @@ fn invalid(detail: impl Into<String>) -> ApiError {
 fn allowed(caller: &Caller) -> Result<(), ApiError> {
     match caller.role {
         Role::QualityManager | Role::Auditor | Role::Admin => Ok(()),
-        Role::Agent => Err(ApiError::forbidden("statistics are for quality managers, auditors and admins")),
+        Role::Agent | Role::Intake => {
+            Err(ApiError::forbidden("statistics are for quality managers, auditors and admins"))
+        }
     }
 }
 
