@@ -124,6 +124,12 @@ fn build() -> Value {
             }
         }
     }
+    // Raw bytes in and out: a binary string, whatever utoipa makes of `Vec<u8>`.
+    let binary = json!({"type": "string", "format": "binary"});
+    document["paths"]["/api/v1/intake/email"]["post"]["requestBody"]["content"]["message/rfc822"]["schema"] =
+        binary.clone();
+    document["paths"]["/api/v1/tickets/{id}/attachments/{sha256}"]["get"]["responses"]["200"]["content"]["application/octet-stream"]
+        ["schema"] = binary;
     document["paths"]["/api/v1/openapi.json"] = json!({
         "get": {
             "tags": ["operations"],
