@@ -10,6 +10,7 @@
 //! This crate does no I/O and reads no clock: time comes in as arguments. It knows nothing of
 //! HTTP, SQL or how events are stored.
 
+pub mod calendar;
 pub mod codec;
 pub mod command;
 pub mod event;
