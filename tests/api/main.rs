@@ -5,6 +5,7 @@ mod browser;
 mod harness;
 mod intake;
 mod mail;
+mod registry;
 
 use harness::{Backend, TestApp, spawn_app};
 use reqwest::{Method, StatusCode};
@@ -48,7 +49,10 @@ on_both_backends!(
     a_request_that_died_after_appending_is_answered_from_its_events,
     auditors_export_every_complaint_of_a_period_with_its_history,
     statistics_count_what_happened_also_across_a_crash,
+    contracts_decide_a_tickets_contract_and_every_change_is_audited,
 );
+
+use registry::contracts_decide_a_tickets_contract_and_every_change_is_audited;
 
 /// Scenarios that start their server with their own settings: run on each backend.
 macro_rules! on_both_backends_with_settings {

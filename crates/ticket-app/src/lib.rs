@@ -9,6 +9,7 @@
 
 pub mod attachments;
 pub mod envelope;
+pub mod registry;
 mod service;
 
 use std::sync::Arc;

@@ -588,6 +588,10 @@ async fn http_lifecycle(
         .args(["serve", "--listen", "127.0.0.1:0"])
         .env("TICKETD_DATABASE_URL", database_url)
         .env("TICKETD_LOG", "warn")
+        // The workload acknowledges by command; with mail on, the mailer would acknowledge each
+        // new ticket itself (after its confirmation) and race the workload. Mail is still
+        // enqueued (the outbox projection runs), only not sent.
+        .env("TICKETD_MAIL", "off")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;

@@ -84,6 +84,10 @@ pub enum TicketCommand {
     MarkOutOfScope {
         reason: Reason,
     },
+    /// Link the ticket to a service contract (one the registry holds: checked by the caller).
+    LinkContract {
+        contract_id: ContractId,
+    },
 }
 
 /// The name of a command, as the API's action names it.
@@ -105,10 +109,11 @@ pub enum CommandKind {
     ReplyToCustomer,
     AddNote,
     MarkOutOfScope,
+    LinkContract,
 }
 
 impl CommandKind {
-    pub const ALL: [CommandKind; 16] = [
+    pub const ALL: [CommandKind; 17] = [
         Self::Receive,
         Self::Acknowledge,
         Self::Investigate,
@@ -125,6 +130,7 @@ impl CommandKind {
         Self::ReplyToCustomer,
         Self::AddNote,
         Self::MarkOutOfScope,
+        Self::LinkContract,
     ];
 
     /// The action's name in the API (`POST /tickets/{id}/{name}`).
@@ -146,6 +152,7 @@ impl CommandKind {
             Self::ReplyToCustomer => "replies",
             Self::AddNote => "notes",
             Self::MarkOutOfScope => "out-of-scope",
+            Self::LinkContract => "contract",
         }
     }
 }
@@ -169,6 +176,7 @@ impl TicketCommand {
             Self::ReplyToCustomer { .. } => CommandKind::ReplyToCustomer,
             Self::AddNote { .. } => CommandKind::AddNote,
             Self::MarkOutOfScope { .. } => CommandKind::MarkOutOfScope,
+            Self::LinkContract { .. } => CommandKind::LinkContract,
         }
     }
 }

@@ -192,6 +192,15 @@ pub struct MarkedOutOfScope {
     pub reason: Reason,
 }
 
+/// The ticket was linked to a service contract by hand (intake links it from the reporter's
+/// address; this corrects or completes that).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContractLinked {
+    pub contract_id: ContractId,
+    pub previous_contract_id: Option<ContractId>,
+}
+
 /// Declares [`TicketEvent`] over the event structs, with each type's name and schema version
 /// in one place, so that the name list, the codec and the schema list cannot drift apart.
 macro_rules! ticket_events {
@@ -280,4 +289,5 @@ ticket_events! {
     AgentReplied = 1,
     NoteAdded = 1,
     MarkedOutOfScope = 1,
+    ContractLinked = 1,
 }

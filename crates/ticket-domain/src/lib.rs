@@ -14,6 +14,7 @@ pub mod calendar;
 pub mod codec;
 pub mod command;
 pub mod event;
+pub mod registry;
 pub mod sample;
 pub mod ticket;
 pub mod vocabulary;

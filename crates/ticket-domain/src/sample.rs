@@ -97,3 +97,7 @@ pub fn note() -> TicketCommand {
 pub fn out_of_scope() -> TicketCommand {
     TicketCommand::MarkOutOfScope { reason: text(Reason::parse, "a question about the company's general operation") }
 }
+
+pub fn link_contract(contract_id: &str) -> TicketCommand {
+    TicketCommand::LinkContract { contract_id: text(ContractId::parse, contract_id) }
+}

@@ -133,7 +133,10 @@ pub fn allowed_from(kind: CommandKind) -> &'static [Status] {
         CommandKind::Close => &[Resolved],
         CommandKind::RecordSurveySent | CommandKind::AnswerSurvey => &[Closed],
         CommandKind::Reopen => &[Resolved, Closed],
-        CommandKind::Reclassify | CommandKind::AddNote | CommandKind::RecordCustomerReply => ANY,
+        CommandKind::Reclassify
+        | CommandKind::AddNote
+        | CommandKind::RecordCustomerReply
+        | CommandKind::LinkContract => ANY,
         CommandKind::Assign | CommandKind::ReplyToCustomer => OPEN,
         CommandKind::MarkOutOfScope => &[Received, Acknowledged, Investigating, Escalated],
     }
@@ -270,6 +273,15 @@ impl Ticket {
                 TicketEvent::NoteAdded(ev::NoteAdded { personal: ev::MessageText { body } })
             }
             TicketCommand::MarkOutOfScope { reason } => TicketEvent::MarkedOutOfScope(ev::MarkedOutOfScope { reason }),
+            TicketCommand::LinkContract { contract_id } => {
+                if state.contract_id.as_ref() == Some(&contract_id) {
+                    return Err(DomainError::NothingToChange("the ticket is already linked to that contract"));
+                }
+                TicketEvent::ContractLinked(ev::ContractLinked {
+                    contract_id,
+                    previous_contract_id: state.contract_id.clone(),
+                })
+            }
         };
         Ok(vec![event])
     }
@@ -346,6 +358,7 @@ impl Ticket {
                 }
             }
             TicketEvent::Assigned(assigned) => state.assignee = Some(assigned.assignee.clone()),
+            TicketEvent::ContractLinked(linked) => state.contract_id = Some(linked.contract_id.clone()),
             TicketEvent::CustomerReplied(_) | TicketEvent::AgentReplied(_) | TicketEvent::NoteAdded(_) => {}
             TicketEvent::MarkedOutOfScope(_) => {
                 state.status = Closed;

@@ -193,6 +193,8 @@ pub struct MailIntake {
     pub attachments: AttachmentStore,
     /// A reply within this long of the resolution reopens the ticket.
     pub reopen_window: Duration,
+    /// Links new tickets to their contract by the sender's address.
+    pub registry: Arc<ticket_app::registry::RegistryService>,
 }
 
 impl MailIntake {
@@ -277,13 +279,15 @@ impl MailIntake {
                 if mail.subject.is_empty() { no_subject.to_owned() } else { cut(&mail.subject, Subject::CHARS_MAX) };
             let subject = Subject::parse(&subject).map_err(|e| IntakeError::Unreadable(e.to_string()))?;
             let language = mail.language;
+            let registry = self.registry.current().await.map_err(|e| IntakeError::Unavailable(e.to_string()))?;
+            let contract_id = registry.contract_for(Some(&from)).cloned();
             self.service
                 .open_ticket_as(target, &context, |number| ReceiveTicket {
                     number,
                     channel: Channel::Email,
                     category: None,
                     service_area: None,
-                    contract_id: None,
+                    contract_id,
                     language,
                     reporter_name: name,
                     reporter_email: Some(from),

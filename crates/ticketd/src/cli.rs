@@ -54,6 +54,16 @@ enum Command {
         #[command(flatten)]
         intake: IntakeArgs,
     },
+    /// Service contracts: who their reporters are, their SLA targets, their calendar.
+    Contract {
+        #[command(subcommand)]
+        command: ContractCommand,
+    },
+    /// Divisions that escalated tickets go to.
+    Division {
+        #[command(subcommand)]
+        command: DivisionCommand,
+    },
     /// The mail outbox: what is waiting, sent, skipped or failed.
     Outbox {
         /// Every mail, not only those not delivered yet.
@@ -195,6 +205,40 @@ impl MailArgs {
 }
 
 #[derive(Debug, Subcommand)]
+enum ContractCommand {
+    /// Lists the contracts (JSON, one per line).
+    List,
+    /// Creates or changes a contract from a JSON file of its terms (as `PUT /api/v1/contracts/{id}`).
+    Put {
+        id: String,
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
+    /// Retires a contract: it keeps its tickets, matches no new reporter.
+    Retire { id: String },
+    /// Sets the contract for reporters no contract names.
+    Default { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum DivisionCommand {
+    /// Lists the divisions (JSON, one per line).
+    List,
+    /// Creates or changes a division.
+    Put {
+        id: String,
+        #[arg(long)]
+        name: String,
+        /// Where escalations to it are announced.
+        #[arg(long)]
+        email: String,
+        /// Business minutes within which it should answer an escalation.
+        #[arg(long)]
+        answer_minutes: Option<u32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum TokenCommand {
     /// Creates a token and prints it once on stdout; only its hash is stored.
     Create {
@@ -262,7 +306,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::IngestMaildir { dir, watch, intake } => {
             let settings = intake.settings();
             let service = Arc::new(TicketService::new(store.clone(), Arc::new(SystemClock), ServiceOptions::default()));
+            let registry = Arc::new(ticket_app::registry::RegistryService::new(store.clone(), Arc::new(SystemClock)));
             let intake = ticket_mail::intake::MailIntake {
+                registry,
                 service,
                 database: opened.database.clone(),
                 attachments: settings.attachment_store(),
@@ -277,6 +323,59 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => break,
                     _ = tokio::time::sleep(std::time::Duration::from_secs(seconds.max(1))) => {}
+                }
+            }
+        }
+        Command::Contract { command } => {
+            use ticket_domain::registry::{ContractTerms, RegistryCommand};
+            use ticket_domain::vocabulary::ContractId;
+            let registry = ticket_app::registry::RegistryService::new(store.clone(), Arc::new(SystemClock));
+            let context = cli_context();
+            let parse_id = |id: &str| {
+                ContractId::parse(id).map_err(|e| anyhow::anyhow!("'{id}' is not a contract id: {}", e.problem))
+            };
+            let command = match command {
+                ContractCommand::List => {
+                    let registry = registry.load().await?;
+                    for (id, contract) in &registry.contracts {
+                        let line = serde_json::json!({
+                            "id": id, "retired": contract.retired,
+                            "is_default": registry.default_contract.as_ref() == Some(id), "terms": contract.terms,
+                        });
+                        println!("{line}");
+                    }
+                    return Ok(());
+                }
+                ContractCommand::Put { id, file } => {
+                    let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+                    let terms: ContractTerms = serde_json::from_str(&text)
+                        .with_context(|| format!("{} is not a contract's terms", file.display()))?;
+                    RegistryCommand::SaveContract { contract_id: parse_id(&id)?, terms }
+                }
+                ContractCommand::Retire { id } => RegistryCommand::RetireContract { contract_id: parse_id(&id)? },
+                ContractCommand::Default { id } => RegistryCommand::SetDefaultContract { contract_id: parse_id(&id)? },
+            };
+            let registry = registry.execute(command, &context).await?;
+            println!("registry at version {}", registry.version);
+        }
+        Command::Division { command } => {
+            use ticket_domain::registry::{DivisionTerms, RegistryCommand};
+            let registry = ticket_app::registry::RegistryService::new(store.clone(), Arc::new(SystemClock));
+            match command {
+                DivisionCommand::List => {
+                    for (id, terms) in &registry.load().await?.divisions {
+                        println!("{}", serde_json::json!({ "id": id, "terms": terms }));
+                    }
+                }
+                DivisionCommand::Put { id, name, email, answer_minutes } => {
+                    let division_id = ticket_domain::vocabulary::DivisionId::parse(&id)
+                        .map_err(|e| anyhow::anyhow!("'{id}' is not a division id: {}", e.problem))?;
+                    let notification_email = ticket_domain::vocabulary::EmailAddress::parse(&email)
+                        .map_err(|e| anyhow::anyhow!("--email: {}", e.problem))?;
+                    let terms = DivisionTerms { name, notification_email, answer_minutes };
+                    let registry =
+                        registry.execute(RegistryCommand::SaveDivision { division_id, terms }, &cli_context()).await?;
+                    println!("registry at version {}", registry.version);
                 }
             }
         }
@@ -385,6 +484,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Who the command line acts as: an admin named after the operating-system user.
+fn cli_context() -> ticket_app::CommandContext {
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    ticket_app::CommandContext::new(ticket_domain::vocabulary::Actor::Staff {
+        name: format!("cli:{user}"),
+        role: ticket_domain::vocabulary::Role::Admin,
+    })
 }
 
 fn record_json(record: &TicketRecord) -> serde_json::Value {

@@ -160,6 +160,8 @@ pub async fn submit(
             Err(error) => return Err(Refusal::Fields(vec![("attachment", Problem::Attachment(error))])),
         }
     }
+    let registry = state.registry.current().await.map_err(|e| Refusal::Unavailable(e.to_string()))?;
+    let contract_id = registry.contract_for(Some(&email)).cloned();
     let context = CommandContext::new(Actor::Customer { channel: Channel::WebForm });
     let outcome = state
         .service
@@ -168,7 +170,7 @@ pub async fn submit(
             channel: Channel::WebForm,
             category: None,
             service_area: None,
-            contract_id: None,
+            contract_id,
             language: submission.language,
             reporter_name: name,
             reporter_email: Some(email),

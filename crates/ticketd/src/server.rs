@@ -102,6 +102,7 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
     );
     let service = Arc::new(TicketService::new(opened.store.clone(), Arc::new(SystemClock), ServiceOptions::default()));
     let attachments = config.intake.attachment_store();
+    let registry = Arc::new(ticket_app::registry::RegistryService::new(opened.store.clone(), Arc::new(SystemClock)));
     let state = AppState {
         service: service.clone(),
         database: opened.database.clone(),
@@ -123,8 +124,10 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
             database: opened.database.clone(),
             attachments,
             reopen_window: config.intake.reopen_window,
+            registry: registry.clone(),
         }),
         mail_intake_max_bytes: config.intake.mail_max_bytes,
+        registry,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

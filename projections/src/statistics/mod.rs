@@ -157,7 +157,9 @@ impl StatsTicket {
             TicketEvent::Assigned(_)
             | TicketEvent::CustomerReplied(_)
             | TicketEvent::AgentReplied(_)
-            | TicketEvent::NoteAdded(_) => {}
+            | TicketEvent::NoteAdded(_)
+            // The statistics are not broken down by contract (yet).
+            | TicketEvent::ContractLinked(_) => {}
         }
         self
     }

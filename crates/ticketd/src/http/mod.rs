@@ -15,6 +15,7 @@ pub mod intake;
 pub mod openapi;
 pub mod problem;
 pub mod queues;
+pub mod registry;
 pub mod stats;
 pub mod tickets;
 
@@ -51,6 +52,8 @@ pub struct AppState {
     /// E-mail intake (threading, attachments) and its largest message.
     pub mail_intake: Arc<ticket_mail::intake::MailIntake>,
     pub mail_intake_max_bytes: usize,
+    /// Contracts and divisions.
+    pub registry: Arc<ticket_app::registry::RegistryService>,
 }
 
 /// The whole HTTP application, without a socket (tests drive it directly too).
@@ -73,6 +76,14 @@ pub fn app(state: AppState) -> Router {
         .route("/tickets/{id}/close", post(tickets::close))
         .route("/tickets/{id}/reopen", post(tickets::reopen))
         .route("/tickets/{id}/assign", post(tickets::assign))
+        .route("/tickets/{id}/contract", post(tickets::link_contract))
+        .route("/contracts", get(registry::list_contracts))
+        .route("/contracts/{contract_id}", axum::routing::put(registry::put_contract))
+        .route("/contracts/{contract_id}/retire", post(registry::retire_contract))
+        .route("/default-contract", axum::routing::put(registry::set_default_contract))
+        .route("/divisions", get(registry::list_divisions))
+        .route("/divisions/{division_id}", axum::routing::put(registry::put_division))
+        .route("/registry/history", get(registry::history))
         .route("/tickets/{id}/reclassify", post(tickets::reclassify))
         .route("/tickets/{id}/out-of-scope", post(tickets::out_of_scope))
         .route("/tickets/{id}/notes", post(tickets::notes))

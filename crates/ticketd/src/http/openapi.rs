@@ -23,13 +23,18 @@ use super::{Health, ProjectionHealth, Readiness};
     ),
     paths(
         create_ticket, get_ticket, get_events, get_attachment, super::contact::contact, super::intake::email, acknowledge, investigate, escalate, escalation_answer, resolve, close,
-        reopen, assign, reclassify, out_of_scope, notes, replies, survey_sent, survey_answer,
+        reopen, assign, link_contract, reclassify, out_of_scope, notes, replies, survey_sent, survey_answer,
         super::queues::get_queue, super::stats::summary, super::stats::divisions, super::stats::root_causes,
         super::audit::export, super::healthz, super::readyz,
+        super::registry::list_contracts, super::registry::put_contract, super::registry::retire_contract,
+        super::registry::set_default_contract, super::registry::list_divisions, super::registry::put_division,
+        super::registry::history,
     ),
     components(schemas(
         Problem, FieldError, TicketView, ReporterView, super::contact::ContactRequest, super::contact::ContactAttachment,
-        super::contact::ContactReceipt, super::intake::IntakeResult, ticket_domain::vocabulary::AttachmentRef, EventView, HistoryView, CreateTicket, ReporterInput,
+        super::contact::ContactReceipt, super::intake::IntakeResult, ContractBody, super::registry::ContractView, super::registry::ContractList,
+        super::registry::DivisionView, super::registry::DefaultContractBody, super::registry::RegistryChange,
+        ticket_domain::registry::ContractTerms, ticket_domain::registry::DivisionTerms, ticket_domain::registry::SlaTargets, ticket_domain::vocabulary::AttachmentRef, EventView, HistoryView, CreateTicket, ReporterInput,
         Health, Readiness, ProjectionHealth, super::Lag, super::queues::QueuePage, super::queues::QueueItem,
     )),
     tags(
@@ -38,6 +43,7 @@ use super::{Health, ProjectionHealth, Readiness};
         (name = "queues", description = "The agents' work lists, from the read models"),
         (name = "statistics", description = "Complaint statistics for quality managers (JSON or CSV)"),
         (name = "audit", description = "Exports for record keeping"),
+        (name = "registry", description = "Contracts (SLA targets, reporters) and divisions: read by staff, changed by admins"),
         (name = "operations", description = "Health")
     )
 )]

@@ -181,6 +181,13 @@ pub struct ReporterInput {
     pub phone: Option<String>,
 }
 
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContractBody {
+    /// A live contract's id (`GET /api/v1/contracts`).
+    pub contract_id: String,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcknowledgeBody {
@@ -465,7 +472,20 @@ async fn execute(
     let (status, outcome) = match request {
         Request::Create { body } => {
             // Validate before taking a number, so bad requests use none up.
-            receive_command(body, TicketNumber::new(1).expect("1 is a ticket number"))?;
+            let probe = receive_command(body, TicketNumber::new(1).expect("1 is a ticket number"))?;
+            let registry = state.registry.current().await.map_err(super::registry::registry_error)?;
+            let contract_id = match probe.contract_id {
+                // A contract named at intake must be one the registry holds.
+                Some(id) if !registry.contracts.get(&id).is_some_and(|c| !c.retired) => {
+                    return Err(ApiError::validation(
+                        "no live contract has this id; GET /api/v1/contracts lists them",
+                        vec![FieldError { field: "contract_id".into(), problem: "unknown or retired contract".into() }],
+                    ));
+                }
+                Some(id) => Some(id),
+                // Otherwise the reporter's address decides (or the default contract).
+                None => registry.contract_for(probe.reporter_email.as_ref()).cloned(),
+            };
             let number = state
                 .service
                 .store()
@@ -473,7 +493,9 @@ async fn execute(
                 .await
                 .map_err(|e| ApiError::from(AppError::Store(e)))?;
             let number = TicketNumber::new(number).map_err(|e| ApiError::internal(e.to_string()))?;
-            let command = TicketCommand::Receive(receive_command(body, number)?);
+            let mut receive = receive_command(body, number)?;
+            receive.contract_id = contract_id;
+            let command = TicketCommand::Receive(receive);
             (StatusCode::CREATED, state.service.execute(ticket_id, None, command, &context).await)
         }
         Request::Command { ticket_id, command } => {
@@ -739,6 +761,35 @@ pub async fn reopen(
 ) -> Result<Response, ApiError> {
     command(state, caller, id, if_match, key, json, |b, f| {
         Some(TicketCommand::Reopen { reason: f.check("reason", Reason::parse(&b.reason))? })
+    })
+    .await
+}
+
+/// Link the ticket to a service contract (intake links it from the reporter's address; this
+/// corrects or completes that).
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/contract", tag = "workflow", request_body = ContractBody,
+    params(("id" = String, Path, description = "The ticket's id or number"), ("If-Match" = Option<String>, Header, description = "The version the command was decided on"), ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe retries")),
+    responses((status = 200, description = "The ticket after the command", body = TicketView)))]
+pub async fn link_contract(
+    State(state): State<AppState>,
+    Agent(caller): Agent,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    json: ApiJson<ContractBody>,
+) -> Result<Response, ApiError> {
+    let registry = state.registry.current().await.map_err(super::registry::registry_error)?;
+    let live = ContractId::parse(&json.value.contract_id)
+        .ok()
+        .filter(|id| registry.contracts.get(id).is_some_and(|contract| !contract.retired));
+    if live.is_none() {
+        return Err(ApiError::validation(
+            "no live contract has this id; GET /api/v1/contracts lists them",
+            vec![FieldError { field: "contract_id".into(), problem: "unknown or retired contract".into() }],
+        ));
+    }
+    command(state, caller, id, if_match, key, json, move |_, _| {
+        live.map(|contract_id| TicketCommand::LinkContract { contract_id })
     })
     .await
 }

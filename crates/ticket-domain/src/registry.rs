@@ -1,0 +1,430 @@
+//! Contracts and divisions as managed data: the customers' service contracts (who their
+//! reporters are, their SLA targets, their business calendar) and the divisions tickets are
+//! escalated to. Every change is an event on one stream, `registry`, so changes are audited
+//! like tickets (who, when, what) and the registry as it stood at any moment can be replayed.
+//!
+//! A ticket is linked to a contract from its reporter's address (an exact address first, then
+//! the address's domain), else to the default contract an admin sets.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::vocabulary::{Category, ContractId, DivisionId, EmailAddress};
+
+/// The registry's stream.
+pub const REGISTRY_STREAM: &str = "registry";
+
+/// SLA targets in business minutes of the contract's calendar; `None`: no target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct SlaTargets {
+    /// From receipt to the first contact with the reporter (policy §7.3).
+    pub first_contact_minutes: Option<u32>,
+    /// From receipt to the resolution (policy §7.4).
+    pub resolution_minutes: Option<u32>,
+}
+
+/// A customer's service contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ContractTerms {
+    /// The customer organisation.
+    pub customer: String,
+    /// Reporters whose address is in one of these domains belong to this contract.
+    #[serde(default)]
+    pub email_domains: Vec<String>,
+    /// Reporters with exactly these addresses belong to this contract (before any domain).
+    #[serde(default)]
+    pub email_addresses: Vec<String>,
+    /// The targets for every ticket of the contract…
+    #[serde(default)]
+    pub sla: SlaTargets,
+    /// … unless its category has its own.
+    #[serde(default)]
+    pub sla_by_category: BTreeMap<Category, SlaTargets>,
+    /// The business calendar its clocks run in (`hu`: Hungary, Monday-Friday 08:00-16:00).
+    #[serde(default = "default_calendar")]
+    pub calendar: String,
+    /// Whether the resolution clock stops while the ticket waits for the customer's answer.
+    #[serde(default)]
+    pub pause_while_waiting_for_customer: bool,
+}
+
+fn default_calendar() -> String {
+    "hu".into()
+}
+
+/// The calendars a contract may name.
+pub const CALENDARS: &[&str] = &["hu"];
+
+/// A division tickets are escalated to (policy §7.4.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct DivisionTerms {
+    pub name: String,
+    /// Where escalations are announced.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "email"))]
+    pub notification_email: EmailAddress,
+    /// Business minutes within which the division should answer an escalation.
+    pub answer_minutes: Option<u32>,
+}
+
+/// A change to the registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "event_type", content = "payload", deny_unknown_fields)]
+pub enum RegistryEvent {
+    ContractSaved { contract_id: ContractId, terms: ContractTerms },
+    ContractRetired { contract_id: ContractId },
+    DefaultContractSet { contract_id: ContractId },
+    DivisionSaved { division_id: DivisionId, terms: DivisionTerms },
+}
+
+impl RegistryEvent {
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            Self::ContractSaved { .. } => "ContractSaved",
+            Self::ContractRetired { .. } => "ContractRetired",
+            Self::DefaultContractSet { .. } => "DefaultContractSet",
+            Self::DivisionSaved { .. } => "DivisionSaved",
+        }
+    }
+
+    /// The stored payload (without the type, which is stored beside it).
+    pub fn to_payload(&self) -> serde_json::Value {
+        let tagged = serde_json::to_value(self).unwrap_or_default();
+        tagged.get("payload").cloned().unwrap_or_default()
+    }
+
+    /// Reads a stored event back.
+    pub fn from_stored(event_type: &str, payload: serde_json::Value) -> Result<Self, String> {
+        serde_json::from_value(serde_json::json!({ "event_type": event_type, "payload": payload }))
+            .map_err(|e| format!("registry event '{event_type}' cannot be read: {e}"))
+    }
+}
+
+/// What an admin asks of the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistryCommand {
+    SaveContract { contract_id: ContractId, terms: ContractTerms },
+    RetireContract { contract_id: ContractId },
+    SetDefaultContract { contract_id: ContractId },
+    SaveDivision { division_id: DivisionId, terms: DivisionTerms },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("no contract is named '{0}'")]
+    NoSuchContract(String),
+    #[error("contract '{0}' is retired")]
+    Retired(String),
+    #[error("contract '{0}' is the default contract: set another default first")]
+    IsDefault(String),
+    #[error("{what} already belongs to contract '{owner}'")]
+    Claimed { what: String, owner: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("nothing would change")]
+    NothingToChange,
+}
+
+/// A contract as the registry holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Contract {
+    pub terms: ContractTerms,
+    pub retired: bool,
+}
+
+/// The registry folded from its events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registry {
+    pub version: u64,
+    pub contracts: BTreeMap<ContractId, Contract>,
+    pub divisions: BTreeMap<DivisionId, DivisionTerms>,
+    pub default_contract: Option<ContractId>,
+}
+
+fn normalise(list: &[String]) -> Vec<String> {
+    let mut list: Vec<String> =
+        list.iter().map(|s| s.trim().trim_start_matches('@').to_ascii_lowercase()).filter(|s| !s.is_empty()).collect();
+    list.sort();
+    list.dedup();
+    list
+}
+
+fn check_minutes(what: &str, minutes: Option<u32>) -> Result<(), RegistryError> {
+    match minutes {
+        Some(0) => Err(RegistryError::Invalid(format!("{what} must be at least one minute"))),
+        Some(m) if m > 60 * 24 * 366 => {
+            Err(RegistryError::Invalid(format!("{what} must be at most a year of minutes")))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl ContractTerms {
+    /// The terms as stored: addresses and domains lower-case, sorted, without duplicates.
+    fn checked(mut self) -> Result<Self, RegistryError> {
+        self.customer = self.customer.trim().to_owned();
+        if self.customer.is_empty() || self.customer.chars().count() > 200 {
+            return Err(RegistryError::Invalid("customer must be 1-200 characters".into()));
+        }
+        self.email_domains = normalise(&self.email_domains);
+        self.email_addresses = normalise(&self.email_addresses);
+        if let Some(domain) = self.email_domains.iter().find(|d| !d.contains('.') || d.contains('@') || d.len() > 253) {
+            return Err(RegistryError::Invalid(format!("'{domain}' is not a mail domain (like example.hu)")));
+        }
+        if let Some(address) = self.email_addresses.iter().find(|a| EmailAddress::parse(a).is_err()) {
+            return Err(RegistryError::Invalid(format!("'{address}' is not an e-mail address")));
+        }
+        if !CALENDARS.contains(&self.calendar.as_str()) {
+            return Err(RegistryError::Invalid(format!("calendar must be one of: {}", CALENDARS.join(", "))));
+        }
+        for targets in std::iter::once(&self.sla).chain(self.sla_by_category.values()) {
+            check_minutes("first_contact_minutes", targets.first_contact_minutes)?;
+            check_minutes("resolution_minutes", targets.resolution_minutes)?;
+        }
+        Ok(self)
+    }
+
+    /// The targets for a ticket of `category`.
+    pub fn targets_for(&self, category: Option<Category>) -> &SlaTargets {
+        category.and_then(|c| self.sla_by_category.get(&c)).unwrap_or(&self.sla)
+    }
+}
+
+impl Registry {
+    pub fn replay<'a>(events: impl IntoIterator<Item = &'a RegistryEvent>) -> Self {
+        events.into_iter().fold(Self::default(), |registry, event| registry.evolve(event))
+    }
+
+    pub fn evolve(mut self, event: &RegistryEvent) -> Self {
+        self.version += 1;
+        match event {
+            RegistryEvent::ContractSaved { contract_id, terms } => {
+                self.contracts.insert(contract_id.clone(), Contract { terms: terms.clone(), retired: false });
+            }
+            RegistryEvent::ContractRetired { contract_id } => {
+                if let Some(contract) = self.contracts.get_mut(contract_id) {
+                    contract.retired = true;
+                }
+            }
+            RegistryEvent::DefaultContractSet { contract_id } => self.default_contract = Some(contract_id.clone()),
+            RegistryEvent::DivisionSaved { division_id, terms } => {
+                self.divisions.insert(division_id.clone(), terms.clone());
+            }
+        }
+        self
+    }
+
+    fn live(&self, contract_id: &ContractId) -> Result<&Contract, RegistryError> {
+        let contract =
+            self.contracts.get(contract_id).ok_or_else(|| RegistryError::NoSuchContract(contract_id.to_string()))?;
+        if contract.retired {
+            return Err(RegistryError::Retired(contract_id.to_string()));
+        }
+        Ok(contract)
+    }
+
+    pub fn decide(&self, command: RegistryCommand) -> Result<Vec<RegistryEvent>, RegistryError> {
+        let event = match command {
+            RegistryCommand::SaveContract { contract_id, terms } => {
+                let terms = terms.checked()?;
+                for (other_id, other) in self.contracts.iter().filter(|(id, c)| **id != contract_id && !c.retired) {
+                    let claimed = terms
+                        .email_domains
+                        .iter()
+                        .find(|d| other.terms.email_domains.contains(d))
+                        .map(|d| format!("the domain {d}"))
+                        .or_else(|| {
+                            terms
+                                .email_addresses
+                                .iter()
+                                .find(|a| other.terms.email_addresses.contains(a))
+                                .map(|a| format!("the address {a}"))
+                        });
+                    if let Some(what) = claimed {
+                        return Err(RegistryError::Claimed { what, owner: other_id.to_string() });
+                    }
+                }
+                if self.contracts.get(&contract_id).is_some_and(|c| !c.retired && c.terms == terms) {
+                    return Err(RegistryError::NothingToChange);
+                }
+                RegistryEvent::ContractSaved { contract_id, terms }
+            }
+            RegistryCommand::RetireContract { contract_id } => {
+                self.live(&contract_id)?;
+                if self.default_contract.as_ref() == Some(&contract_id) {
+                    return Err(RegistryError::IsDefault(contract_id.to_string()));
+                }
+                RegistryEvent::ContractRetired { contract_id }
+            }
+            RegistryCommand::SetDefaultContract { contract_id } => {
+                self.live(&contract_id)?;
+                if self.default_contract.as_ref() == Some(&contract_id) {
+                    return Err(RegistryError::NothingToChange);
+                }
+                RegistryEvent::DefaultContractSet { contract_id }
+            }
+            RegistryCommand::SaveDivision { division_id, mut terms } => {
+                terms.name = terms.name.trim().to_owned();
+                if terms.name.is_empty() || terms.name.chars().count() > 200 {
+                    return Err(RegistryError::Invalid("name must be 1-200 characters".into()));
+                }
+                check_minutes("answer_minutes", terms.answer_minutes)?;
+                // Deserialisation does not check addresses (old events must stay readable): here it is.
+                terms.notification_email = EmailAddress::parse(terms.notification_email.as_str())
+                    .map_err(|e| RegistryError::Invalid(format!("notification_email: {}", e.problem)))?;
+                if self.divisions.get(&division_id) == Some(&terms) {
+                    return Err(RegistryError::NothingToChange);
+                }
+                RegistryEvent::DivisionSaved { division_id, terms }
+            }
+        };
+        Ok(vec![event])
+    }
+
+    /// The contract a reporter belongs to: by exact address, then by domain, else the default.
+    pub fn contract_for(&self, email: Option<&EmailAddress>) -> Option<&ContractId> {
+        let live = || self.contracts.iter().filter(|(_, c)| !c.retired);
+        if let Some(email) = email {
+            let address = email.as_str().to_ascii_lowercase();
+            if let Some((id, _)) = live().find(|(_, c)| c.terms.email_addresses.contains(&address)) {
+                return Some(id);
+            }
+            let domain = address.rsplit('@').next().unwrap_or_default();
+            if let Some((id, _)) = live().find(|(_, c)| c.terms.email_domains.iter().any(|d| d == domain)) {
+                return Some(id);
+            }
+        }
+        self.default_contract.as_ref().filter(|id| self.contracts.get(*id).is_some_and(|c| !c.retired))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(text: &str) -> ContractId {
+        ContractId::parse(text).unwrap()
+    }
+
+    fn terms(customer: &str, domains: &[&str], addresses: &[&str]) -> ContractTerms {
+        ContractTerms {
+            customer: customer.into(),
+            email_domains: domains.iter().map(|s| s.to_string()).collect(),
+            email_addresses: addresses.iter().map(|s| s.to_string()).collect(),
+            sla: SlaTargets { first_contact_minutes: Some(480), resolution_minutes: Some(2400) },
+            sla_by_category: BTreeMap::from([(
+                Category::Complaint,
+                SlaTargets { first_contact_minutes: Some(120), resolution_minutes: Some(960) },
+            )]),
+            calendar: "hu".into(),
+            pause_while_waiting_for_customer: false,
+        }
+    }
+
+    fn apply(registry: Registry, command: RegistryCommand) -> Registry {
+        let events = registry.decide(command).unwrap();
+        events.iter().fold(registry, |r, e| r.evolve(e))
+    }
+
+    fn email(text: &str) -> EmailAddress {
+        EmailAddress::parse(text).unwrap()
+    }
+
+    #[test]
+    fn reporters_find_their_contract_by_address_then_domain_then_the_default() {
+        let mut registry = Registry::default();
+        registry = apply(
+            registry,
+            RegistryCommand::SaveContract { contract_id: id("acme"), terms: terms("ACME Kft.", &["@Acme.HU "], &[]) },
+        );
+        registry = apply(
+            registry,
+            RegistryCommand::SaveContract {
+                contract_id: id("acme-ceo"),
+                terms: terms("ACME CEO office", &[], &["Ceo@acme.hu"]),
+            },
+        );
+        registry = apply(
+            registry,
+            RegistryCommand::SaveContract { contract_id: id("general"), terms: terms("Everyone else", &[], &[]) },
+        );
+        assert_eq!(registry.contract_for(Some(&email("anna@acme.hu"))), Some(&id("acme")));
+        assert_eq!(
+            registry.contract_for(Some(&email("CEO@ACME.hu"))),
+            Some(&id("acme-ceo")),
+            "an address beats its domain"
+        );
+        assert_eq!(registry.contract_for(Some(&email("x@other.hu"))), None, "no default yet");
+        registry = apply(registry, RegistryCommand::SetDefaultContract { contract_id: id("general") });
+        assert_eq!(registry.contract_for(Some(&email("x@other.hu"))), Some(&id("general")));
+        assert_eq!(registry.contract_for(None), Some(&id("general")));
+        registry = apply(registry, RegistryCommand::RetireContract { contract_id: id("acme") });
+        assert_eq!(
+            registry.contract_for(Some(&email("anna@acme.hu"))),
+            Some(&id("general")),
+            "a retired contract matches nobody"
+        );
+        assert_eq!(registry.version, 5);
+        let targets = registry.contracts[&id("general")].terms.targets_for(Some(Category::Complaint));
+        assert_eq!(targets.first_contact_minutes, Some(120));
+        assert_eq!(registry.contracts[&id("general")].terms.targets_for(None).first_contact_minutes, Some(480));
+    }
+
+    #[test]
+    fn a_domain_belongs_to_one_live_contract_and_bad_terms_are_refused() {
+        let registry = apply(
+            Registry::default(),
+            RegistryCommand::SaveContract { contract_id: id("acme"), terms: terms("ACME", &["acme.hu"], &[]) },
+        );
+        let clash = registry.decide(RegistryCommand::SaveContract {
+            contract_id: id("other"),
+            terms: terms("Other", &["ACME.hu"], &[]),
+        });
+        assert!(matches!(clash, Err(RegistryError::Claimed { .. })), "{clash:?}");
+        let same = registry
+            .decide(RegistryCommand::SaveContract { contract_id: id("acme"), terms: terms("ACME", &["acme.hu"], &[]) });
+        assert_eq!(same, Err(RegistryError::NothingToChange));
+        let mut bad = terms("ACME", &["acme"], &[]);
+        assert!(matches!(
+            registry.decide(RegistryCommand::SaveContract { contract_id: id("x"), terms: bad.clone() }),
+            Err(RegistryError::Invalid(_))
+        ));
+        bad = terms("ACME", &[], &[]);
+        bad.sla.resolution_minutes = Some(0);
+        assert!(matches!(
+            registry.decide(RegistryCommand::SaveContract { contract_id: id("x"), terms: bad.clone() }),
+            Err(RegistryError::Invalid(_))
+        ));
+        bad.sla.resolution_minutes = None;
+        bad.calendar = "mars".into();
+        assert!(matches!(
+            registry.decide(RegistryCommand::SaveContract { contract_id: id("x"), terms: bad }),
+            Err(RegistryError::Invalid(_))
+        ));
+        assert!(matches!(
+            registry.decide(RegistryCommand::SetDefaultContract { contract_id: id("nope") }),
+            Err(RegistryError::NoSuchContract(_))
+        ));
+        let registry = apply(registry, RegistryCommand::SetDefaultContract { contract_id: id("acme") });
+        assert!(matches!(
+            registry.decide(RegistryCommand::RetireContract { contract_id: id("acme") }),
+            Err(RegistryError::IsDefault(_))
+        ));
+    }
+
+    #[test]
+    fn events_round_trip_through_their_stored_form() {
+        let event = RegistryEvent::ContractSaved { contract_id: id("acme"), terms: terms("ACME", &["acme.hu"], &[]) };
+        let payload = event.to_payload();
+        assert!(payload.get("event_type").is_none() && payload["terms"]["customer"] == "ACME");
+        assert_eq!(RegistryEvent::from_stored(event.event_type(), payload).unwrap(), event);
+        assert!(RegistryEvent::from_stored("Teleported", serde_json::json!({})).is_err());
+    }
+}
