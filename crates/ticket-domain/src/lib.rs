@@ -16,6 +16,7 @@ pub mod command;
 pub mod event;
 pub mod registry;
 pub mod sample;
+pub mod sla;
 pub mod ticket;
 pub mod vocabulary;
 
