@@ -88,6 +88,16 @@ pub enum TicketCommand {
     LinkContract {
         contract_id: ContractId,
     },
+    /// The SLA scheduler: a clock reached its warning share. Once per clock.
+    RecordSlaWarning {
+        target: crate::sla::SlaTarget,
+        due_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// The SLA scheduler: a clock passed its due time unmet. Once per clock.
+    RecordSlaBreach {
+        target: crate::sla::SlaTarget,
+        due_at: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 /// The name of a command, as the API's action names it.
@@ -110,10 +120,12 @@ pub enum CommandKind {
     AddNote,
     MarkOutOfScope,
     LinkContract,
+    RecordSlaWarning,
+    RecordSlaBreach,
 }
 
 impl CommandKind {
-    pub const ALL: [CommandKind; 17] = [
+    pub const ALL: [CommandKind; 19] = [
         Self::Receive,
         Self::Acknowledge,
         Self::Investigate,
@@ -131,7 +143,15 @@ impl CommandKind {
         Self::AddNote,
         Self::MarkOutOfScope,
         Self::LinkContract,
+        Self::RecordSlaWarning,
+        Self::RecordSlaBreach,
     ];
+
+    /// Whether agents run it through the API (`POST /tickets/{id}/{name}`); the others are
+    /// recorded by intake and the scheduler.
+    pub fn is_api_action(self) -> bool {
+        !matches!(self, Self::Receive | Self::RecordCustomerReply | Self::RecordSlaWarning | Self::RecordSlaBreach)
+    }
 
     /// The action's name in the API (`POST /tickets/{id}/{name}`).
     pub fn name(self) -> &'static str {
@@ -153,6 +173,8 @@ impl CommandKind {
             Self::AddNote => "notes",
             Self::MarkOutOfScope => "out-of-scope",
             Self::LinkContract => "contract",
+            Self::RecordSlaWarning => "sla-warning",
+            Self::RecordSlaBreach => "sla-breach",
         }
     }
 }
@@ -177,6 +199,8 @@ impl TicketCommand {
             Self::AddNote { .. } => CommandKind::AddNote,
             Self::MarkOutOfScope { .. } => CommandKind::MarkOutOfScope,
             Self::LinkContract { .. } => CommandKind::LinkContract,
+            Self::RecordSlaWarning { .. } => CommandKind::RecordSlaWarning,
+            Self::RecordSlaBreach { .. } => CommandKind::RecordSlaBreach,
         }
     }
 }

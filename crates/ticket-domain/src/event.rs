@@ -201,6 +201,22 @@ pub struct ContractLinked {
     pub previous_contract_id: Option<ContractId>,
 }
 
+/// An SLA clock of the ticket reached its warning share (recorded once per clock).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlaWarned {
+    pub target: crate::sla::SlaTarget,
+    pub due_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// An SLA clock of the ticket passed its due time unmet (recorded once per clock).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SlaBreached {
+    pub target: crate::sla::SlaTarget,
+    pub due_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// Declares [`TicketEvent`] over the event structs, with each type's name and schema version
 /// in one place, so that the name list, the codec and the schema list cannot drift apart.
 macro_rules! ticket_events {
@@ -290,4 +306,6 @@ ticket_events! {
     NoteAdded = 1,
     MarkedOutOfScope = 1,
     ContractLinked = 1,
+    SlaWarned = 1,
+    SlaBreached = 1,
 }

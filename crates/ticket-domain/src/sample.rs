@@ -101,3 +101,11 @@ pub fn out_of_scope() -> TicketCommand {
 pub fn link_contract(contract_id: &str) -> TicketCommand {
     TicketCommand::LinkContract { contract_id: text(ContractId::parse, contract_id) }
 }
+
+pub fn sla_warning(target: crate::sla::SlaTarget, due_at: chrono::DateTime<chrono::Utc>) -> TicketCommand {
+    TicketCommand::RecordSlaWarning { target, due_at }
+}
+
+pub fn sla_breach(target: crate::sla::SlaTarget, due_at: chrono::DateTime<chrono::Utc>) -> TicketCommand {
+    TicketCommand::RecordSlaBreach { target, due_at }
+}

@@ -81,6 +81,9 @@ pub struct TicketState {
     /// The latest resolution; cleared by a reopen.
     pub resolved_at: Option<DateTime<Utc>>,
     pub closed_at: Option<DateTime<Utc>>,
+    /// The SLA clocks that have warned, and that were breached (each recorded once).
+    pub sla_warned: std::collections::BTreeSet<crate::sla::SlaTarget>,
+    pub sla_breached: std::collections::BTreeSet<crate::sla::SlaTarget>,
 }
 
 /// A ticket's stream folded: its version (the number of events) and its state, `None` until
@@ -136,7 +139,9 @@ pub fn allowed_from(kind: CommandKind) -> &'static [Status] {
         CommandKind::Reclassify
         | CommandKind::AddNote
         | CommandKind::RecordCustomerReply
-        | CommandKind::LinkContract => ANY,
+        | CommandKind::LinkContract
+        | CommandKind::RecordSlaWarning
+        | CommandKind::RecordSlaBreach => ANY,
         CommandKind::Assign | CommandKind::ReplyToCustomer => OPEN,
         CommandKind::MarkOutOfScope => &[Received, Acknowledged, Investigating, Escalated],
     }
@@ -273,6 +278,18 @@ impl Ticket {
                 TicketEvent::NoteAdded(ev::NoteAdded { personal: ev::MessageText { body } })
             }
             TicketCommand::MarkOutOfScope { reason } => TicketEvent::MarkedOutOfScope(ev::MarkedOutOfScope { reason }),
+            TicketCommand::RecordSlaWarning { target, due_at } => {
+                if state.sla_warned.contains(&target) {
+                    return Err(DomainError::NothingToChange("this clock's warning is already recorded"));
+                }
+                TicketEvent::SlaWarned(ev::SlaWarned { target, due_at })
+            }
+            TicketCommand::RecordSlaBreach { target, due_at } => {
+                if state.sla_breached.contains(&target) {
+                    return Err(DomainError::NothingToChange("this clock's breach is already recorded"));
+                }
+                TicketEvent::SlaBreached(ev::SlaBreached { target, due_at })
+            }
             TicketCommand::LinkContract { contract_id } => {
                 if state.contract_id.as_ref() == Some(&contract_id) {
                     return Err(DomainError::NothingToChange("the ticket is already linked to that contract"));
@@ -308,6 +325,8 @@ impl Ticket {
                 first_contact_at: None,
                 resolved_at: None,
                 closed_at: None,
+                sla_warned: Default::default(),
+                sla_breached: Default::default(),
             });
             return self;
         }
@@ -359,6 +378,12 @@ impl Ticket {
             }
             TicketEvent::Assigned(assigned) => state.assignee = Some(assigned.assignee.clone()),
             TicketEvent::ContractLinked(linked) => state.contract_id = Some(linked.contract_id.clone()),
+            TicketEvent::SlaWarned(warned) => {
+                state.sla_warned.insert(warned.target);
+            }
+            TicketEvent::SlaBreached(breached) => {
+                state.sla_breached.insert(breached.target);
+            }
             TicketEvent::CustomerReplied(_) | TicketEvent::AgentReplied(_) | TicketEvent::NoteAdded(_) => {}
             TicketEvent::MarkedOutOfScope(_) => {
                 state.status = Closed;

@@ -59,7 +59,8 @@ proptest! {
         let counted = calendar.elapsed(start, start + Duration::minutes(1));
         let open = calendar.hours_on(local.date_naive()).is_some_and(|hours| {
             let time = local.time();
-            time >= hours.open && time + Duration::minutes(1) <= hours.close
+            // (No `time + 1 min`: NaiveTime wraps at midnight.)
+            time >= hours.open && hours.close.signed_duration_since(time) >= Duration::minutes(1)
         });
         if open {
             prop_assert_eq!(counted, Duration::minutes(1));

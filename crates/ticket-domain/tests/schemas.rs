@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::{Value, json};
+use ticket_domain::sla::SlaTarget;
 use ticket_domain::vocabulary::Category;
 use ticket_domain::{Ticket, TicketCommand, TicketEvent, codec, sample};
 
@@ -53,7 +54,13 @@ fn sample_events() -> Vec<TicketEvent> {
             sample::survey_sent(),
             sample::answer_survey(5),
         ],
-        vec![TicketCommand::Receive(sample::receive(2)), sample::link_contract("acme"), sample::out_of_scope()],
+        vec![
+            TicketCommand::Receive(sample::receive(2)),
+            sample::link_contract("acme"),
+            sample::sla_warning(SlaTarget::FirstContact, Utc.with_ymd_and_hms(2026, 1, 5, 17, 0, 0).unwrap()),
+            sample::sla_breach(SlaTarget::FirstContact, Utc.with_ymd_and_hms(2026, 1, 5, 17, 0, 0).unwrap()),
+            sample::out_of_scope(),
+        ],
     ];
     for history in histories {
         let mut ticket = Ticket::default();

@@ -159,7 +159,9 @@ impl StatsTicket {
             | TicketEvent::AgentReplied(_)
             | TicketEvent::NoteAdded(_)
             // The statistics are not broken down by contract (yet).
-            | TicketEvent::ContractLinked(_) => {}
+            | TicketEvent::ContractLinked(_)
+            | TicketEvent::SlaWarned(_)
+            | TicketEvent::SlaBreached(_) => {}
         }
         self
     }

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use ticket_app::{AppError, CommandContext, TicketRecord};
 use ticket_domain::vocabulary::*;
-use ticket_domain::{CommandKind, ReceiveTicket, Status, SurveyStatus, Ticket, TicketCommand, TicketEvent};
+use ticket_domain::{ReceiveTicket, Status, SurveyStatus, Ticket, TicketCommand, TicketEvent};
 use utoipa::ToSchema;
 
 use super::AppState;
@@ -87,7 +87,7 @@ fn view(ticket_id: TicketId, ticket: &Ticket) -> Option<TicketView> {
         allowed_actions: ticket
             .allowed_commands()
             .into_iter()
-            .filter(|kind| *kind != CommandKind::RecordCustomerReply)
+            .filter(|kind| kind.is_api_action())
             .map(|kind| kind.name().to_owned())
             .collect(),
     })
