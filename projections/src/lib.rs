@@ -8,9 +8,12 @@
 //! Read models live in the same database as the events. Projections so far:
 //! - `ticket_index`: human ticket number → ticket id.
 //! - [`ticket_view`]: every ticket as it stands; [`queues`] reads it.
+//! - [`sla_clocks`]: every ticket's SLA clocks, and the scheduler that records warnings and
+//!   breaches.
 
 pub mod fold;
 pub mod queues;
+pub mod sla_clocks;
 pub mod statistics;
 pub mod ticket_view;
 

@@ -48,6 +48,8 @@ pub struct QueueFilter {
     pub division: Option<String>,
     pub limit: u32,
     pub offset: u32,
+    /// Earliest SLA due time first (tickets without a running clock last), instead of oldest first.
+    pub by_due: bool,
 }
 
 /// The most rows one page returns.
@@ -66,10 +68,24 @@ pub struct QueueRow {
     pub assignee: Option<String>,
     pub escalated_to: Option<String>,
     pub received_at: DateTime<Utc>,
+    /// The earliest due time of the ticket's running SLA clocks.
+    pub due_at: Option<DateTime<Utc>>,
 }
 
-type SqliteRow =
-    (Uuid, i64, i64, String, String, String, Option<String>, Option<String>, Option<String>, Option<String>, i64);
+type SqliteRow = (
+    Uuid,
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<i64>,
+);
 type PgRow = (
     Uuid,
     i64,
@@ -82,9 +98,10 @@ type PgRow = (
     Option<String>,
     Option<String>,
     DateTime<Utc>,
+    Option<i64>,
 );
 
-/// One page of a queue, oldest first (the SLA clocks of issue #6 will sort by due time).
+/// One page of a queue, oldest first or earliest due first.
 pub async fn queue(
     database: &Database,
     queue: Queue,
@@ -125,9 +142,13 @@ pub async fn queue(
         }
     }
     let limit = filter.limit.clamp(1, QUEUE_PAGE_MAX);
+    let order =
+        if filter.by_due { "d.due_at_us IS NULL, d.due_at_us, received_at, number" } else { "received_at, number" };
     let sql = format!(
-        "SELECT ticket_id, number, version, subject, status, channel, category, service_area, assignee, escalated_to, \
-         received_at FROM ticket_view WHERE {} ORDER BY received_at, number LIMIT {limit} OFFSET {}",
+        "SELECT v.ticket_id, number, version, subject, status, channel, category, service_area, assignee, \
+         escalated_to, received_at, d.due_at_us FROM ticket_view v LEFT JOIN (SELECT ticket_id, MIN(due_at_us) AS \
+         due_at_us FROM sla_clocks WHERE met_at_us IS NULL GROUP BY ticket_id) d ON d.ticket_id = v.ticket_id \
+         WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {}",
         conditions.join(" AND "),
         filter.offset
     );
@@ -155,6 +176,7 @@ pub async fn queue(
                         assignee: r.8,
                         escalated_to: r.9,
                         received_at,
+                        due_at: r.11.and_then(DateTime::from_timestamp_micros),
                     })
                 })
                 .collect()
@@ -179,6 +201,7 @@ pub async fn queue(
                     assignee: r.8,
                     escalated_to: r.9,
                     received_at: r.10,
+                    due_at: r.11.and_then(DateTime::from_timestamp_micros),
                 })
                 .collect())
         }

@@ -71,6 +71,32 @@ pub async fn contracts_decide_a_tickets_contract_and_every_change_is_audited(app
     let unknown = create_for(&app, "someone@elsewhere.hu", Some("no-such-contract")).await;
     assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", unknown.body);
 
+    // The contract's targets give the ticket its SLA clocks (in business hours); the queue shows
+    // the earliest due time and sorts by it.
+    let acme_ticket = by_domain.body["id"].as_str().unwrap().to_owned();
+    let mut clocks = Value::Null;
+    for _ in 0..200 {
+        clocks = app.get(&format!("/api/v1/tickets/{acme_ticket}/sla"), &app.agent).await.body;
+        if clocks.as_array().is_some_and(|c| c.len() == 2) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let targets: Vec<&str> = clocks.as_array().unwrap().iter().map(|c| c["target"].as_str().unwrap()).collect();
+    assert_eq!(targets, ["first_contact", "resolution"], "{clocks}");
+    assert!(clocks[0]["due_at"].is_string() && clocks[0]["met_at"].is_null() && clocks[0]["warned"] == false);
+    let queue = app.get("/api/v1/queues/all-open?sort=due", &app.agent).await;
+    assert_eq!(queue.status, StatusCode::OK, "{}", queue.body);
+    let first = &queue.body["items"][0];
+    assert_eq!(
+        first["id"].as_str(),
+        Some(acme_ticket.as_str()),
+        "the ticket with a due time comes first: {}",
+        queue.body
+    );
+    assert_eq!(first["due_at"], clocks[0]["due_at"]);
+    assert!(first["business_seconds_left"].as_i64().is_some_and(|s| s <= 8 * 3600));
+
     // An agent relinks a ticket; the history says from what.
     let id = by_default.body["id"].as_str().unwrap().to_owned();
     let relinked = app.act(&id, "contract", json!({"contract_id": "acme"})).await;

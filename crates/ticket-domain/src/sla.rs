@@ -71,7 +71,7 @@ impl SlaClock {
 }
 
 /// A clock's running periods, from its events.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Runs {
     /// Closed running periods.
     done: Vec<(DateTime<Utc>, DateTime<Utc>)>,
@@ -126,68 +126,106 @@ fn business_clock(target: SlaTarget, minutes: u32, runs: &Runs, policy: &SlaPoli
     }
 }
 
-/// The ticket's clocks, from its history (each event with the instant it happened).
-pub fn clocks(history: &[(&TicketEvent, DateTime<Utc>)], policy: &SlaPolicy<'_>) -> Vec<SlaClock> {
-    let Some((TicketEvent::Received(received), received_at)) = history.first().map(|(e, t)| (*e, *t)) else {
-        return Vec::new();
-    };
-    let mut category = received.category;
-    let mut first_contact = Runs::default();
-    let mut resolution = Runs::default();
-    first_contact.start(received_at);
-    resolution.start(received_at);
-    let mut resolved_at = None;
-    let mut out_of_scope = false;
-    let pause = policy.terms.is_some_and(|t| t.pause_while_waiting_for_customer);
-    for &(event, at) in &history[1..] {
+/// What the clocks need to know of a ticket, folded from its events one at a time (so that a
+/// projection can keep it up to date without reading the whole history again).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SlaFacts {
+    /// Events folded.
+    pub version: u64,
+    pub received_at: Option<DateTime<Utc>>,
+    pub category: Option<Category>,
+    pub contract_id: Option<crate::vocabulary::ContractId>,
+    first_contact: Runs,
+    resolution: Runs,
+    /// The resolution clock as it runs for a contract that pauses while waiting for the customer.
+    resolution_pausing: Runs,
+    resolved_at: Option<DateTime<Utc>>,
+    pub out_of_scope: bool,
+    /// Clocks whose warning, and whose breach, is recorded.
+    pub warned: std::collections::BTreeSet<SlaTarget>,
+    pub breached: std::collections::BTreeSet<SlaTarget>,
+}
+
+impl SlaFacts {
+    pub fn evolve(mut self, event: &TicketEvent, at: DateTime<Utc>) -> Self {
+        self.version += 1;
         match event {
-            TicketEvent::Investigated(investigated) => {
-                category = Some(investigated.category);
-                first_contact.stop(at, true);
+            TicketEvent::Received(received) => {
+                self.received_at = Some(at);
+                self.category = received.category;
+                self.contract_id = received.contract_id.clone();
+                self.first_contact.start(at);
+                self.resolution.start(at);
+                self.resolution_pausing.start(at);
             }
-            TicketEvent::Reclassified(reclassified) => category = reclassified.category.or(category),
+            TicketEvent::Investigated(investigated) => {
+                self.category = Some(investigated.category);
+                self.first_contact.stop(at, true);
+            }
+            TicketEvent::Reclassified(reclassified) => self.category = reclassified.category.or(self.category),
+            TicketEvent::ContractLinked(linked) => self.contract_id = Some(linked.contract_id.clone()),
             TicketEvent::Resolved(_) => {
-                resolution.stop(at, true);
-                resolved_at = Some(at);
+                self.resolution.stop(at, true);
+                self.resolution_pausing.stop(at, true);
+                self.resolved_at = Some(at);
             }
             TicketEvent::Reopened(_) => {
-                resolution.start(at);
-                resolved_at = None;
+                self.resolution.start(at);
+                self.resolution_pausing.start(at);
+                self.resolved_at = None;
             }
-            TicketEvent::AgentReplied(_) if pause && resolved_at.is_none() => resolution.stop(at, false),
-            TicketEvent::CustomerReplied(_) if pause && resolved_at.is_none() => resolution.start(at),
-            TicketEvent::MarkedOutOfScope(_) => out_of_scope = true,
+            TicketEvent::AgentReplied(_) if self.resolved_at.is_none() => self.resolution_pausing.stop(at, false),
+            TicketEvent::CustomerReplied(_) if self.resolved_at.is_none() => self.resolution_pausing.start(at),
+            TicketEvent::MarkedOutOfScope(_) => self.out_of_scope = true,
+            TicketEvent::SlaWarned(warned) => {
+                self.warned.insert(warned.target);
+            }
+            TicketEvent::SlaBreached(breached) => {
+                self.breached.insert(breached.target);
+            }
             _ => {}
         }
+        self
     }
-    if out_of_scope {
-        return Vec::new();
-    }
-    let mut clocks = Vec::new();
-    if let Some(terms) = policy.terms {
-        let targets = terms.targets_for(category);
-        if let Some(minutes) = targets.first_contact_minutes {
-            clocks.push(business_clock(SlaTarget::FirstContact, minutes, &first_contact, policy));
+
+    /// The ticket's clocks under `policy` (the contract's terms, its calendar).
+    pub fn clocks(&self, policy: &SlaPolicy<'_>) -> Vec<SlaClock> {
+        let Some(received_at) = self.received_at.filter(|_| !self.out_of_scope) else {
+            return Vec::new();
+        };
+        let mut clocks = Vec::new();
+        if let Some(terms) = policy.terms {
+            let targets = terms.targets_for(self.category);
+            if let Some(minutes) = targets.first_contact_minutes {
+                clocks.push(business_clock(SlaTarget::FirstContact, minutes, &self.first_contact, policy));
+            }
+            let resolution =
+                if terms.pause_while_waiting_for_customer { &self.resolution_pausing } else { &self.resolution };
+            if let Some(minutes) = targets.resolution_minutes {
+                clocks.push(business_clock(SlaTarget::Resolution, minutes, resolution, policy));
+            }
         }
-        if let Some(minutes) = targets.resolution_minutes {
-            clocks.push(business_clock(SlaTarget::Resolution, minutes, &resolution, policy));
+        if let (Some(days), Some(Category::Complaint)) = (policy.statutory_days, self.category) {
+            let tz = policy.calendar.time_zone;
+            let last_day = received_at.with_timezone(&tz).date_naive() + Duration::days(i64::from(days));
+            let end_of_day = last_day.and_time(NaiveTime::from_hms_opt(23, 59, 59).unwrap_or_default());
+            let due = tz.from_local_datetime(&end_of_day).earliest().map(|t| t.with_timezone(&Utc));
+            let share = i32::from(policy.warn_percent.clamp(1, 99));
+            clocks.push(SlaClock {
+                target: SlaTarget::StatutoryAnswer,
+                warn_at: due.map(|due| received_at + (due - received_at) * share / 100),
+                due_at: due,
+                met_at: self.resolved_at,
+                paused: false,
+            });
         }
+        clocks
     }
-    if let (Some(days), Some(Category::Complaint)) = (policy.statutory_days, category) {
-        let tz = policy.calendar.time_zone;
-        let last_day = received_at.with_timezone(&tz).date_naive() + Duration::days(i64::from(days));
-        let end_of_day = last_day.and_time(NaiveTime::from_hms_opt(23, 59, 59).unwrap_or_default());
-        let due = tz.from_local_datetime(&end_of_day).earliest().map(|t| t.with_timezone(&Utc));
-        let warn = due.map(|due| received_at + (due - received_at) * i32::from(policy.warn_percent.clamp(1, 99)) / 100);
-        clocks.push(SlaClock {
-            target: SlaTarget::StatutoryAnswer,
-            warn_at: warn,
-            due_at: due,
-            met_at: resolved_at,
-            paused: false,
-        });
-    }
-    clocks
+}
+
+/// The ticket's clocks, from its history (each event with the instant it happened).
+pub fn clocks(history: &[(&TicketEvent, DateTime<Utc>)], policy: &SlaPolicy<'_>) -> Vec<SlaClock> {
+    history.iter().fold(SlaFacts::default(), |facts, (event, at)| facts.evolve(event, *at)).clocks(policy)
 }
 
 #[cfg(test)]

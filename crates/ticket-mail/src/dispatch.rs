@@ -167,7 +167,7 @@ impl Dispatcher {
                 .unwrap_or_default(),
             ..MailValues::default()
         };
-        let (recipient, language) = if kind == MailKind::AgentNotification {
+        let (recipient, language) = if matches!(kind, MailKind::AgentNotification | MailKind::SlaBreach) {
             match &self.config.agents {
                 Some(agents) => (agents.clone(), self.config.agents_language),
                 None => return Ok(Outcome::Skipped("no agents' address is configured".into())),
@@ -198,7 +198,16 @@ impl Dispatcher {
                 };
                 values.survey_url = format!("{}/survey/{token}", self.config.public_url.trim_end_matches('/'));
             }
-            (MailKind::Reply | MailKind::Resolution, _) => {
+            (MailKind::SlaBreach, Some(TicketEvent::SlaBreached(breached))) => {
+                values.target = serde_json::to_value(breached.target)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                values.due =
+                    breached.due_at.with_timezone(&chrono_tz::Europe::Budapest).format("%Y-%m-%d %H:%M %Z").to_string();
+                values.assignee = state.assignee.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into());
+            }
+            (MailKind::Reply | MailKind::Resolution | MailKind::SlaBreach, _) => {
                 return Err(SendError::Permanent(format!(
                     "event version {} of ticket {ticket_id} is not what a {} mail needs",
                     row.ticket_version, row.kind

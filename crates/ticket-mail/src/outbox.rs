@@ -79,6 +79,7 @@ pub fn mails_for(event: &TicketEvent, notify_agents: bool) -> &'static [MailKind
         TicketEvent::AgentReplied(_) => &[MailKind::Reply],
         TicketEvent::Resolved(_) => &[MailKind::Resolution],
         TicketEvent::Closed(_) => &[MailKind::Survey],
+        TicketEvent::SlaBreached(_) if notify_agents => &[MailKind::SlaBreach],
         _ => &[],
     }
 }

@@ -22,11 +22,13 @@ pub enum MailKind {
     Resolution,
     /// The satisfaction survey when the ticket closes (policy §7.5).
     Survey,
+    /// To the agents' address when an SLA clock of a ticket is breached.
+    SlaBreach,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 5] =
-        [Self::Confirmation, Self::AgentNotification, Self::Reply, Self::Resolution, Self::Survey];
+    pub const ALL: [MailKind; 6] =
+        [Self::Confirmation, Self::AgentNotification, Self::Reply, Self::Resolution, Self::Survey, Self::SlaBreach];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -35,6 +37,7 @@ impl MailKind {
             Self::Reply => "reply",
             Self::Resolution => "resolution",
             Self::Survey => "survey",
+            Self::SlaBreach => "sla_breach",
         }
     }
 
@@ -72,11 +75,13 @@ fn default_source(language: Language, kind: MailKind) -> &'static str {
         Hu / Reply => "hu/reply.txt",
         Hu / Resolution => "hu/resolution.txt",
         Hu / Survey => "hu/survey.txt",
+        Hu / SlaBreach => "hu/sla_breach.txt",
         En / Confirmation => "en/confirmation.txt",
         En / AgentNotification => "en/agent_notification.txt",
         En / Reply => "en/reply.txt",
         En / Resolution => "en/resolution.txt",
         En / Survey => "en/survey.txt",
+        En / SlaBreach => "en/sla_breach.txt",
     }
 }
 
@@ -179,6 +184,10 @@ pub struct MailValues {
     pub body: String,
     pub resolution: String,
     pub survey_url: String,
+    /// An SLA breach: the clock, its due time (local), the ticket's assignee.
+    pub target: String,
+    pub due: String,
+    pub assignee: String,
 }
 
 impl MailValues {
@@ -193,6 +202,9 @@ impl MailValues {
             body: "Válasz".into(),
             resolution: "Megoldás".into(),
             survey_url: "http://localhost/survey/x".into(),
+            target: "first_contact".into(),
+            due: "2026-04-07 15:00".into(),
+            assignee: "kata".into(),
         }
     }
 }

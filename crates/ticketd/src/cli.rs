@@ -42,6 +42,9 @@ enum Command {
         mail: MailArgs,
         #[command(flatten)]
         intake: IntakeArgs,
+        /// How often (seconds) the SLA scheduler records the warnings and breaches due.
+        #[arg(long, env = "TICKETD_SLA_CHECK_SECONDS", default_value_t = 15)]
+        sla_check_seconds: u64,
     },
     /// Takes in the customer e-mail a mail server delivered to a Maildir (`DIR/new`, `DIR/cur`):
     /// each message becomes a ticket or a reply, then moves to `DIR/.processed/cur` (or, when
@@ -298,10 +301,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     ticket_mail::migrate(&opened.database).await?;
     let store = opened.store.clone();
     match cli.command {
-        Command::Serve { listen, mail, intake } => {
+        Command::Serve { listen, mail, intake, sla_check_seconds } => {
             let mail = mail.settings()?;
             let intake = intake.settings();
-            crate::server::serve(opened, crate::server::ServeConfig { listen, mail, intake }).await?;
+            let sla_check = std::time::Duration::from_secs(sla_check_seconds.max(1));
+            crate::server::serve(opened, crate::server::ServeConfig { listen, mail, intake, sla_check }).await?;
         }
         Command::IngestMaildir { dir, watch, intake } => {
             let settings = intake.settings();
@@ -407,7 +411,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Rebuild { names } => {
             let view = ticket_projections::ticket_view::TicketView::new(store.clone());
-            let known = ["ticket_index", "ticket_view", "statistics"];
+            let known = ["ticket_index", "ticket_view", "statistics", "sla_clocks"];
             if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
                 anyhow::bail!("'{unknown}' is not a read model: {}", known.join(", "));
             }
@@ -423,6 +427,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .await?
                     }
                     "ticket_view" => ticket_projections::rebuild(&view, &store, &opened.database).await?,
+                    "sla_clocks" => {
+                        let registry =
+                            Arc::new(ticket_app::registry::RegistryService::new(store.clone(), Arc::new(SystemClock)));
+                        let calendar = Arc::new(ticket_domain::calendar::BusinessCalendar::hungary_default()?);
+                        let clocks = ticket_projections::sla_clocks::SlaClocks::new(store.clone(), registry, calendar);
+                        ticket_projections::rebuild(&clocks, &store, &opened.database).await?
+                    }
                     _ => {
                         let statistics = ticket_projections::statistics::Statistics::new(store.clone());
                         ticket_projections::rebuild(&statistics, &store, &opened.database).await?

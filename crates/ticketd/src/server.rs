@@ -14,6 +14,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub mail: MailSettings,
     pub intake: IntakeSettings,
+    /// How often the SLA scheduler looks for warnings and breaches due.
+    pub sla_check: std::time::Duration,
 }
 
 /// The public contact form's limits and where attachments go.
@@ -101,8 +103,21 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         shutdown.clone(),
     );
     let service = Arc::new(TicketService::new(opened.store.clone(), Arc::new(SystemClock), ServiceOptions::default()));
-    let attachments = config.intake.attachment_store();
     let registry = Arc::new(ticket_app::registry::RegistryService::new(opened.store.clone(), Arc::new(SystemClock)));
+    let calendar = Arc::new(ticket_domain::calendar::BusinessCalendar::hungary_default()?);
+    let (sla_status, sla_task) = ticket_projections::spawn(
+        ticket_projections::sla_clocks::SlaClocks::new(opened.store.clone(), registry.clone(), calendar.clone()),
+        opened.store.clone(),
+        opened.database.clone(),
+        shutdown.clone(),
+    );
+    let scheduler_task = tokio::spawn(ticket_projections::sla_clocks::run_scheduler(
+        service.clone(),
+        opened.database.clone(),
+        config.sla_check,
+        shutdown.clone(),
+    ));
+    let attachments = config.intake.attachment_store();
     let state = AppState {
         service: service.clone(),
         database: opened.database.clone(),
@@ -111,6 +126,7 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
             ("ticket_view", view_status),
             ("statistics", stats_status),
             ("mail_outbox", outbox_status),
+            ("sla_clocks", sla_status),
         ]),
         tokens: Arc::default(),
         stats_days: Arc::default(),
@@ -128,6 +144,7 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         }),
         mail_intake_max_bytes: config.intake.mail_max_bytes,
         registry,
+        calendar,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -174,6 +191,8 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
     let _ = view_task.await;
     let _ = stats_task.await;
     let _ = outbox_task.await;
+    let _ = sla_task.await;
+    let _ = scheduler_task.await;
     if let Some(task) = dispatcher_task {
         let _ = task.await;
     }

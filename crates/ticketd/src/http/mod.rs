@@ -54,6 +54,8 @@ pub struct AppState {
     pub mail_intake_max_bytes: usize,
     /// Contracts and divisions.
     pub registry: Arc<ticket_app::registry::RegistryService>,
+    /// The desk's business calendar (business time left in queues).
+    pub calendar: Arc<ticket_domain::calendar::BusinessCalendar>,
 }
 
 /// The whole HTTP application, without a socket (tests drive it directly too).
@@ -62,6 +64,7 @@ pub fn app(state: AppState) -> Router {
         .route("/tickets", post(tickets::create_ticket))
         .route("/tickets/{id}", get(tickets::get_ticket))
         .route("/tickets/{id}/events", get(tickets::get_events))
+        .route("/tickets/{id}/sla", get(tickets::get_sla))
         .route("/tickets/{id}/attachments/{sha256}", get(tickets::get_attachment))
         .route("/contact", post(contact::contact))
         .route(

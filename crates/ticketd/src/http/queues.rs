@@ -27,6 +27,15 @@ pub struct QueueQuery {
     pub limit: Option<u32>,
     /// Rows to skip (from `next_offset`).
     pub offset: Option<u32>,
+    /// `received` (oldest first, the default) or `due` (earliest SLA due time first).
+    pub sort: Option<QueueSort>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueSort {
+    Received,
+    Due,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -44,6 +53,10 @@ pub struct QueueItem {
     pub received_at: DateTime<Utc>,
     /// Seconds since the ticket was received.
     pub age_seconds: i64,
+    /// The earliest due time of its running SLA clocks (first contact, resolution, statutory answer).
+    pub due_at: Option<DateTime<Utc>>,
+    /// Business seconds until `due_at` in the desk's calendar; negative when overdue.
+    pub business_seconds_left: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -65,7 +78,7 @@ fn name<T: Serialize>(value: &Option<T>) -> Option<String> {
     get, path = "/api/v1/queues/{queue}", tag = "queues",
     params(("queue" = String, Path, description = "new, awaiting-contact, investigating, escalated, resolved, mine or all-open"), QueueQuery),
     responses(
-        (status = 200, description = "One page of the queue, oldest first", body = QueuePage),
+        (status = 200, description = "One page of the queue, oldest first (or earliest due first with `sort=due`)", body = QueuePage),
         (status = 400, description = "A query parameter is invalid (`invalid_query`)", body = super::problem::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -100,6 +113,7 @@ pub async fn get_queue(
         division: query.division,
         limit,
         offset,
+        by_due: query.sort == Some(QueueSort::Due),
     };
     let rows = queues::queue(&state.database, queue, &caller.name, &filter)
         .await
@@ -124,6 +138,14 @@ pub async fn get_queue(
                 escalated_to: row.escalated_to,
                 age_seconds: (now - row.received_at).num_seconds().max(0),
                 received_at: row.received_at,
+                business_seconds_left: row.due_at.map(|due| {
+                    if due >= now {
+                        state.calendar.elapsed(now, due).num_seconds()
+                    } else {
+                        -state.calendar.elapsed(due, now).num_seconds()
+                    }
+                }),
+                due_at: row.due_at,
             })
             .collect(),
     }))

@@ -988,3 +988,59 @@ pub async fn get_attachment(
     }
     Ok(response)
 }
+
+/// One SLA clock of a ticket.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SlaClockView {
+    pub target: ticket_domain::sla::SlaTarget,
+    /// When it warns (at 80% of its target).
+    pub warn_at: Option<DateTime<Utc>>,
+    /// `null` while paused (waiting for the customer) before reaching it.
+    pub due_at: Option<DateTime<Utc>>,
+    /// When its step was done; `null` while it runs.
+    pub met_at: Option<DateTime<Utc>>,
+    pub paused: bool,
+    /// Whether its warning, and its breach, are recorded as events.
+    pub warned: bool,
+    pub breached: bool,
+    /// Business seconds left until `due_at` (negative: overdue) while it runs.
+    pub business_seconds_left: Option<i64>,
+}
+
+/// The ticket's SLA clocks: first contact and resolution (from its contract's targets, in
+/// business hours) and, for complaints, the statutory 30-day answer. They follow the ticket's
+/// events within moments.
+#[utoipa::path(get, path = "/api/v1/tickets/{id}/sla", tag = "tickets",
+    params(("id" = String, Path, description = "The ticket's id or number")),
+    responses((status = 200, description = "The clocks", body = Vec<SlaClockView>)))]
+pub async fn get_sla(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let ticket_id = resolve_ticket(&state, &id).await?;
+    let now = Utc::now();
+    let clocks = ticket_projections::sla_clocks::clocks_of(&state.database, ticket_id)
+        .await
+        .map_err(|e| ApiError::from(AppError::Store(e)))?;
+    let views: Vec<SlaClockView> = clocks
+        .into_iter()
+        .map(|clock| SlaClockView {
+            target: clock.target,
+            warn_at: clock.warn_at,
+            due_at: clock.due_at,
+            met_at: clock.met_at,
+            paused: clock.paused,
+            warned: clock.warned,
+            breached: clock.breached,
+            business_seconds_left: clock.due_at.filter(|_| clock.met_at.is_none()).map(|due| {
+                if due >= now {
+                    state.calendar.elapsed(now, due).num_seconds()
+                } else {
+                    -state.calendar.elapsed(due, now).num_seconds()
+                }
+            }),
+        })
+        .collect();
+    Ok(axum::Json(views).into_response())
+}
