@@ -149,12 +149,31 @@ pub async fn mail_confirms_replies_and_surveys_a_ticket_to_its_answer(backend: B
         .act(&id, "investigate", json!({"category": "bug_report", "service_area": "norma", "contact_method": "email"}))
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    // Escalated to a division the registry knows: the division is told by mail.
+    let division = json!({"name": "Számlázás", "notification_email": "billing@tickets.example"});
+    let saved = app.request(Method::PUT, "/api/v1/divisions/billing", Some(&app.admin), &[], Some(division)).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+    app.act(
+        &id,
+        "escalate",
+        json!({"division": "billing", "reason": "A duplicate licence line on the March invoice."}),
+    )
+    .await;
+    let answered = app.act(&id, "escalation-answer", json!({"outcome": "Credit note issued."})).await;
+    assert_eq!(answered.status, StatusCode::OK, "{}", answered.body);
+    let refused = app
+        .act(&id, "resolve", json!({"resolution": "x", "root_cause": "billing", "within_own_authority": false}))
+        .await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::CONFLICT, "outcome_not_informed"), "{}", refused.body);
     app.act(&id, "replies", json!({"body": "We are looking into the duplicate line."})).await;
     let answer = app
         .act(&id, "resolve", json!({"resolution": "The duplicate line was credited.", "root_cause": "billing", "within_own_authority": true}))
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
-    let mails = wait_for_mails(&outbox, 4).await;
+    let mails = wait_for_mails(&outbox, 5).await;
+    let escalation = mails.iter().find(|m| m.to == "billing@tickets.example").expect("the division's mail");
+    assert!(escalation.subject.starts_with(&format!("[#{number}] Eszkalált bejelentés (Számlázás)")), "{escalation:?}");
+    assert!(escalation.body.contains("A duplicate licence line"), "{}", escalation.body);
     let reply = mails.iter().find(|m| m.body.contains("duplicate line.")).expect("the reply mail");
     assert_eq!(reply.to, "ann@example.com");
     assert_eq!(reply.auto_submitted, None, "a person's reply is not auto-submitted");
@@ -169,7 +188,7 @@ pub async fn mail_confirms_replies_and_surveys_a_ticket_to_its_answer(backend: B
     let history = events(&app, &id).await;
     let sent = history.iter().find(|e| e["event_type"] == "SurveySent").expect("SurveySent");
     let survey_id = bare(sent["payload"]["message_id"].as_str().unwrap());
-    let mails = wait_for_mails(&outbox, 5).await;
+    let mails = wait_for_mails(&outbox, 6).await;
     let survey = mails.iter().find(|m| m.message_id == survey_id).expect("the survey mail");
     let link = survey.body.split_whitespace().find(|w| w.contains("/survey/")).expect("a survey link").to_owned();
     assert!(link.starts_with(&app.base), "{link}");
@@ -203,9 +222,9 @@ pub async fn mail_confirms_replies_and_surveys_a_ticket_to_its_answer(backend: B
 
     // The outbox has nothing left to do; nothing was sent twice.
     let status = app.cli(&["outbox", "--all"]);
-    assert!(status.starts_with("outbox: done: 5\n"), "{status}");
+    assert!(status.starts_with("outbox: done: 6\n"), "{status}");
     let mails = mails_in(&outbox);
-    assert_eq!(mails.len(), 5);
+    assert_eq!(mails.len(), 6);
 }
 
 /// `python -m aiosmtpd` on a port, delivering into a Maildir.

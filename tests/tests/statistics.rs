@@ -53,6 +53,7 @@ async fn write_history(test_store: &TestStore) {
     run(t2, "2026-03-03T11:00:00Z", sample::investigate(Category::BugReport)).await; // 2 h
     run(t2, "2026-03-03T12:00:00Z", sample::escalate("legal")).await;
     run(t2, "2026-03-05T12:00:00Z", sample::answer_escalation()).await; // 48 h
+    run(t2, "2026-03-05T13:00:00Z", sample::agent_reply()).await; // the outcome, told (policy §7.4.2)
     run(t2, "2026-03-06T09:00:00Z", resolve("session-expiry-bug")).await; // 72 h
     run(t2, "2026-03-06T09:00:00Z", TicketCommand::Close).await;
     run(t2, "2026-03-06T09:00:00Z", sample::survey_sent()).await;

@@ -83,6 +83,8 @@ fn plan(
         commands.push((at, sample::escalate(DIVISIONS[(random.next() % 4) as usize])));
         at += random.minutes(60, 10 * 24 * 60);
         commands.push((at, sample::answer_escalation()));
+        at += random.minutes(5, 120);
+        commands.push((at, sample::agent_reply()));
     }
     at += random.minutes(30, 7 * 24 * 60);
     let TicketCommand::Resolve { resolution, within_own_authority, .. } = sample::resolve() else { unreachable!() };

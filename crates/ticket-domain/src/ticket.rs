@@ -84,6 +84,8 @@ pub struct TicketState {
     /// The SLA clocks that have warned, and that were breached (each recorded once).
     pub sla_warned: std::collections::BTreeSet<crate::sla::SlaTarget>,
     pub sla_breached: std::collections::BTreeSet<crate::sla::SlaTarget>,
+    /// A division answered an escalation and the reporter has not been told yet: no resolving.
+    pub outcome_to_inform: bool,
 }
 
 /// A ticket's stream folded: its version (the number of events) and its state, `None` until
@@ -111,6 +113,10 @@ pub enum DomainError {
     SurveyNotSent,
     #[error("the satisfaction survey has already been answered")]
     SurveyAlreadyAnswered,
+    #[error(
+        "the division's answer has not been passed on to the reporter: send it with 'replies' first (policy §7.4.2)"
+    )]
+    OutcomeNotInformed,
     #[error("nothing would change: {0}")]
     NothingToChange(&'static str),
 }
@@ -192,6 +198,8 @@ impl Ticket {
             CommandKind::AnswerSurvey if state.survey == SurveyStatus::Answered => {
                 Err(DomainError::SurveyAlreadyAnswered)
             }
+            // Policy §7.4.2: the division's outcome goes to the reporter before the ticket is resolved.
+            CommandKind::Resolve if state.outcome_to_inform => Err(DomainError::OutcomeNotInformed),
             _ => Ok(()),
         }
     }
@@ -327,6 +335,7 @@ impl Ticket {
                 closed_at: None,
                 sla_warned: Default::default(),
                 sla_breached: Default::default(),
+                outcome_to_inform: false,
             });
             return self;
         }
@@ -349,6 +358,7 @@ impl Ticket {
             TicketEvent::EscalationAnswered(_) => {
                 state.status = Investigating;
                 state.escalated_to = None;
+                state.outcome_to_inform = true;
             }
             TicketEvent::Resolved(_) => {
                 state.status = Resolved;
@@ -384,7 +394,8 @@ impl Ticket {
             TicketEvent::SlaBreached(breached) => {
                 state.sla_breached.insert(breached.target);
             }
-            TicketEvent::CustomerReplied(_) | TicketEvent::AgentReplied(_) | TicketEvent::NoteAdded(_) => {}
+            TicketEvent::AgentReplied(_) => state.outcome_to_inform = false,
+            TicketEvent::CustomerReplied(_) | TicketEvent::NoteAdded(_) => {}
             TicketEvent::MarkedOutOfScope(_) => {
                 state.status = Closed;
                 state.out_of_scope = true;

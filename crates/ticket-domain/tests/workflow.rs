@@ -206,3 +206,36 @@ fn evolve_never_fails_even_on_a_history_decide_would_not_write() {
     assert_eq!(ticket.version(), 2);
     assert!(ticket.state().is_none());
 }
+
+#[test]
+fn a_divisions_answer_reaches_the_reporter_before_the_ticket_is_resolved() {
+    let (ticket, minute) = given([
+        TicketCommand::Receive(sample::receive(8)),
+        sample::acknowledge(),
+        sample::investigate(Category::Complaint),
+        sample::escalate("legal"),
+        sample::answer_escalation(),
+    ]);
+    assert_eq!(ticket.decide(sample::resolve(), t(minute)).unwrap_err(), DomainError::OutcomeNotInformed);
+    assert!(!ticket.allowed_commands().contains(&CommandKind::Resolve));
+    // A note is not telling the reporter; a reply is.
+    let noted = ticket
+        .decide(sample::note(), t(minute))
+        .unwrap()
+        .iter()
+        .fold(ticket.clone(), |t, e| t.evolve(e, self::t(minute)));
+    assert_eq!(noted.decide(sample::resolve(), t(minute)).unwrap_err(), DomainError::OutcomeNotInformed);
+    let told = noted
+        .decide(sample::agent_reply(), t(minute))
+        .unwrap()
+        .iter()
+        .fold(noted.clone(), |t, e| t.evolve(e, self::t(minute)));
+    assert!(told.decide(sample::resolve(), t(minute + 1)).is_ok());
+    // Without an escalation, resolving needs no reply first.
+    let (plain, minute) = given([
+        TicketCommand::Receive(sample::receive(9)),
+        sample::acknowledge(),
+        sample::investigate(Category::UserSupport),
+    ]);
+    assert!(plain.decide(sample::resolve(), t(minute)).is_ok());
+}

@@ -54,6 +54,8 @@ const ROWS_PER_ROUND: i64 = 20;
 
 pub struct Dispatcher {
     pub service: Arc<TicketService>,
+    /// Where divisions' addresses come from.
+    pub registry: Arc<ticket_app::registry::RegistryService>,
     pub database: Database,
     pub transport: Transport,
     pub templates: Arc<Templates>,
@@ -167,21 +169,35 @@ impl Dispatcher {
                 .unwrap_or_default(),
             ..MailValues::default()
         };
-        let (recipient, language) = if matches!(kind, MailKind::AgentNotification | MailKind::SlaBreach) {
-            match &self.config.agents {
-                Some(agents) => (agents.clone(), self.config.agents_language),
-                None => return Ok(Outcome::Skipped("no agents' address is configured".into())),
-            }
-        } else {
-            let Some(email) = &state.reporter.email else {
-                return Ok(Outcome::Skipped("the reporter gave no e-mail address".into()));
+        let (recipient, language) =
+            if let (MailKind::Escalation, Some(TicketEvent::Escalated(escalated))) = (kind, the_event) {
+                let registry = self.registry.current().await.map_err(|e| SendError::Transient(e.to_string()))?;
+                let Some(division) = registry.divisions.get(&escalated.division) else {
+                    return Ok(Outcome::Skipped(format!("division '{}' is not in the registry", escalated.division)));
+                };
+                values.division = division.name.clone();
+                values.body = escalated.reason.to_string();
+                values.assignee = state.assignee.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into());
+                let address = division
+                    .notification_email
+                    .as_str()
+                    .parse()
+                    .map_err(|e| SendError::Permanent(format!("the division's address cannot be mailed: {e}")))?;
+                (Mailbox::new(Some(division.name.clone()), address), Language::Hu)
+            } else if matches!(kind, MailKind::AgentNotification | MailKind::SlaBreach) {
+                match &self.config.agents {
+                    Some(agents) => (agents.clone(), self.config.agents_language),
+                    None => return Ok(Outcome::Skipped("no agents' address is configured".into())),
+                }
+            } else {
+                let Some(email) = &state.reporter.email else {
+                    return Ok(Outcome::Skipped("the reporter gave no e-mail address".into()));
+                };
+                let address = email.as_str().parse().map_err(|e| {
+                    SendError::Permanent(format!("the reporter's address '{email}' cannot be mailed: {e}"))
+                })?;
+                (Mailbox::new(Some(state.reporter.name.to_string()), address), state.language)
             };
-            let address = email
-                .as_str()
-                .parse()
-                .map_err(|e| SendError::Permanent(format!("the reporter's address '{email}' cannot be mailed: {e}")))?;
-            (Mailbox::new(Some(state.reporter.name.to_string()), address), state.language)
-        };
         match (kind, the_event) {
             (MailKind::Reply, Some(TicketEvent::AgentReplied(replied))) => {
                 values.body = replied.personal.body.to_string()
@@ -207,7 +223,8 @@ impl Dispatcher {
                     breached.due_at.with_timezone(&chrono_tz::Europe::Budapest).format("%Y-%m-%d %H:%M %Z").to_string();
                 values.assignee = state.assignee.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into());
             }
-            (MailKind::Reply | MailKind::Resolution | MailKind::SlaBreach, _) => {
+            (MailKind::Escalation, Some(TicketEvent::Escalated(_))) => {}
+            (MailKind::Reply | MailKind::Resolution | MailKind::SlaBreach | MailKind::Escalation, _) => {
                 return Err(SendError::Permanent(format!(
                     "event version {} of ticket {ticket_id} is not what a {} mail needs",
                     row.ticket_version, row.kind

@@ -80,6 +80,7 @@ pub fn mails_for(event: &TicketEvent, notify_agents: bool) -> &'static [MailKind
         TicketEvent::Resolved(_) => &[MailKind::Resolution],
         TicketEvent::Closed(_) => &[MailKind::Survey],
         TicketEvent::SlaBreached(_) if notify_agents => &[MailKind::SlaBreach],
+        TicketEvent::Escalated(_) => &[MailKind::Escalation],
         _ => &[],
     }
 }

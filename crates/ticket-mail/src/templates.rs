@@ -24,11 +24,20 @@ pub enum MailKind {
     Survey,
     /// To the agents' address when an SLA clock of a ticket is breached.
     SlaBreach,
+    /// To a division's address when a ticket is escalated to it (policy §7.4.2).
+    Escalation,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 6] =
-        [Self::Confirmation, Self::AgentNotification, Self::Reply, Self::Resolution, Self::Survey, Self::SlaBreach];
+    pub const ALL: [MailKind; 7] = [
+        Self::Confirmation,
+        Self::AgentNotification,
+        Self::Reply,
+        Self::Resolution,
+        Self::Survey,
+        Self::SlaBreach,
+        Self::Escalation,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -38,6 +47,7 @@ impl MailKind {
             Self::Resolution => "resolution",
             Self::Survey => "survey",
             Self::SlaBreach => "sla_breach",
+            Self::Escalation => "escalation",
         }
     }
 
@@ -76,12 +86,14 @@ fn default_source(language: Language, kind: MailKind) -> &'static str {
         Hu / Resolution => "hu/resolution.txt",
         Hu / Survey => "hu/survey.txt",
         Hu / SlaBreach => "hu/sla_breach.txt",
+        Hu / Escalation => "hu/escalation.txt",
         En / Confirmation => "en/confirmation.txt",
         En / AgentNotification => "en/agent_notification.txt",
         En / Reply => "en/reply.txt",
         En / Resolution => "en/resolution.txt",
         En / Survey => "en/survey.txt",
         En / SlaBreach => "en/sla_breach.txt",
+        En / Escalation => "en/escalation.txt",
     }
 }
 
@@ -188,6 +200,8 @@ pub struct MailValues {
     pub target: String,
     pub due: String,
     pub assignee: String,
+    /// An escalation: the division's name.
+    pub division: String,
 }
 
 impl MailValues {
@@ -205,6 +219,7 @@ impl MailValues {
             target: "first_contact".into(),
             due: "2026-04-07 15:00".into(),
             assignee: "kata".into(),
+            division: "Jogi osztály".into(),
         }
     }
 }

@@ -156,6 +156,7 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
     let dispatcher_task = transport.map(|transport| {
         let dispatcher = ticket_mail::Dispatcher {
             service: state.service.clone(),
+            registry: state.registry.clone(),
             database: opened.database.clone(),
             transport,
             templates,

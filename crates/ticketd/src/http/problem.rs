@@ -181,6 +181,12 @@ fn refused(refusal: DomainError) -> ApiError {
         DomainError::NothingToChange(_) => {
             ApiError::new(StatusCode::CONFLICT, "nothing_to_change", "Nothing would change", detail)
         }
+        DomainError::OutcomeNotInformed => ApiError::new(
+            StatusCode::CONFLICT,
+            "outcome_not_informed",
+            "The reporter has not been told the outcome",
+            detail,
+        ),
         DomainError::InvalidTransition { status, .. } => {
             let mut error =
                 ApiError::new(StatusCode::CONFLICT, "invalid_transition", "Not allowed in the ticket's state", detail);
