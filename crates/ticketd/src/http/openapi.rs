@@ -88,6 +88,28 @@ fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static str)>
     if path.contains("{queue}") {
         statuses.push(("404", "No such queue (`not_found`)"));
     }
+    let registry_path = ["/api/v1/contracts", "/api/v1/divisions", "/api/v1/default-contract"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix));
+    if registry_path && (method == "put" || method == "post") {
+        statuses.extend([
+            ("400", "The body is not JSON (`malformed_json`)"),
+            ("403", "Only admins change the registry (`forbidden`)"),
+            (
+                "409",
+                "Nothing would change (`nothing_to_change`), or the change conflicts with the registry: a domain or \
+                 address another contract has, the default contract retired, a retired contract made default \
+                 (`registry_conflict`)",
+            ),
+            ("413", "The body is too large (`payload_too_large`)"),
+            ("415", "The body is not `application/json` (`unsupported_media_type`)"),
+            ("422", "The body does not describe valid terms (`validation_failed`, with `errors`)"),
+        ]);
+        if path == "/api/v1/default-contract" {
+            statuses.push(("404", "No such contract (`not_found`)"));
+        }
+        return statuses;
+    }
     if method == "post" {
         statuses.extend([
             ("400", "The body is not JSON (`malformed_json`) or a header is invalid (`invalid_header`)"),
