@@ -274,3 +274,129 @@ pub async fn run_scheduler(
         }
     }
 }
+
+/// How SLA compliance is grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ComplianceGroup {
+    Contract,
+    Category,
+    ServiceArea,
+}
+
+/// SLA compliance of one clock kind (and group) over a period. See `projections/STATISTICS.md`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ComplianceRow {
+    pub target: SlaTarget,
+    /// The contract, category or service area (`null`: none, or not grouped).
+    pub group: Option<String>,
+    /// Clocks whose step was done in the period.
+    pub met: i64,
+    /// … of which in time.
+    pub met_in_time: i64,
+    /// `met_in_time / met`, to 3 decimals; `null` without any.
+    pub compliance: Option<f64>,
+    /// Clocks due in the period whose breach is recorded.
+    pub breaches: i64,
+    /// Business hours from receipt to the step, of the clocks met in the period.
+    pub business_hours_median: Option<f64>,
+    pub business_hours_mean: Option<f64>,
+    /// The same in wall-clock hours.
+    pub wall_clock_hours_median: Option<f64>,
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let middle = values.len() / 2;
+    Some(if values.len() % 2 == 1 { values[middle] } else { (values[middle - 1] + values[middle]) / 2.0 })
+}
+
+fn round(value: f64, places: i32) -> f64 {
+    let factor = 10f64.powi(places);
+    (value * factor).round() / factor
+}
+
+/// SLA compliance for `[from, to)`: each clock met in the period counts once (in time or not),
+/// each breach due in the period counts once.
+pub async fn compliance(
+    database: &Database,
+    calendar: &BusinessCalendar,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    group: Option<ComplianceGroup>,
+) -> Result<Vec<ComplianceRow>, StoreError> {
+    let column = match group {
+        None => "NULL",
+        Some(ComplianceGroup::Contract) => "v.contract_id",
+        Some(ComplianceGroup::Category) => "v.category",
+        Some(ComplianceGroup::ServiceArea) => "v.service_area",
+    };
+    // The same statement on both databases: received_at is micros on SQLite, a timestamp on
+    // PostgreSQL, so it is read separately per backend below.
+    let sql = |received: &str| {
+        format!(
+            "SELECT c.target, {column}, c.due_at_us, c.met_at_us, c.breached, {received} FROM sla_clocks c \
+             JOIN ticket_view v ON v.ticket_id = c.ticket_id \
+             WHERE (c.met_at_us >= $1 AND c.met_at_us < $2) OR (c.breached AND c.due_at_us >= $1 AND c.due_at_us < $2)"
+        )
+    };
+    type Raw = (String, Option<String>, Option<i64>, Option<i64>, bool, i64);
+    let (from_us, to_us) = (from.timestamp_micros(), to.timestamp_micros());
+    let rows: Vec<Raw> = match database {
+        Database::Sqlite { read, .. } => {
+            sqlx::query_as(&sql("v.received_at")).bind(from_us).bind(to_us).fetch_all(read).await
+        }
+        Database::Postgres(pool) => {
+            let sql = sql("(EXTRACT(EPOCH FROM v.received_at) * 1000000)::bigint");
+            sqlx::query_as(&sql).bind(from_us).bind(to_us).fetch_all(pool).await
+        }
+    }
+    .map_err(StoreError::from_sqlx)?;
+    #[derive(Default)]
+    struct Acc {
+        met: i64,
+        in_time: i64,
+        breaches: i64,
+        business: Vec<f64>,
+        wall: Vec<f64>,
+    }
+    let mut groups: std::collections::BTreeMap<(SlaTarget, Option<String>), Acc> = Default::default();
+    for (target, key, due, met, breached, received) in rows {
+        let Some(target) = parse_target(&target) else { continue };
+        let acc = groups.entry((target, key)).or_default();
+        let instant = |us: i64| DateTime::from_timestamp_micros(us);
+        if let Some(met_at) = met.filter(|m| (from_us..to_us).contains(m)) {
+            acc.met += 1;
+            if due.is_none_or(|due| met_at <= due) {
+                acc.in_time += 1;
+            }
+            if let (Some(start), Some(end)) = (instant(received), instant(met_at)) {
+                acc.business.push(calendar.elapsed(start, end).num_seconds() as f64 / 3600.0);
+                acc.wall.push((end - start).num_seconds() as f64 / 3600.0);
+            }
+        }
+        if breached && due.is_some_and(|d| (from_us..to_us).contains(&d)) {
+            acc.breaches += 1;
+        }
+    }
+    Ok(groups
+        .into_iter()
+        .map(|((target, group), mut acc)| ComplianceRow {
+            target,
+            group,
+            met: acc.met,
+            met_in_time: acc.in_time,
+            compliance: (acc.met > 0).then(|| round(acc.in_time as f64 / acc.met as f64, 3)),
+            breaches: acc.breaches,
+            business_hours_mean: (!acc.business.is_empty())
+                .then(|| round(acc.business.iter().sum::<f64>() / acc.business.len() as f64, 2)),
+            business_hours_median: median(&mut acc.business).map(|m| round(m, 2)),
+            wall_clock_hours_median: median(&mut acc.wall).map(|m| round(m, 2)),
+        })
+        .collect())
+}

@@ -15,7 +15,7 @@ use ticket_domain::sla::SlaTarget;
 use ticket_domain::vocabulary::{Actor, Category, ContractId, Role, TicketId};
 use ticket_domain::{TicketCommand, TicketEvent, sample};
 use ticket_projections::queues::{Queue, QueueFilter};
-use ticket_projections::sla_clocks::{self, Recorded, SlaClocks};
+use ticket_projections::sla_clocks::{self, ComplianceGroup, Recorded, SlaClocks};
 use ticket_tests::backends::{self, TestStore};
 
 fn budapest(month: u32, day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
@@ -128,6 +128,25 @@ async fn clocks_through_easter(test_store: TestStore) {
     let rows = ticket_projections::queues::queue(&database, Queue::AllOpen, "kata", &filter).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].due_at, Some(budapest(4, 8, 15, 0)), "the resolution clock, still running");
+
+    // SLA compliance for April, by contract: first contact met once, late (8.5 business hours,
+    // 120.5 wall-clock hours), breached once; resolution not met yet, breached once.
+    let calendar = BusinessCalendar::hungary_default().unwrap();
+    let april = (budapest(4, 1, 0, 0), budapest(5, 1, 0, 0));
+    let rows =
+        sla_clocks::compliance(&database, &calendar, april.0, april.1, Some(ComplianceGroup::Contract)).await.unwrap();
+    let summary: Vec<_> =
+        rows.iter().map(|r| (r.target, r.group.as_deref(), r.met, r.met_in_time, r.compliance, r.breaches)).collect();
+    assert_eq!(
+        summary,
+        [
+            (SlaTarget::FirstContact, Some("acme"), 1, 0, Some(0.0), 1),
+            (SlaTarget::Resolution, Some("acme"), 0, 0, None, 1),
+        ]
+    );
+    assert_eq!((rows[0].business_hours_median, rows[0].wall_clock_hours_median), (Some(8.5), Some(120.5)));
+    let march = (budapest(3, 1, 0, 0), budapest(4, 1, 0, 0));
+    assert!(sla_clocks::compliance(&database, &calendar, march.0, march.1, None).await.unwrap().is_empty());
 }
 
 async fn of_now(database: &event_store::Database, ticket: TicketId, target: SlaTarget) -> sla_clocks::ClockRow {

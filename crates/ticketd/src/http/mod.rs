@@ -97,6 +97,7 @@ pub fn app(state: AppState) -> Router {
         .route("/stats/summary", get(stats::summary))
         .route("/stats/divisions", get(stats::divisions))
         .route("/stats/root-causes", get(stats::root_causes))
+        .route("/stats/sla", get(stats::sla))
         .route("/audit/export", get(audit::export))
         .route("/openapi.json", get(openapi::serve));
     Router::new()

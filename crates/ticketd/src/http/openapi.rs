@@ -24,7 +24,7 @@ use super::{Health, ProjectionHealth, Readiness};
     paths(
         create_ticket, get_ticket, get_events, get_sla, get_attachment, super::contact::contact, super::intake::email, acknowledge, investigate, escalate, escalation_answer, resolve, close,
         reopen, assign, link_contract, reclassify, out_of_scope, notes, replies, survey_sent, survey_answer,
-        super::queues::get_queue, super::stats::summary, super::stats::divisions, super::stats::root_causes,
+        super::queues::get_queue, super::stats::summary, super::stats::divisions, super::stats::root_causes, super::stats::sla,
         super::audit::export, super::healthz, super::readyz,
         super::registry::list_contracts, super::registry::put_contract, super::registry::retire_contract,
         super::registry::set_default_contract, super::registry::list_divisions, super::registry::put_division,
@@ -33,7 +33,8 @@ use super::{Health, ProjectionHealth, Readiness};
     components(schemas(
         Problem, FieldError, TicketView, ReporterView, super::contact::ContactRequest, super::contact::ContactAttachment,
         super::contact::ContactReceipt, super::intake::IntakeResult, ContractBody, SlaClockView, ticket_domain::sla::SlaTarget,
-        super::queues::QueueSort, super::registry::ContractView, super::registry::ContractList,
+        super::queues::QueueSort, super::stats::SlaReport,
+        ticket_projections::sla_clocks::ComplianceRow, ticket_projections::sla_clocks::ComplianceGroup, super::registry::ContractView, super::registry::ContractList,
         super::registry::DivisionView, super::registry::DefaultContractBody, super::registry::RegistryChange,
         ticket_domain::registry::ContractTerms, ticket_domain::registry::DivisionTerms, ticket_domain::registry::SlaTargets, ticket_domain::vocabulary::AttachmentRef, EventView, HistoryView, CreateTicket, ReporterInput,
         Health, Readiness, ProjectionHealth, super::Lag, super::queues::QueuePage, super::queues::QueueItem,

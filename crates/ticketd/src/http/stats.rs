@@ -5,9 +5,11 @@
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use chrono::TimeZone;
 use chrono::{Datelike, Months, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use ticket_domain::vocabulary::Role;
+use ticket_projections::sla_clocks::{ComplianceGroup, ComplianceRow, compliance};
 use ticket_projections::statistics::facts::REPORTING_TIME_ZONE;
 use ticket_projections::statistics::query::{
     self, Dimension, DivisionRow, Period, REPORT_DAYS_MAX, RootCauseRow, StatsQuery, SummaryRow,
@@ -218,4 +220,79 @@ pub async fn root_causes(
     let asked = parse(query)?;
     let (query, report) = report(&state, &caller, (asked.from, asked.to, asked.period, None)).await?;
     respond(&headers, &query, report.root_causes, "root-causes")
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SlaQuery {
+    /// The first day (YYYY-MM-DD, Europe/Budapest). Default: the first day of the month eleven
+    /// months before `to`'s.
+    pub from: Option<NaiveDate>,
+    /// The last day, included (YYYY-MM-DD). Default: today.
+    pub to: Option<NaiveDate>,
+    /// Group the rows by contract, category or service area.
+    pub by: Option<ComplianceGroup>,
+}
+
+/// SLA compliance over a period.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SlaReport {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub by: Option<ComplianceGroup>,
+    pub time_zone: String,
+    pub rows: Vec<ComplianceRow>,
+}
+
+/// SLA compliance: per clock (first contact, resolution, statutory answer) and group, the clocks
+/// met in the period, how many in time, the breaches due in it, and the time taken in business
+/// and wall-clock hours.
+#[utoipa::path(
+    get, path = "/api/v1/stats/sla", tag = "statistics",
+    params(SlaQuery),
+    responses(
+        (status = 200, description = "The compliance rows (CSV with `Accept: text/csv`)", content((SlaReport = "application/json"), (String = "text/csv"))),
+        (status = 400, description = "A query parameter is invalid (`invalid_query`)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Agents do not read statistics (`forbidden`)", body = super::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn sla(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    query: Result<Query<SlaQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    allowed(&caller)?;
+    let asked = parse(query)?;
+    let period = stats_query(asked.from, asked.to, None, None)?;
+    let midnight = |day: NaiveDate| {
+        day.and_hms_opt(0, 0, 0)
+            .and_then(|local| REPORTING_TIME_ZONE.from_local_datetime(&local).earliest())
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| invalid(format!("{day} has no midnight in {}", REPORTING_TIME_ZONE.name())))
+    };
+    let start = midnight(period.from)?;
+    let end = midnight(period.to.succ_opt().ok_or_else(|| invalid("`to` is too late"))?)?;
+    let rows = compliance(&state.database, &state.calendar, start, end, asked.by)
+        .await
+        .map_err(|e| ApiError::from(ticket_app::AppError::Store(e)))?;
+    if wants_csv(&headers) {
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        for row in &rows {
+            writer.serialize(row).map_err(|e| ApiError::internal(format!("writing CSV: {e}")))?;
+        }
+        let body = writer.into_inner().map_err(|e| ApiError::internal(format!("writing CSV: {e}")))?;
+        let mut response = (StatusCode::OK, body).into_response();
+        response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
+        return Ok(response);
+    }
+    let report = SlaReport {
+        from: period.from,
+        to: period.to,
+        by: asked.by,
+        time_zone: REPORTING_TIME_ZONE.name().to_owned(),
+        rows,
+    };
+    Ok(axum::Json(report).into_response())
 }
