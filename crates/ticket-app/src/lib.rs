@@ -34,6 +34,27 @@ impl Clock for SystemClock {
     }
 }
 
+/// A clock read from a file holding one RFC 3339 instant: for end-to-end tests and drills that
+/// move time through a running service (`ticketd serve --clock-file`). Until the file holds a
+/// valid instant, the system clock is used.
+#[derive(Debug)]
+pub struct FileClock(std::path::PathBuf);
+
+impl FileClock {
+    pub fn new(path: impl Into<std::path::PathBuf>) -> Arc<Self> {
+        Arc::new(Self(path.into()))
+    }
+}
+
+impl Clock for FileClock {
+    fn now(&self) -> DateTime<Utc> {
+        std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|text| DateTime::parse_from_rfc3339(text.trim()).ok())
+            .map_or_else(Utc::now, |t| t.with_timezone(&Utc))
+    }
+}
+
 /// A clock that stands still until moved: for tests.
 #[derive(Debug, Default)]
 pub struct ManualClock(std::sync::Mutex<DateTime<Utc>>);

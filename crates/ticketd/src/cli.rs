@@ -45,6 +45,10 @@ enum Command {
         /// How often (seconds) the SLA scheduler records the warnings and breaches due.
         #[arg(long, env = "TICKETD_SLA_CHECK_SECONDS", default_value_t = 15)]
         sla_check_seconds: u64,
+        /// For tests and drills only: read "now" from this file (one RFC 3339 instant) instead
+        /// of the system clock, so that time can be moved through a running service.
+        #[arg(long, env = "TICKETD_CLOCK_FILE")]
+        clock_file: Option<std::path::PathBuf>,
     },
     /// Takes in the customer e-mail a mail server delivered to a Maildir (`DIR/new`, `DIR/cur`):
     /// each message becomes a ticket or a reply, then moves to `DIR/.processed/cur` (or, when
@@ -301,11 +305,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     ticket_mail::migrate(&opened.database).await?;
     let store = opened.store.clone();
     match cli.command {
-        Command::Serve { listen, mail, intake, sla_check_seconds } => {
+        Command::Serve { listen, mail, intake, sla_check_seconds, clock_file } => {
             let mail = mail.settings()?;
             let intake = intake.settings();
             let sla_check = std::time::Duration::from_secs(sla_check_seconds.max(1));
-            crate::server::serve(opened, crate::server::ServeConfig { listen, mail, intake, sla_check }).await?;
+            let clock: Arc<dyn ticket_app::Clock> = match clock_file {
+                Some(path) => {
+                    tracing::warn!(path = %path.display(), "the clock is read from a file (tests and drills only)");
+                    ticket_app::FileClock::new(path)
+                }
+                None => Arc::new(SystemClock),
+            };
+            let config = crate::server::ServeConfig { listen, mail, intake, sla_check, clock };
+            crate::server::serve(opened, config).await?;
         }
         Command::IngestMaildir { dir, watch, intake } => {
             let settings = intake.settings();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use event_store::OpenedStore;
-use ticket_app::{ServiceOptions, SystemClock, TicketService};
+use ticket_app::{ServiceOptions, TicketService};
 use tokio_util::sync::CancellationToken;
 
 use crate::http::{self, AppState};
@@ -16,6 +16,8 @@ pub struct ServeConfig {
     pub intake: IntakeSettings,
     /// How often the SLA scheduler looks for warnings and breaches due.
     pub sla_check: std::time::Duration,
+    /// Where "now" comes from.
+    pub clock: Arc<dyn ticket_app::Clock>,
 }
 
 /// The public contact form's limits and where attachments go.
@@ -102,8 +104,8 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         opened.database.clone(),
         shutdown.clone(),
     );
-    let service = Arc::new(TicketService::new(opened.store.clone(), Arc::new(SystemClock), ServiceOptions::default()));
-    let registry = Arc::new(ticket_app::registry::RegistryService::new(opened.store.clone(), Arc::new(SystemClock)));
+    let service = Arc::new(TicketService::new(opened.store.clone(), config.clock.clone(), ServiceOptions::default()));
+    let registry = Arc::new(ticket_app::registry::RegistryService::new(opened.store.clone(), config.clock.clone()));
     let calendar = Arc::new(ticket_domain::calendar::BusinessCalendar::hungary_default()?);
     let (sla_status, sla_task) = ticket_projections::spawn(
         ticket_projections::sla_clocks::SlaClocks::new(opened.store.clone(), registry.clone(), calendar.clone()),
