@@ -160,4 +160,36 @@ pub async fn sla_clocks_warn_breach_notify_and_count_across_easter(backend: Back
     assert_eq!(row["compliance"], 0.0);
     assert_eq!(row["business_hours_median"], 8.5);
     assert_eq!(row["wall_clock_hours_median"], 120.5);
+
+    // The complaint is rejected: only with its reasons, and the customer's answer names the
+    // authority and the conciliation body they can turn to.
+    let rejected = json!({"resolution": "A számla helyes.", "root_cause": "billing", "within_own_authority": true,
+        "complaint_outcome": "rejected"});
+    let refused = app.act(&id, "resolve", rejected.clone()).await;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        "{}",
+        refused.body
+    );
+    let mut with_reasons = rejected;
+    with_reasons["rejection_reasons"] = json!("A szerződés 4.2. pontja szerint a licenc két tételben esedékes.");
+    let resolved = app.act(&id, "resolve", with_reasons).await;
+    assert_eq!(resolved.status, StatusCode::OK, "{}", resolved.body);
+    let mut answer = None;
+    for _ in 0..200 {
+        answer = crate::mail::mails_in(&outbox).into_iter().find(|m| m.subject.contains("Válasz panaszára"));
+        if answer.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answer = answer.expect("the answer to the complaint");
+    assert_eq!(answer.to, "anna@acme.hu");
+    assert!(answer.body.contains("elutasítottuk") && answer.body.contains("4.2. pontja"), "{}", answer.body);
+    assert!(
+        answer.body.contains("fogyasztóvédelmi hatósághoz") && answer.body.contains("Békéltető Testület"),
+        "{}",
+        answer.body
+    );
 }

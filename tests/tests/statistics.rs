@@ -14,8 +14,13 @@ fn at(instant: &str) -> DateTime<Utc> {
 }
 
 fn resolve(root_cause: &str) -> TicketCommand {
-    let TicketCommand::Resolve { resolution, within_own_authority, .. } = sample::resolve() else { unreachable!() };
-    TicketCommand::Resolve { resolution, root_cause: RootCause::parse(root_cause).unwrap(), within_own_authority }
+    let TicketCommand::Resolve { resolution, within_own_authority, complaint_outcome, rejection_reasons, .. } =
+        sample::resolve()
+    else {
+        unreachable!()
+    };
+    let root_cause = RootCause::parse(root_cause).unwrap();
+    TicketCommand::Resolve { resolution, root_cause, within_own_authority, complaint_outcome, rejection_reasons }
 }
 
 /// The fixture history. Times are UTC; Budapest is UTC+1 until 29 March 2026, UTC+2 after.

@@ -87,9 +87,15 @@ fn plan(
         commands.push((at, sample::agent_reply()));
     }
     at += random.minutes(30, 7 * 24 * 60);
-    let TicketCommand::Resolve { resolution, within_own_authority, .. } = sample::resolve() else { unreachable!() };
+    let TicketCommand::Resolve { resolution, within_own_authority, complaint_outcome, rejection_reasons, .. } =
+        sample::resolve()
+    else {
+        unreachable!()
+    };
     let root_cause = RootCause::parse(CAUSES[(random.next() % 6) as usize]).expect("valid");
-    commands.push((at, TicketCommand::Resolve { resolution, root_cause, within_own_authority }));
+    let resolve =
+        TicketCommand::Resolve { resolution, root_cause, within_own_authority, complaint_outcome, rejection_reasons };
+    commands.push((at, resolve));
     at += random.minutes(60, 3 * 24 * 60);
     commands.push((at, TicketCommand::Close));
     commands.push((at, sample::survey_sent()));

@@ -37,7 +37,19 @@ pub const UPCASTERS: &[Upcaster] = &[
     // v2: reports and replies carry attachments; older ones had none.
     Upcaster { event_type: "Received", from: 1, upcast: no_attachments },
     Upcaster { event_type: "CustomerReplied", from: 1, upcast: no_attachments },
+    // v2: a resolution says whether a complaint was upheld; older ones were.
+    Upcaster { event_type: "Resolved", from: 1, upcast: upheld },
 ];
+
+fn upheld(mut payload: Value) -> Value {
+    if let Some(object) = payload.as_object_mut() {
+        object.entry("complaint_outcome").or_insert_with(|| Value::String("upheld".into()));
+    }
+    if let Some(personal) = payload.get_mut("personal").and_then(Value::as_object_mut) {
+        personal.entry("rejection_reasons").or_insert(Value::Null);
+    }
+    payload
+}
 
 fn no_attachments(mut payload: Value) -> Value {
     if let Some(personal) = payload.get_mut("personal").and_then(Value::as_object_mut) {

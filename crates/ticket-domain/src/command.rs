@@ -45,6 +45,10 @@ pub enum TicketCommand {
         resolution: MessageBody,
         root_cause: RootCause,
         within_own_authority: bool,
+        /// For a complaint: upheld (the default), partly upheld or rejected — the last two with
+        /// their reasons.
+        complaint_outcome: ComplaintOutcome,
+        rejection_reasons: Option<MessageBody>,
     },
     Close,
     RecordSurveySent {

@@ -84,6 +84,8 @@ pub struct Resolved {
     /// True when the agent solved it within their own authority (§7.4.1), false when a
     /// division's work solved it (§7.4.2).
     pub within_own_authority: bool,
+    /// For a complaint, whether it was upheld (since schema version 2; older ones were).
+    pub complaint_outcome: ComplaintOutcome,
     pub personal: ResolutionText,
 }
 
@@ -92,6 +94,8 @@ pub struct Resolved {
 #[serde(deny_unknown_fields)]
 pub struct ResolutionText {
     pub resolution: MessageBody,
+    /// Why a complaint was rejected, whole or in part (since schema version 2).
+    pub rejection_reasons: Option<MessageBody>,
 }
 
 /// The ticket was closed after its resolution (policy §7.5).
@@ -294,7 +298,7 @@ ticket_events! {
     Investigated = 1,
     Escalated = 1,
     EscalationAnswered = 1,
-    Resolved = 1,
+    Resolved = 2,
     Closed = 1,
     SurveySent = 1,
     SurveyAnswered = 1,

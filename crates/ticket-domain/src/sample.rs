@@ -48,6 +48,8 @@ pub fn resolve() -> TicketCommand {
         resolution: text(MessageBody::parse, "A munkamenet-kezelést javítottuk, a belépés újra működik."),
         root_cause: text(RootCause::parse, "session-expiry-bug"),
         within_own_authority: true,
+        complaint_outcome: ComplaintOutcome::Upheld,
+        rejection_reasons: None,
     }
 }
 

@@ -264,7 +264,8 @@ mod tests {
         TicketEvent::Resolved(ev::Resolved {
             root_cause: RootCause::parse("billing").unwrap(),
             within_own_authority: true,
-            personal: ev::ResolutionText { resolution: MessageBody::parse("Done.").unwrap() },
+            complaint_outcome: ComplaintOutcome::Upheld,
+            personal: ev::ResolutionText { resolution: MessageBody::parse("Done.").unwrap(), rejection_reasons: None },
         })
     }
 

@@ -117,6 +117,8 @@ pub enum DomainError {
         "the division's answer has not been passed on to the reporter: send it with 'replies' first (policy §7.4.2)"
     )]
     OutcomeNotInformed,
+    #[error("{0}")]
+    ComplaintOutcome(&'static str),
     #[error("nothing would change: {0}")]
     NothingToChange(&'static str),
 }
@@ -230,11 +232,33 @@ impl Ticket {
                 let division = state.escalated_to.clone().expect("an escalated ticket names its division");
                 TicketEvent::EscalationAnswered(ev::EscalationAnswered { division, outcome })
             }
-            TicketCommand::Resolve { resolution, root_cause, within_own_authority } => {
+            TicketCommand::Resolve {
+                resolution,
+                root_cause,
+                within_own_authority,
+                complaint_outcome,
+                rejection_reasons,
+            } => {
+                let complaint = state.category == Some(Category::Complaint);
+                match (complaint_outcome, &rejection_reasons) {
+                    (ComplaintOutcome::Upheld, Some(_)) => {
+                        return Err(DomainError::ComplaintOutcome("rejection reasons belong to a rejection"));
+                    }
+                    (ComplaintOutcome::PartlyUpheld | ComplaintOutcome::Rejected, _) if !complaint => {
+                        return Err(DomainError::ComplaintOutcome("only a complaint is upheld or rejected"));
+                    }
+                    (ComplaintOutcome::PartlyUpheld | ComplaintOutcome::Rejected, None) => {
+                        return Err(DomainError::ComplaintOutcome(
+                            "a complaint rejected, whole or in part, needs its reasons (Act CLV of 1997 §17/A)",
+                        ));
+                    }
+                    _ => {}
+                }
                 TicketEvent::Resolved(ev::Resolved {
                     root_cause,
                     within_own_authority,
-                    personal: ev::ResolutionText { resolution },
+                    complaint_outcome,
+                    personal: ev::ResolutionText { resolution, rejection_reasons },
                 })
             }
             TicketCommand::Close => TicketEvent::Closed(ev::Closed {}),

@@ -71,6 +71,18 @@ pub enum Language {
     En,
 }
 
+/// What a resolution says to a complaint (Act CLV of 1997 §17/A): a rejection, whole or in
+/// part, gives its reasons and the customer's redress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum ComplaintOutcome {
+    #[default]
+    Upheld,
+    PartlyUpheld,
+    Rejected,
+}
+
 /// How the agent made first contact with the reporter (policy §7.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

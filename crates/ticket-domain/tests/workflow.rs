@@ -239,3 +239,52 @@ fn a_divisions_answer_reaches_the_reporter_before_the_ticket_is_resolved() {
     ]);
     assert!(plain.decide(sample::resolve(), t(minute)).is_ok());
 }
+
+#[test]
+fn a_rejected_complaint_carries_its_reasons() {
+    use ticket_domain::vocabulary::{ComplaintOutcome, MessageBody};
+    let (complaint, minute) = given([
+        TicketCommand::Receive(sample::receive(10)),
+        sample::acknowledge(),
+        sample::investigate(Category::Complaint),
+    ]);
+    let with = |outcome, reasons: Option<&str>| {
+        let TicketCommand::Resolve { resolution, root_cause, within_own_authority, .. } = sample::resolve() else {
+            unreachable!()
+        };
+        TicketCommand::Resolve {
+            resolution,
+            root_cause,
+            within_own_authority,
+            complaint_outcome: outcome,
+            rejection_reasons: reasons.map(|r| MessageBody::parse(r).unwrap()),
+        }
+    };
+    assert!(matches!(
+        complaint.decide(with(ComplaintOutcome::Rejected, None), t(minute)),
+        Err(DomainError::ComplaintOutcome(_))
+    ));
+    assert!(matches!(
+        complaint.decide(with(ComplaintOutcome::PartlyUpheld, None), t(minute)),
+        Err(DomainError::ComplaintOutcome(_))
+    ));
+    assert!(matches!(
+        complaint.decide(with(ComplaintOutcome::Upheld, Some("why")), t(minute)),
+        Err(DomainError::ComplaintOutcome(_))
+    ));
+    let events =
+        complaint.decide(with(ComplaintOutcome::Rejected, Some("Contract §4.2 bills it twice.")), t(minute)).unwrap();
+    let TicketEvent::Resolved(resolved) = &events[0] else { panic!("{events:?}") };
+    assert_eq!(resolved.complaint_outcome, ComplaintOutcome::Rejected);
+    assert_eq!(resolved.personal.rejection_reasons.as_ref().map(|r| r.as_str()), Some("Contract §4.2 bills it twice."));
+    // Only a complaint is rejected.
+    let (support, minute) = given([
+        TicketCommand::Receive(sample::receive(11)),
+        sample::acknowledge(),
+        sample::investigate(Category::UserSupport),
+    ]);
+    assert!(matches!(
+        support.decide(with(ComplaintOutcome::Rejected, Some("no")), t(minute)),
+        Err(DomainError::ComplaintOutcome(_))
+    ));
+}

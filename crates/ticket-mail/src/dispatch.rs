@@ -15,7 +15,7 @@ use lettre::Message;
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, SinglePart};
 use ticket_app::{AppError, CommandContext, TicketService};
-use ticket_domain::vocabulary::{Actor, Language, MessageId, TicketId};
+use ticket_domain::vocabulary::{Actor, ComplaintOutcome, Language, MessageId, TicketId};
 use ticket_domain::{SurveyStatus, Ticket, TicketCommand, TicketEvent};
 use tokio_util::sync::CancellationToken;
 
@@ -203,7 +203,16 @@ impl Dispatcher {
                 values.body = replied.personal.body.to_string()
             }
             (MailKind::Resolution, Some(TicketEvent::Resolved(resolved))) => {
-                values.resolution = resolved.personal.resolution.to_string()
+                values.resolution = resolved.personal.resolution.to_string();
+                values.reasons =
+                    resolved.personal.rejection_reasons.as_ref().map(ToString::to_string).unwrap_or_default();
+                values.outcome = match (resolved.complaint_outcome, language) {
+                    (ComplaintOutcome::Upheld, _) => String::new(),
+                    (ComplaintOutcome::PartlyUpheld, Language::Hu) => "részben elutasítottuk".into(),
+                    (ComplaintOutcome::Rejected, Language::Hu) => "elutasítottuk".into(),
+                    (ComplaintOutcome::PartlyUpheld, Language::En) => "partly upheld and partly rejected".into(),
+                    (ComplaintOutcome::Rejected, Language::En) => "rejected".into(),
+                };
             }
             (MailKind::Survey, _) => {
                 if state.out_of_scope || state.survey != SurveyStatus::NotSent {
@@ -224,7 +233,14 @@ impl Dispatcher {
                 values.assignee = state.assignee.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into());
             }
             (MailKind::Escalation, Some(TicketEvent::Escalated(_))) => {}
-            (MailKind::Reply | MailKind::Resolution | MailKind::SlaBreach | MailKind::Escalation, _) => {
+            (
+                MailKind::Reply
+                | MailKind::Resolution
+                | MailKind::SlaBreach
+                | MailKind::Escalation
+                | MailKind::ComplaintRejected,
+                _,
+            ) => {
                 return Err(SendError::Permanent(format!(
                     "event version {} of ticket {ticket_id} is not what a {} mail needs",
                     row.ticket_version, row.kind
@@ -232,9 +248,16 @@ impl Dispatcher {
             }
             (MailKind::Confirmation | MailKind::AgentNotification, _) => {}
         }
+        // A complaint rejected (whole or in part) is answered with the reasons and the redress.
+        let template = match the_event {
+            Some(TicketEvent::Resolved(resolved)) if resolved.complaint_outcome != ComplaintOutcome::Upheld => {
+                MailKind::ComplaintRejected
+            }
+            _ => kind,
+        };
         let rendered = self
             .templates
-            .render(language, kind, &values)
+            .render(language, template, &values)
             .map_err(|e| SendError::Transient(format!("the template does not render: {e}")))?;
         let subject = format!("[#{}] {}", state.number, rendered.subject);
         let root =

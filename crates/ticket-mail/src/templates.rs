@@ -26,10 +26,13 @@ pub enum MailKind {
     SlaBreach,
     /// To a division's address when a ticket is escalated to it (policy §7.4.2).
     Escalation,
+    /// The resolution of a complaint rejected, whole or in part: with the reasons and the
+    /// customer's redress (Act CLV of 1997 §17/A). Sent in place of [`MailKind::Resolution`].
+    ComplaintRejected,
 }
 
 impl MailKind {
-    pub const ALL: [MailKind; 7] = [
+    pub const ALL: [MailKind; 8] = [
         Self::Confirmation,
         Self::AgentNotification,
         Self::Reply,
@@ -37,6 +40,7 @@ impl MailKind {
         Self::Survey,
         Self::SlaBreach,
         Self::Escalation,
+        Self::ComplaintRejected,
     ];
 
     pub fn name(self) -> &'static str {
@@ -48,6 +52,7 @@ impl MailKind {
             Self::Survey => "survey",
             Self::SlaBreach => "sla_breach",
             Self::Escalation => "escalation",
+            Self::ComplaintRejected => "complaint_rejected",
         }
     }
 
@@ -87,6 +92,7 @@ fn default_source(language: Language, kind: MailKind) -> &'static str {
         Hu / Survey => "hu/survey.txt",
         Hu / SlaBreach => "hu/sla_breach.txt",
         Hu / Escalation => "hu/escalation.txt",
+        Hu / ComplaintRejected => "hu/complaint_rejected.txt",
         En / Confirmation => "en/confirmation.txt",
         En / AgentNotification => "en/agent_notification.txt",
         En / Reply => "en/reply.txt",
@@ -94,6 +100,7 @@ fn default_source(language: Language, kind: MailKind) -> &'static str {
         En / Survey => "en/survey.txt",
         En / SlaBreach => "en/sla_breach.txt",
         En / Escalation => "en/escalation.txt",
+        En / ComplaintRejected => "en/complaint_rejected.txt",
     }
 }
 
@@ -202,6 +209,9 @@ pub struct MailValues {
     pub assignee: String,
     /// An escalation: the division's name.
     pub division: String,
+    /// A rejected complaint: how it was decided ("rejected", "partly upheld") and why.
+    pub outcome: String,
+    pub reasons: String,
 }
 
 impl MailValues {
@@ -220,6 +230,8 @@ impl MailValues {
             due: "2026-04-07 15:00".into(),
             assignee: "kata".into(),
             division: "Jogi osztály".into(),
+            outcome: "elutasítottuk".into(),
+            reasons: "Indok".into(),
         }
     }
 }

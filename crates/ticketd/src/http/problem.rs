@@ -181,6 +181,10 @@ fn refused(refusal: DomainError) -> ApiError {
         DomainError::NothingToChange(_) => {
             ApiError::new(StatusCode::CONFLICT, "nothing_to_change", "Nothing would change", detail)
         }
+        DomainError::ComplaintOutcome(_) => ApiError::validation(
+            detail.clone(),
+            vec![super::problem::FieldError { field: "complaint_outcome".into(), problem: detail }],
+        ),
         DomainError::OutcomeNotInformed => ApiError::new(
             StatusCode::CONFLICT,
             "outcome_not_informed",

@@ -226,6 +226,11 @@ pub struct ResolveBody {
     pub root_cause: String,
     /// True when solved within the agent's own authority (policy §7.4.1).
     pub within_own_authority: bool,
+    /// For a complaint: `upheld` (the default), `partly_upheld` or `rejected`.
+    pub complaint_outcome: Option<ComplaintOutcome>,
+    /// Required when a complaint is rejected, whole or in part: why (told to the customer with
+    /// the authority and conciliation body they can turn to).
+    pub rejection_reasons: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -723,10 +728,16 @@ pub async fn resolve(
     command(state, caller, id, if_match, key, json, |b, f| {
         let resolution = f.check("resolution", MessageBody::parse(&b.resolution));
         let root_cause = f.check("root_cause", RootCause::parse(&b.root_cause));
+        let rejection_reasons = f.optional("rejection_reasons", b.rejection_reasons.as_deref(), MessageBody::parse);
+        if b.rejection_reasons.is_some() && rejection_reasons.is_none() {
+            return None;
+        }
         Some(TicketCommand::Resolve {
             resolution: resolution?,
             root_cause: root_cause?,
             within_own_authority: b.within_own_authority,
+            complaint_outcome: b.complaint_outcome.unwrap_or_default(),
+            rejection_reasons,
         })
     })
     .await
