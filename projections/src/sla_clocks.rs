@@ -55,11 +55,12 @@ fn target_name(target: SlaTarget) -> &'static str {
         SlaTarget::FirstContact => "first_contact",
         SlaTarget::Resolution => "resolution",
         SlaTarget::StatutoryAnswer => "statutory_answer",
+        SlaTarget::EscalationAnswer => "escalation_answer",
     }
 }
 
 fn parse_target(name: &str) -> Option<SlaTarget> {
-    [SlaTarget::FirstContact, SlaTarget::Resolution, SlaTarget::StatutoryAnswer]
+    [SlaTarget::FirstContact, SlaTarget::Resolution, SlaTarget::StatutoryAnswer, SlaTarget::EscalationAnswer]
         .into_iter()
         .find(|t| target_name(*t) == name)
 }
@@ -131,6 +132,11 @@ impl Projection for SlaClocks {
                 calendar: &self.calendar,
                 statutory_days: Some(STATUTORY_DAYS),
                 warn_percent: WARN_PERCENT,
+                division_answer_minutes: facts
+                    .division
+                    .as_ref()
+                    .and_then(|division| registry.divisions.get(division))
+                    .and_then(|division| division.answer_minutes),
             };
             let clocks = facts.clocks(&policy);
             let id = ticket_id.as_uuid();

@@ -26,6 +26,8 @@ pub enum SlaTarget {
     FirstContact,
     Resolution,
     StatutoryAnswer,
+    /// A division's answer to the ticket's latest escalation, in the division's answer time.
+    EscalationAnswer,
 }
 
 /// What the clocks are measured against.
@@ -38,6 +40,8 @@ pub struct SlaPolicy<'a> {
     pub statutory_days: Option<u32>,
     /// Warn when this share of the target is used (1-99).
     pub warn_percent: u8,
+    /// The answer time (business minutes) of the division holding the latest escalation.
+    pub division_answer_minutes: Option<u32>,
 }
 
 /// One clock of one ticket.
@@ -141,6 +145,9 @@ pub struct SlaFacts {
     resolution_pausing: Runs,
     resolved_at: Option<DateTime<Utc>>,
     pub out_of_scope: bool,
+    /// The division of the latest escalation, and that escalation's clock.
+    pub division: Option<crate::vocabulary::DivisionId>,
+    escalation: Runs,
     /// Clocks whose warning, and whose breach, is recorded.
     pub warned: std::collections::BTreeSet<SlaTarget>,
     pub breached: std::collections::BTreeSet<SlaTarget>,
@@ -177,6 +184,15 @@ impl SlaFacts {
             TicketEvent::AgentReplied(_) if self.resolved_at.is_none() => self.resolution_pausing.stop(at, false),
             TicketEvent::CustomerReplied(_) if self.resolved_at.is_none() => self.resolution_pausing.start(at),
             TicketEvent::MarkedOutOfScope(_) => self.out_of_scope = true,
+            TicketEvent::Escalated(escalated) => {
+                // Each escalation has its own clock.
+                self.division = Some(escalated.division.clone());
+                self.escalation = Runs::default();
+                self.escalation.start(at);
+                self.warned.remove(&SlaTarget::EscalationAnswer);
+                self.breached.remove(&SlaTarget::EscalationAnswer);
+            }
+            TicketEvent::EscalationAnswered(_) => self.escalation.stop(at, true),
             TicketEvent::SlaWarned(warned) => {
                 self.warned.insert(warned.target);
             }
@@ -204,6 +220,9 @@ impl SlaFacts {
             if let Some(minutes) = targets.resolution_minutes {
                 clocks.push(business_clock(SlaTarget::Resolution, minutes, resolution, policy));
             }
+        }
+        if let (Some(minutes), Some(_)) = (policy.division_answer_minutes, &self.division) {
+            clocks.push(business_clock(SlaTarget::EscalationAnswer, minutes, &self.escalation, policy));
         }
         if let (Some(days), Some(Category::Complaint)) = (policy.statutory_days, self.category) {
             let tz = policy.calendar.time_zone;
@@ -300,7 +319,13 @@ mod tests {
 
     fn run(history: &[(TicketEvent, DateTime<Utc>)], terms: &ContractTerms) -> Vec<SlaClock> {
         let calendar = BusinessCalendar::hungary_default().unwrap();
-        let policy = SlaPolicy { terms: Some(terms), calendar: &calendar, statutory_days: Some(30), warn_percent: 80 };
+        let policy = SlaPolicy {
+            terms: Some(terms),
+            calendar: &calendar,
+            statutory_days: Some(30),
+            warn_percent: 80,
+            division_answer_minutes: None,
+        };
         let borrowed: Vec<_> = history.iter().map(|(e, t)| (e, *t)).collect();
         clocks(&borrowed, &policy)
     }
@@ -390,10 +415,59 @@ mod tests {
         ];
         assert!(run(&history, &terms(false)).is_empty());
         let calendar = BusinessCalendar::hungary_default().unwrap();
-        let policy = SlaPolicy { terms: None, calendar: &calendar, statutory_days: Some(30), warn_percent: 80 };
+        let policy = SlaPolicy {
+            terms: None,
+            calendar: &calendar,
+            statutory_days: Some(30),
+            warn_percent: 80,
+            division_answer_minutes: None,
+        };
         let complaint = received(Some(Category::Complaint));
         let only_statutory = clocks(&[(&complaint, at(6, 5, 9, 0))], &policy);
         assert_eq!(only_statutory.len(), 1);
         assert_eq!(only_statutory[0].target, SlaTarget::StatutoryAnswer);
+    }
+
+    #[test]
+    fn each_escalation_has_its_own_answer_clock_in_the_divisions_time() {
+        let escalated = || {
+            TicketEvent::Escalated(ev::Escalated {
+                division: DivisionId::parse("legal").unwrap(),
+                reason: Reason::parse("contract question").unwrap(),
+            })
+        };
+        let answered = || {
+            TicketEvent::EscalationAnswered(ev::EscalationAnswered {
+                division: DivisionId::parse("legal").unwrap(),
+                outcome: Reason::parse("done").unwrap(),
+            })
+        };
+        let breached =
+            TicketEvent::SlaBreached(ev::SlaBreached { target: SlaTarget::EscalationAnswer, due_at: at(6, 5, 14, 0) });
+        let history = [
+            (received(None), at(6, 5, 9, 0)),
+            (investigated(Category::BugReport), at(6, 5, 9, 30)),
+            (escalated(), at(6, 5, 10, 0)),
+            (breached, at(6, 5, 14, 1)),
+            (answered(), at(6, 5, 15, 0)),
+        ];
+        let calendar = BusinessCalendar::hungary_default().unwrap();
+        let policy = SlaPolicy {
+            terms: None,
+            calendar: &calendar,
+            statutory_days: None,
+            warn_percent: 80,
+            division_answer_minutes: Some(4 * 60),
+        };
+        let facts = history.iter().fold(SlaFacts::default(), |f, (e, t)| f.evolve(e, *t));
+        let clocks = facts.clocks(&policy);
+        assert_eq!(clocks.len(), 1);
+        assert_eq!((clocks[0].due_at, clocks[0].met_in_time()), (Some(at(6, 5, 14, 0)), Some(false)));
+        assert!(facts.breached.contains(&SlaTarget::EscalationAnswer));
+        // Escalated again on Friday 15:00: a new clock, due Monday 11:00, not yet breached.
+        let again = facts.evolve(&escalated(), at(8, 5, 15, 0));
+        let clocks = again.clocks(&policy);
+        assert_eq!((clocks[0].due_at, clocks[0].met_at), (Some(at(11, 5, 11, 0)), None));
+        assert!(!again.breached.contains(&SlaTarget::EscalationAnswer));
     }
 }

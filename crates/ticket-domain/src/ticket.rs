@@ -378,6 +378,9 @@ impl Ticket {
             TicketEvent::Escalated(escalated) => {
                 state.status = Escalated;
                 state.escalated_to = Some(escalated.division.clone());
+                // A new escalation has a new answer clock, warned and breached afresh.
+                state.sla_warned.remove(&crate::sla::SlaTarget::EscalationAnswer);
+                state.sla_breached.remove(&crate::sla::SlaTarget::EscalationAnswer);
             }
             TicketEvent::EscalationAnswered(_) => {
                 state.status = Investigating;
