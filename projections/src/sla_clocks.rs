@@ -22,7 +22,7 @@ use crate::{Projection, Transaction};
 
 const FOLDED_TICKETS_MAX: usize = 50_000;
 
-/// Days for the statutory answer to a complaint (Act CLV of 1997 §17/A).
+/// Days for the statutory answer to a complaint (Act CLV of 1997 §17/A): the default.
 pub const STATUTORY_DAYS: u32 = 30;
 /// A clock warns when this share of it is used.
 pub const WARN_PERCENT: u8 = 80;
@@ -41,12 +41,26 @@ pub struct SlaClocks {
     folded: FoldCache<SlaFacts>,
     registry: Arc<RegistryService>,
     calendar: Arc<BusinessCalendar>,
+    /// Calendar days for the statutory answer to a complaint; `None`: not tracked.
+    statutory_days: Option<u32>,
     changed: Arc<Mutex<std::collections::HashSet<TicketId>>>,
 }
 
 impl SlaClocks {
     pub fn new(store: SharedStore, registry: Arc<RegistryService>, calendar: Arc<BusinessCalendar>) -> Self {
-        Self { folded: FoldCache::new(store, FOLDED_TICKETS_MAX), registry, calendar, changed: Arc::default() }
+        Self {
+            folded: FoldCache::new(store, FOLDED_TICKETS_MAX),
+            registry,
+            calendar,
+            statutory_days: Some(STATUTORY_DAYS),
+            changed: Arc::default(),
+        }
+    }
+
+    /// Tracks the statutory answer to complaints in `days` calendar days (`None`: not at all).
+    pub fn with_statutory_days(mut self, days: Option<u32>) -> Self {
+        self.statutory_days = days;
+        self
     }
 }
 
@@ -130,7 +144,7 @@ impl Projection for SlaClocks {
             let policy = SlaPolicy {
                 terms,
                 calendar: &self.calendar,
-                statutory_days: Some(STATUTORY_DAYS),
+                statutory_days: self.statutory_days,
                 warn_percent: WARN_PERCENT,
                 division_answer_minutes: facts
                     .division

@@ -61,8 +61,18 @@ async fn clocks_through_easter(test_store: TestStore) {
 
     let projection =
         SlaClocks::new(store.clone(), registry.clone(), Arc::new(BusinessCalendar::hungary_default().unwrap()));
+    // On PostgreSQL the log is read up to what every open transaction in the cluster lets show:
+    // rebuild until the read model has the ticket's last event.
     let refresh = async || {
-        ticket_projections::rebuild(&projection, &store, &database).await.unwrap();
+        let last = service.history(ticket).await.unwrap().last().unwrap().position;
+        for _ in 0..400 {
+            ticket_projections::rebuild(&projection, &store, &database).await.unwrap();
+            if checkpoint(&database).await >= last.0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        panic!("the SLA clocks never caught up with position {last:?}");
     };
     refresh().await;
     let clocks = sla_clocks::clocks_of(&database, ticket).await.unwrap();
@@ -149,6 +159,14 @@ async fn clocks_through_easter(test_store: TestStore) {
     assert!(sla_clocks::compliance(&database, &calendar, march.0, march.1, None).await.unwrap().is_empty());
 }
 
+async fn checkpoint(database: &event_store::Database) -> i64 {
+    let sql = "SELECT position FROM projection_checkpoints WHERE name = 'sla_clocks'";
+    match database {
+        event_store::Database::Sqlite { read, .. } => sqlx::query_scalar(sql).fetch_one(read).await.unwrap(),
+        event_store::Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await.unwrap(),
+    }
+}
+
 async fn of_now(database: &event_store::Database, ticket: TicketId, target: SlaTarget) -> sla_clocks::ClockRow {
     sla_clocks::clocks_of(database, ticket).await.unwrap().into_iter().find(|c| c.target == target).unwrap()
 }
@@ -162,4 +180,46 @@ async fn sqlite_sla_clocks_warn_and_breach_once_across_easter() {
 async fn postgres_sla_clocks_warn_and_breach_once_across_easter() {
     let Some(test_store) = backends::postgres().await else { return };
     clocks_through_easter(test_store).await;
+}
+
+/// The statutory clock follows the configured days, and can be turned off.
+async fn statutory_clock_is_configurable(test_store: TestStore) {
+    let database = test_store.database();
+    ticket_projections::migrate(&database).await.unwrap();
+    let store = test_store.store.clone();
+    let clock = ManualClock::new(budapest(6, 1, 10, 0));
+    let service = TicketService::new(store.clone(), clock.clone(), ServiceOptions::default());
+    let registry = Arc::new(RegistryService::new(store.clone(), clock.clone()));
+    let agent = CommandContext::new(Actor::Staff { name: "kata".into(), role: Role::Agent });
+    let mut receive = sample::receive(1);
+    receive.category = Some(Category::Complaint);
+    let ticket = TicketId::new();
+    service.execute(ticket, None, TicketCommand::Receive(receive), &agent).await.unwrap();
+    let calendar = Arc::new(BusinessCalendar::hungary_default().unwrap());
+    let projection = |days| SlaClocks::new(store.clone(), registry.clone(), calendar.clone()).with_statutory_days(days);
+    let last = service.history(ticket).await.unwrap().last().unwrap().position.0;
+    let mut clocks = Vec::new();
+    for _ in 0..400 {
+        ticket_projections::rebuild(&projection(Some(15)), &store, &database).await.unwrap();
+        clocks = sla_clocks::clocks_of(&database, ticket).await.unwrap();
+        if checkpoint(&database).await >= last {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(clocks.len(), 1, "no contract: only the statutory clock");
+    assert_eq!(clocks[0].due_at, Some(budapest(6, 16, 23, 59) + chrono::Duration::seconds(59)));
+    ticket_projections::rebuild(&projection(None), &store, &database).await.unwrap();
+    assert!(sla_clocks::clocks_of(&database, ticket).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_statutory_clock_is_configurable() {
+    statutory_clock_is_configurable(backends::sqlite().await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_statutory_clock_is_configurable() {
+    let Some(test_store) = backends::postgres().await else { return };
+    statutory_clock_is_configurable(test_store).await;
 }

@@ -49,6 +49,10 @@ enum Command {
         /// of the system clock, so that time can be moved through a running service.
         #[arg(long, env = "TICKETD_CLOCK_FILE")]
         clock_file: Option<std::path::PathBuf>,
+        /// Calendar days within which a complaint must be answered (Act CLV of 1997 §17/A);
+        /// 0 turns the statutory clock off.
+        #[arg(long, env = "TICKETD_COMPLAINT_ANSWER_DAYS", default_value_t = ticket_projections::sla_clocks::STATUTORY_DAYS)]
+        complaint_answer_days: u32,
     },
     /// Takes in the customer e-mail a mail server delivered to a Maildir (`DIR/new`, `DIR/cur`):
     /// each message becomes a ticket or a reply, then moves to `DIR/.processed/cur` (or, when
@@ -88,8 +92,11 @@ enum Command {
     /// Empties read models and rebuilds them from the whole log (all, or the ones named). A
     /// running service keeps answering and follows the rebuilt checkpoints.
     Rebuild {
-        /// ticket_index, ticket_view, statistics; none for all.
+        /// ticket_index, ticket_view, statistics, sla_clocks; none for all.
         names: Vec<String>,
+        /// As for `serve`: the statutory clock's days for complaints (0: off).
+        #[arg(long, env = "TICKETD_COMPLAINT_ANSWER_DAYS", default_value_t = ticket_projections::sla_clocks::STATUTORY_DAYS)]
+        complaint_answer_days: u32,
     },
     /// API tokens.
     Token {
@@ -305,7 +312,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     ticket_mail::migrate(&opened.database).await?;
     let store = opened.store.clone();
     match cli.command {
-        Command::Serve { listen, mail, intake, sla_check_seconds, clock_file } => {
+        Command::Serve { listen, mail, intake, sla_check_seconds, clock_file, complaint_answer_days } => {
             let mail = mail.settings()?;
             let intake = intake.settings();
             let sla_check = std::time::Duration::from_secs(sla_check_seconds.max(1));
@@ -316,7 +323,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 None => Arc::new(SystemClock),
             };
-            let config = crate::server::ServeConfig { listen, mail, intake, sla_check, clock };
+            let statutory_days = (complaint_answer_days > 0).then_some(complaint_answer_days);
+            let config = crate::server::ServeConfig { listen, mail, intake, sla_check, clock, statutory_days };
             crate::server::serve(opened, config).await?;
         }
         Command::IngestMaildir { dir, watch, intake } => {
@@ -421,7 +429,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Rebuild { names } => {
+        Command::Rebuild { names, complaint_answer_days } => {
             let view = ticket_projections::ticket_view::TicketView::new(store.clone());
             let known = ["ticket_index", "ticket_view", "statistics", "sla_clocks"];
             if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
@@ -443,7 +451,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         let registry =
                             Arc::new(ticket_app::registry::RegistryService::new(store.clone(), Arc::new(SystemClock)));
                         let calendar = Arc::new(ticket_domain::calendar::BusinessCalendar::hungary_default()?);
-                        let clocks = ticket_projections::sla_clocks::SlaClocks::new(store.clone(), registry, calendar);
+                        let clocks = ticket_projections::sla_clocks::SlaClocks::new(store.clone(), registry, calendar)
+                            .with_statutory_days((complaint_answer_days > 0).then_some(complaint_answer_days));
                         ticket_projections::rebuild(&clocks, &store, &opened.database).await?
                     }
                     _ => {

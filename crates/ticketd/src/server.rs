@@ -18,6 +18,8 @@ pub struct ServeConfig {
     pub sla_check: std::time::Duration,
     /// Where "now" comes from.
     pub clock: Arc<dyn ticket_app::Clock>,
+    /// Calendar days for the statutory answer to complaints; `None`: not tracked.
+    pub statutory_days: Option<u32>,
 }
 
 /// The public contact form's limits and where attachments go.
@@ -108,7 +110,8 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
     let registry = Arc::new(ticket_app::registry::RegistryService::new(opened.store.clone(), config.clock.clone()));
     let calendar = Arc::new(ticket_domain::calendar::BusinessCalendar::hungary_default()?);
     let (sla_status, sla_task) = ticket_projections::spawn(
-        ticket_projections::sla_clocks::SlaClocks::new(opened.store.clone(), registry.clone(), calendar.clone()),
+        ticket_projections::sla_clocks::SlaClocks::new(opened.store.clone(), registry.clone(), calendar.clone())
+            .with_statutory_days(config.statutory_days),
         opened.store.clone(),
         opened.database.clone(),
         shutdown.clone(),
