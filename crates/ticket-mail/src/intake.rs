@@ -310,13 +310,10 @@ impl MailIntake {
             Ok((_, _, None)) => {
                 Err(IntakeError::Unavailable(format!("ticket {target} has no state after the command")))
             }
-            Err(error) => {
-                // Nothing was written: free the key so that a later delivery can try again.
-                if !exists {
-                    self.release(&key).await?;
-                }
-                Err(IntakeError::Unavailable(error.to_string()))
-            }
+            // The key stays reserved for this ticket: a later delivery of the message resumes
+            // with the same ticket id, so an append that happened although its answer was lost
+            // is found (by its correlation id) rather than repeated under a new id.
+            Err(error) => Err(IntakeError::Unavailable(error.to_string())),
         }
     }
 
@@ -379,12 +376,6 @@ impl MailIntake {
             .map(|r| r.rows_affected()))
         .map_err(StoreError::from_sqlx)?;
         Ok(inserted == 1)
-    }
-
-    async fn release(&self, message_id: &str) -> Result<(), StoreError> {
-        let sql = "DELETE FROM mail_threads WHERE message_id = $1 AND direction = 'in'";
-        on_database!(&self.database, |pool| sqlx::query(sql).bind(message_id).execute(pool).await.map(drop))
-            .map_err(StoreError::from_sqlx)
     }
 }
 
