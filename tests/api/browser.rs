@@ -157,12 +157,11 @@ async fn walk_through_the_form(app: &TestApp, client: &Client) {
     assert!(number.parse::<u64>().is_ok(), "{number}");
 
     // The ticket: web form channel, the customer as actor, the PDF stored and served to agents only.
-    let ticket = app.get(&format!("/api/v1/tickets/{number}"), &app.agent).await;
-    assert_eq!(ticket.status, StatusCode::OK, "{}", ticket.body);
-    assert_eq!(ticket.body["channel"], "web_form");
-    assert_eq!(ticket.body["language"], "en");
-    assert_eq!(ticket.body["reporter"]["email"], "zoltan@example.com");
-    let attachment = &ticket.body["reporter"]["attachments"][0];
+    // (By number: the number index follows the log within moments, so wait for it.)
+    let ticket = crate::mail::ticket_until(app, &number, |t| t["channel"] == "web_form").await;
+    assert_eq!(ticket["language"], "en");
+    assert_eq!(ticket["reporter"]["email"], "zoltan@example.com");
+    let attachment = &ticket["reporter"]["attachments"][0];
     assert_eq!(attachment["file_name"], "invoice.pdf");
     assert_eq!(attachment["media_type"], "application/pdf");
     let path = format!("/api/v1/tickets/{number}/attachments/{}", attachment["sha256"].as_str().unwrap());

@@ -153,7 +153,9 @@ pub async fn e_mail_becomes_tickets_and_replies_thread_onto_the_right_ones(backe
     assert_eq!(customer_reply["payload"]["message_id"], "<reply-1@mail.example.hu>");
     assert!(customer_reply["payload"]["personal"]["body"].as_str().unwrap().starts_with("Köszönöm!"));
 
-    // The reporter writing anew with the ticket's tag joins the ticket too…
+    // The reporter writing anew with the ticket's tag joins the ticket too (a tag is looked up in
+    // the number index, which follows the log within moments: wait for it first)…
+    ticket_until(&app, &number.to_string(), |t| t["number"] == number).await;
     let tagged = reply(
         "eva@example.hu",
         &format!("[#{number}] még egy kérdés"),
