@@ -53,6 +53,24 @@ pub enum Transaction<'a> {
     Postgres(&'a mut PgConnection),
 }
 
+/// Runs `$body` with `$connection` bound to the transaction's connection, whichever the database
+/// (for statements written once for both: `$n` parameters, types both understand).
+#[macro_export]
+macro_rules! on_transaction {
+    ($transaction:expr, |$connection:ident| $body:expr) => {
+        match $transaction {
+            $crate::Transaction::Sqlite(connection) => {
+                let $connection = &mut **connection;
+                $body
+            }
+            $crate::Transaction::Postgres(connection) => {
+                let $connection = &mut **connection;
+                $body
+            }
+        }
+    };
+}
+
 /// One read model.
 pub trait Projection: Clone + Send + Sync + 'static {
     fn name(&self) -> &'static str;

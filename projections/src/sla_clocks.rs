@@ -83,21 +83,6 @@ fn micros(time: Option<DateTime<Utc>>) -> Option<i64> {
     time.map(|t| t.timestamp_micros())
 }
 
-macro_rules! on_transaction {
-    ($transaction:expr, |$connection:ident| $body:expr) => {
-        match $transaction {
-            Transaction::Sqlite(connection) => {
-                let $connection = &mut **connection;
-                $body
-            }
-            Transaction::Postgres(connection) => {
-                let $connection = &mut **connection;
-                $body
-            }
-        }
-    };
-}
-
 impl Projection for SlaClocks {
     fn name(&self) -> &'static str {
         "sla_clocks"
@@ -154,7 +139,7 @@ impl Projection for SlaClocks {
             };
             let clocks = facts.clocks(&policy);
             let id = ticket_id.as_uuid();
-            on_transaction!(transaction, |connection| {
+            crate::on_transaction!(transaction, |connection| {
                 sqlx::query("DELETE FROM sla_clocks WHERE ticket_id = $1").bind(&id).execute(&mut *connection).await?;
                 for clock in &clocks {
                     sqlx::query(

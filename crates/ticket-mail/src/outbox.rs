@@ -37,21 +37,6 @@ macro_rules! on_database {
 #[allow(unused_imports)]
 pub(crate) use on_database;
 
-macro_rules! on_transaction {
-    ($transaction:expr, |$connection:ident| $body:expr) => {
-        match $transaction {
-            Transaction::Sqlite(connection) => {
-                let $connection = &mut **connection;
-                $body
-            }
-            Transaction::Postgres(connection) => {
-                let $connection = &mut **connection;
-                $body
-            }
-        }
-    };
-}
-
 pub async fn migrate(database: &Database) -> Result<(), StoreError> {
     let result = on_database!(database, |pool| {
         let migrator = match database {
@@ -121,7 +106,7 @@ impl Projection for OutboxProjection {
                     let secret: [u8; 32] = rand::random();
                     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
                 });
-                on_transaction!(transaction, |connection| {
+                ticket_projections::on_transaction!(transaction, |connection| {
                     sqlx::query(
                         "INSERT INTO mail_outbox (id, event_id, kind, ticket_id, ticket_version, position, message_id, \
                          survey_token, status, next_attempt_us, created_us) \

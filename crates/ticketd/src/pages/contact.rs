@@ -124,22 +124,23 @@ pub async fn submit_form(State(state): State<AppState>, Query(query): Query<Lang
             return respond(StatusCode::BAD_REQUEST, form(language, &filled, &errors, Some(general)));
         }
     };
-    let too_large = Problem::Attachment(ticket_app::attachments::AttachmentError::TooLarge {
-        size: state.intake.body_max + 1,
-        max: state.intake.attachments.max_bytes,
-    });
+    // The body broke off or passed the size limit: keep what was typed, say why.
+    let unreadable = |error: axum::extract::multipart::MultipartError| {
+        if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::Attachment(ticket_app::attachments::AttachmentError::TooLarge {
+                size: state.intake.body_max + 1,
+                max: state.intake.attachments.max_bytes,
+            })
+        } else {
+            Problem::Invalid(error.body_text())
+        }
+    };
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => break,
-            // The body broke off or passed the size limit: keep what was typed, say why.
             Err(error) => {
-                let problem = if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    too_large.clone()
-                } else {
-                    Problem::Invalid(error.body_text())
-                };
-                errors.push(("attachment", problem.text(language)));
+                errors.push(("attachment", unreadable(error).text(language)));
                 break;
             }
         };
@@ -147,16 +148,11 @@ pub async fn submit_form(State(state): State<AppState>, Query(query): Query<Lang
         if name == "attachment" {
             let file_name = field.file_name().unwrap_or("attachment").to_owned();
             match field.bytes().await {
-                Ok(bytes) if bytes.is_empty() && file_name.is_empty() => {}
+                // No file chosen: an empty part.
                 Ok(bytes) if bytes.is_empty() => {}
                 Ok(bytes) => filled.attachment = Some((file_name, bytes.to_vec())),
                 Err(error) => {
-                    let problem = if error.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                        too_large.clone()
-                    } else {
-                        Problem::Invalid(error.body_text())
-                    };
-                    errors.push(("attachment", problem.text(language)));
+                    errors.push(("attachment", unreadable(error).text(language)));
                     break;
                 }
             }
