@@ -312,7 +312,11 @@ async fn a_request_that_died_after_appending_is_answered_from_its_events(app: Te
 }
 
 /// Polls a queue until `done` holds for its items (read models follow the log within moments).
-async fn queue_until(app: &TestApp, path: &str, done: impl Fn(&[serde_json::Value]) -> bool) -> Vec<serde_json::Value> {
+pub(crate) async fn queue_until(
+    app: &TestApp,
+    path: &str,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
     let mut items = Vec::new();
     for _ in 0..300 {
         let page = app.get(path, &app.agent).await;
