@@ -46,6 +46,7 @@ pub struct QueueFilter {
     pub channel: Option<String>,
     pub assignee: Option<String>,
     pub division: Option<String>,
+    pub priority: Option<String>,
     pub limit: u32,
     pub offset: u32,
     /// Earliest SLA due time first (tickets without a running clock last), instead of oldest first.
@@ -70,6 +71,8 @@ pub struct QueueRow {
     pub received_at: DateTime<Utc>,
     /// The earliest due time of the ticket's running SLA clocks.
     pub due_at: Option<DateTime<Utc>>,
+    pub priority: String,
+    pub contract_id: Option<String>,
 }
 
 type SqliteRow = (
@@ -85,6 +88,8 @@ type SqliteRow = (
     Option<String>,
     i64,
     Option<i64>,
+    String,
+    Option<String>,
 );
 type PgRow = (
     Uuid,
@@ -99,6 +104,8 @@ type PgRow = (
     Option<String>,
     DateTime<Utc>,
     Option<i64>,
+    String,
+    Option<String>,
 );
 
 /// One page of a queue, oldest first or earliest due first.
@@ -136,6 +143,7 @@ pub async fn queue(
         ("channel", &filter.channel),
         ("assignee", &filter.assignee),
         ("escalated_to", &filter.division),
+        ("priority", &filter.priority),
     ] {
         if let Some(value) = value {
             bind(&format!("{column} = #"), value.clone(), &mut conditions);
@@ -146,7 +154,7 @@ pub async fn queue(
         if filter.by_due { "d.due_at_us IS NULL, d.due_at_us, received_at, number" } else { "received_at, number" };
     let sql = format!(
         "SELECT v.ticket_id, number, version, subject, status, channel, category, service_area, assignee, \
-         escalated_to, received_at, d.due_at_us FROM ticket_view v LEFT JOIN (SELECT ticket_id, MIN(due_at_us) AS \
+         escalated_to, received_at, d.due_at_us, priority, contract_id FROM ticket_view v LEFT JOIN (SELECT ticket_id, MIN(due_at_us) AS \
          due_at_us FROM sla_clocks WHERE met_at_us IS NULL GROUP BY ticket_id) d ON d.ticket_id = v.ticket_id \
          WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {}",
         conditions.join(" AND "),
@@ -177,6 +185,8 @@ pub async fn queue(
                         escalated_to: r.9,
                         received_at,
                         due_at: r.11.and_then(DateTime::from_timestamp_micros),
+                        priority: r.12,
+                        contract_id: r.13,
                     })
                 })
                 .collect()
@@ -202,6 +212,8 @@ pub async fn queue(
                     escalated_to: r.9,
                     received_at: r.10,
                     due_at: r.11.and_then(DateTime::from_timestamp_micros),
+                    priority: r.12,
+                    contract_id: r.13,
                 })
                 .collect())
         }

@@ -8,13 +8,17 @@
 
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use event_store::{Database, RecordedEvent, SharedStore, StoreError};
 use ticket_app::registry::RegistryService;
 use ticket_app::{AppError, CommandContext, TicketService};
 use ticket_domain::calendar::BusinessCalendar;
 use ticket_domain::sla::{SlaFacts, SlaPolicy, SlaTarget};
-use ticket_domain::vocabulary::{Actor, TicketId};
+use ticket_domain::registry::Registry;
+use ticket_domain::vocabulary::{Actor, ContractId, TicketId};
+
+use crate::statistics::facts::REPORTING_TIME_ZONE;
+use crate::statistics::query::{Period, bucket_start};
 use ticket_domain::{DomainError, TicketCommand, TicketEvent};
 
 use crate::fold::{Fold, FoldCache};
@@ -126,9 +130,10 @@ impl Projection for SlaClocks {
                 sqlx::Error::Protocol(format!("ticket {ticket_id} left the fold cache within its batch"))
             })?;
             let terms = facts.contract_id.as_ref().and_then(|id| registry.contracts.get(id)).map(|c| &c.terms);
+            let calendar = registry.calendar_for(facts.contract_id.as_ref(), &self.calendar);
             let policy = SlaPolicy {
                 terms,
-                calendar: &self.calendar,
+                calendar: &calendar,
                 statutory_days: self.statutory_days,
                 warn_percent: WARN_PERCENT,
                 division_answer_minutes: facts
@@ -294,6 +299,8 @@ pub enum ComplianceGroup {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ComplianceRow {
+    /// The first day of the row's period (`null`: the report is not bucketed by period).
+    pub period_start: Option<chrono::NaiveDate>,
     pub target: SlaTarget,
     /// The contract, category or service area (`null`: none, or not grouped).
     pub group: Option<String>,
@@ -327,13 +334,17 @@ fn round(value: f64, places: i32) -> f64 {
 }
 
 /// SLA compliance for `[from, to)`: each clock met in the period counts once (in time or not),
-/// each breach due in the period counts once.
+/// each breach due in the period counts once; with `period`, in the bucket (of days in
+/// [`REPORTING_TIME_ZONE`]) its step was done in, or its breach was due in. Business hours are
+/// counted in the calendar of each ticket's contract.
 pub async fn compliance(
     database: &Database,
+    registry: &Registry,
     calendar: &BusinessCalendar,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     group: Option<ComplianceGroup>,
+    period: Option<Period>,
 ) -> Result<Vec<ComplianceRow>, StoreError> {
     let column = match group {
         None => "NULL",
@@ -345,12 +356,12 @@ pub async fn compliance(
     // PostgreSQL, so it is read separately per backend below.
     let sql = |received: &str| {
         format!(
-            "SELECT c.target, {column}, c.due_at_us, c.met_at_us, c.breached, {received} FROM sla_clocks c \
+            "SELECT c.target, {column}, c.due_at_us, c.met_at_us, c.breached, {received}, v.contract_id FROM sla_clocks c \
              JOIN ticket_view v ON v.ticket_id = c.ticket_id \
              WHERE (c.met_at_us >= $1 AND c.met_at_us < $2) OR (c.breached AND c.due_at_us >= $1 AND c.due_at_us < $2)"
         )
     };
-    type Raw = (String, Option<String>, Option<i64>, Option<i64>, bool, i64);
+    type Raw = (String, Option<String>, Option<i64>, Option<i64>, bool, i64, Option<String>);
     let (from_us, to_us) = (from.timestamp_micros(), to.timestamp_micros());
     let rows: Vec<Raw> = match database {
         Database::Sqlite { read, .. } => {
@@ -370,28 +381,36 @@ pub async fn compliance(
         business: Vec<f64>,
         wall: Vec<f64>,
     }
-    let mut groups: std::collections::BTreeMap<(SlaTarget, Option<String>), Acc> = Default::default();
-    for (target, key, due, met, breached, received) in rows {
+    type Key = (Option<NaiveDate>, SlaTarget, Option<String>);
+    let mut groups: std::collections::BTreeMap<Key, Acc> = Default::default();
+    let instant = |us: i64| DateTime::from_timestamp_micros(us);
+    let bucket = |us: i64| {
+        let day = instant(us)?.with_timezone(&REPORTING_TIME_ZONE).date_naive();
+        period.map(|period| bucket_start(day, period))
+    };
+    for (target, key, due, met, breached, received, contract) in rows {
         let Some(target) = parse_target(&target) else { continue };
-        let acc = groups.entry((target, key)).or_default();
-        let instant = |us: i64| DateTime::from_timestamp_micros(us);
         if let Some(met_at) = met.filter(|m| (from_us..to_us).contains(m)) {
+            let acc = groups.entry((bucket(met_at), target, key.clone())).or_default();
             acc.met += 1;
             if due.is_none_or(|due| met_at <= due) {
                 acc.in_time += 1;
             }
             if let (Some(start), Some(end)) = (instant(received), instant(met_at)) {
+                let contract = contract.as_deref().and_then(|id| ContractId::parse(id).ok());
+                let calendar = registry.calendar_for(contract.as_ref(), calendar);
                 acc.business.push(calendar.elapsed(start, end).num_seconds() as f64 / 3600.0);
                 acc.wall.push((end - start).num_seconds() as f64 / 3600.0);
             }
         }
-        if breached && due.is_some_and(|d| (from_us..to_us).contains(&d)) {
-            acc.breaches += 1;
+        if let Some(due_at) = due.filter(|d| breached && (from_us..to_us).contains(d)) {
+            groups.entry((bucket(due_at), target, key)).or_default().breaches += 1;
         }
     }
     Ok(groups
         .into_iter()
-        .map(|((target, group), mut acc)| ComplianceRow {
+        .map(|((period_start, target, group), mut acc)| ComplianceRow {
+            period_start,
             target,
             group,
             met: acc.met,

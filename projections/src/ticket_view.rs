@@ -108,16 +108,17 @@ async fn upsert_all_postgres(
     sqlx::query(
         "INSERT INTO ticket_view (ticket_id, number, version, status, channel, category, service_area, contract_id, \
          subject, assignee, escalated_to, out_of_scope, survey, received_at, first_contact_at, resolved_at, closed_at, \
-         updated_at) \
+         updated_at, priority) \
          SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], \
          $8::text[], $9::text[], $10::text[], $11::text[], $12::boolean[], $13::text[], $14::timestamptz[], \
-         $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[]) \
+         $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[], $19::text[]) \
          ON CONFLICT (ticket_id) DO UPDATE SET number = excluded.number, version = excluded.version, \
          status = excluded.status, channel = excluded.channel, category = excluded.category, \
          service_area = excluded.service_area, contract_id = excluded.contract_id, subject = excluded.subject, \
          assignee = excluded.assignee, escalated_to = excluded.escalated_to, out_of_scope = excluded.out_of_scope, \
          survey = excluded.survey, received_at = excluded.received_at, first_contact_at = excluded.first_contact_at, \
-         resolved_at = excluded.resolved_at, closed_at = excluded.closed_at, updated_at = excluded.updated_at",
+         resolved_at = excluded.resolved_at, closed_at = excluded.closed_at, updated_at = excluded.updated_at, \
+         priority = excluded.priority",
     )
     .bind(rows.iter().map(|r| r.0.as_uuid()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.2.number.get() as i64).collect::<Vec<_>>())
@@ -137,6 +138,7 @@ async fn upsert_all_postgres(
     .bind(instants(&|s| s.resolved_at))
     .bind(instants(&|s| s.closed_at))
     .bind(rows.iter().map(|r| r.3).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.2.priority.name()).collect::<Vec<_>>())
     .execute(connection)
     .await?;
     Ok(())
@@ -147,7 +149,7 @@ async fn upsert_all_sqlite(
     connection: &mut sqlx::SqliteConnection,
     changed: &[(TicketId, (Ticket, DateTime<Utc>))],
 ) -> Result<(), sqlx::Error> {
-    /// 18 parameters a row: well under SQLite's 32,766.
+    /// 19 parameters a row: well under SQLite's 32,766.
     const ROWS_PER_STATEMENT: usize = 500;
     let rows: Vec<Row> = changed
         .iter()
@@ -157,7 +159,7 @@ async fn upsert_all_sqlite(
         let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO ticket_view (ticket_id, number, version, status, channel, category, service_area, \
              contract_id, subject, assignee, escalated_to, out_of_scope, survey, received_at, first_contact_at, \
-             resolved_at, closed_at, updated_at) ",
+             resolved_at, closed_at, updated_at, priority) ",
         );
         insert.push_values(chunk, |mut row, (ticket_id, version, state, updated_at)| {
             row.push_bind(ticket_id.as_uuid())
@@ -177,7 +179,8 @@ async fn upsert_all_sqlite(
                 .push_bind(micros(state.first_contact_at))
                 .push_bind(micros(state.resolved_at))
                 .push_bind(micros(state.closed_at))
-                .push_bind(updated_at.timestamp_micros());
+                .push_bind(updated_at.timestamp_micros())
+                .push_bind(state.priority.name());
         });
         insert.push(
             " ON CONFLICT (ticket_id) DO UPDATE SET number = excluded.number, version = excluded.version, \
@@ -186,7 +189,7 @@ async fn upsert_all_sqlite(
              assignee = excluded.assignee, escalated_to = excluded.escalated_to, \
              out_of_scope = excluded.out_of_scope, survey = excluded.survey, received_at = excluded.received_at, \
              first_contact_at = excluded.first_contact_at, resolved_at = excluded.resolved_at, \
-             closed_at = excluded.closed_at, updated_at = excluded.updated_at",
+             closed_at = excluded.closed_at, updated_at = excluded.updated_at, priority = excluded.priority",
         );
         insert.build().execute(&mut *connection).await?;
     }

@@ -15,6 +15,7 @@ use ticket_domain::sla::SlaTarget;
 use ticket_domain::vocabulary::{Actor, Category, ContractId, Role, TicketId};
 use ticket_domain::{TicketCommand, TicketEvent, sample};
 use ticket_projections::queues::{Queue, QueueFilter};
+use ticket_projections::statistics::query::Period;
 use ticket_projections::sla_clocks::{self, ComplianceGroup, Recorded, SlaClocks};
 use ticket_tests::backends::{self, TestStore};
 
@@ -29,7 +30,10 @@ fn contract() -> ContractTerms {
         email_addresses: vec![],
         sla: SlaTargets { first_contact_minutes: Some(8 * 60), resolution_minutes: Some(16 * 60) },
         sla_by_category: Default::default(),
+        sla_by_priority: Default::default(),
         calendar: "hu".into(),
+        working_hours: None,
+        time_zone: None,
         pause_while_waiting_for_customer: false,
     }
 }
@@ -143,8 +147,10 @@ async fn clocks_through_easter(test_store: TestStore) {
     // 120.5 wall-clock hours), breached once; resolution not met yet, breached once.
     let calendar = BusinessCalendar::hungary_default().unwrap();
     let april = (budapest(4, 1, 0, 0), budapest(5, 1, 0, 0));
+    let terms = registry.current().await.unwrap();
+    let by_contract = Some(ComplianceGroup::Contract);
     let rows =
-        sla_clocks::compliance(&database, &calendar, april.0, april.1, Some(ComplianceGroup::Contract)).await.unwrap();
+        sla_clocks::compliance(&database, &terms, &calendar, april.0, april.1, by_contract, None).await.unwrap();
     let summary: Vec<_> =
         rows.iter().map(|r| (r.target, r.group.as_deref(), r.met, r.met_in_time, r.compliance, r.breaches)).collect();
     assert_eq!(
@@ -155,8 +161,20 @@ async fn clocks_through_easter(test_store: TestStore) {
         ]
     );
     assert_eq!((rows[0].business_hours_median, rows[0].wall_clock_hours_median), (Some(8.5), Some(120.5)));
+    // By day: each count falls on the day its step was done or its breach was due.
+    let daily = sla_clocks::compliance(&database, &terms, &calendar, april.0, april.1, by_contract, Some(Period::Day))
+        .await
+        .unwrap();
+    let daily: Vec<_> = daily.iter().map(|r| (r.period_start, r.target, r.met, r.breaches)).collect();
+    let day = |d| chrono::NaiveDate::from_ymd_opt(2026, 4, d);
+    assert_eq!(
+        daily,
+        [(day(7), SlaTarget::FirstContact, 1, 1), (day(8), SlaTarget::Resolution, 0, 1)],
+        "first contact met and breached on the 7th, resolution breached on the 8th"
+    );
     let march = (budapest(3, 1, 0, 0), budapest(4, 1, 0, 0));
-    assert!(sla_clocks::compliance(&database, &calendar, march.0, march.1, None).await.unwrap().is_empty());
+    let none = sla_clocks::compliance(&database, &terms, &calendar, march.0, march.1, None, None).await.unwrap();
+    assert!(none.is_empty());
 }
 
 async fn checkpoint(database: &event_store::Database) -> i64 {

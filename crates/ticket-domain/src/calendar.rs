@@ -190,6 +190,11 @@ impl BusinessCalendar {
         None
     }
 
+    /// Open time from `now` until `due`; negative (the open time since) when `due` has passed.
+    pub fn left_until(&self, now: DateTime<Utc>, due: DateTime<Utc>) -> Duration {
+        if due >= now { self.elapsed(now, due) } else { -self.elapsed(due, now) }
+    }
+
     /// Open time between two instants (zero when `to` is not after `from`).
     pub fn elapsed(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
         if to <= from {

@@ -39,7 +39,16 @@ pub const UPCASTERS: &[Upcaster] = &[
     Upcaster { event_type: "CustomerReplied", from: 1, upcast: no_attachments },
     // v2: a resolution says whether a complaint was upheld; older ones were.
     Upcaster { event_type: "Resolved", from: 1, upcast: upheld },
+    // v3: a report carries its priority; older ones were normal.
+    Upcaster { event_type: "Received", from: 2, upcast: normal_priority },
 ];
+
+fn normal_priority(mut payload: Value) -> Value {
+    if let Some(object) = payload.as_object_mut() {
+        object.entry("priority").or_insert_with(|| Value::String("normal".into()));
+    }
+    payload
+}
 
 fn upheld(mut payload: Value) -> Value {
     if let Some(object) = payload.as_object_mut() {

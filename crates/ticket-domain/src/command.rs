@@ -12,6 +12,7 @@ pub struct ReceiveTicket {
     pub category: Option<Category>,
     pub service_area: Option<ServiceArea>,
     pub contract_id: Option<ContractId>,
+    pub priority: Priority,
     pub language: Language,
     pub reporter_name: PersonName,
     pub reporter_email: Option<EmailAddress>,
@@ -69,6 +70,11 @@ pub enum TicketCommand {
     Assign {
         assignee: StaffName,
     },
+    /// Change how urgent the ticket is (its SLA targets may follow).
+    Prioritise {
+        priority: Priority,
+        reason: Reason,
+    },
     /// A customer's message on this ticket. Within `reopen_window` of the resolution it
     /// reopens a resolved or closed ticket.
     RecordCustomerReply {
@@ -119,6 +125,7 @@ pub enum CommandKind {
     Reopen,
     Reclassify,
     Assign,
+    Prioritise,
     RecordCustomerReply,
     ReplyToCustomer,
     AddNote,
@@ -129,7 +136,7 @@ pub enum CommandKind {
 }
 
 impl CommandKind {
-    pub const ALL: [CommandKind; 19] = [
+    pub const ALL: [CommandKind; 20] = [
         Self::Receive,
         Self::Acknowledge,
         Self::Investigate,
@@ -142,6 +149,7 @@ impl CommandKind {
         Self::Reopen,
         Self::Reclassify,
         Self::Assign,
+        Self::Prioritise,
         Self::RecordCustomerReply,
         Self::ReplyToCustomer,
         Self::AddNote,
@@ -172,6 +180,7 @@ impl CommandKind {
             Self::Reopen => "reopen",
             Self::Reclassify => "reclassify",
             Self::Assign => "assign",
+            Self::Prioritise => "priority",
             Self::RecordCustomerReply => "customer-reply",
             Self::ReplyToCustomer => "replies",
             Self::AddNote => "notes",
@@ -198,6 +207,7 @@ impl TicketCommand {
             Self::Reopen { .. } => CommandKind::Reopen,
             Self::Reclassify { .. } => CommandKind::Reclassify,
             Self::Assign { .. } => CommandKind::Assign,
+            Self::Prioritise { .. } => CommandKind::Prioritise,
             Self::RecordCustomerReply { .. } => CommandKind::RecordCustomerReply,
             Self::ReplyToCustomer { .. } => CommandKind::ReplyToCustomer,
             Self::AddNote { .. } => CommandKind::AddNote,

@@ -23,6 +23,8 @@ pub struct Received {
     pub category: Option<Category>,
     pub service_area: Option<ServiceArea>,
     pub contract_id: Option<ContractId>,
+    /// How urgent it came in (since schema version 3; older ones were `normal`).
+    pub priority: Priority,
     pub language: Language,
     pub personal: ReporterDetails,
 }
@@ -148,6 +150,15 @@ pub struct Reclassified {
 #[serde(deny_unknown_fields)]
 pub struct Assigned {
     pub assignee: StaffName,
+}
+
+/// The ticket's priority changed, with why (its SLA targets may follow).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Prioritised {
+    pub priority: Priority,
+    pub previous_priority: Priority,
+    pub reason: Reason,
 }
 
 /// The customer wrote again on this ticket.
@@ -293,7 +304,7 @@ macro_rules! ticket_events {
 }
 
 ticket_events! {
-    Received = 2,
+    Received = 3,
     Acknowledged = 1,
     Investigated = 1,
     Escalated = 1,
@@ -305,6 +316,7 @@ ticket_events! {
     Reopened = 1,
     Reclassified = 1,
     Assigned = 1,
+    Prioritised = 1,
     CustomerReplied = 2,
     AgentReplied = 1,
     NoteAdded = 1,

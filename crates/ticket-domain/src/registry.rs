@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::vocabulary::{Category, ContractId, DivisionId, EmailAddress};
+use crate::calendar::{BusinessCalendar, Hours};
+use crate::vocabulary::{Category, ContractId, DivisionId, EmailAddress, Priority};
 
 /// The registry's stream.
 pub const REGISTRY_STREAM: &str = "registry";
@@ -43,15 +44,66 @@ pub struct ContractTerms {
     /// The targets for every ticket of the contract…
     #[serde(default)]
     pub sla: SlaTargets,
-    /// … unless its category has its own.
+    /// … where its category's targets override them, target by target …
     #[serde(default)]
     pub sla_by_category: BTreeMap<Category, SlaTargets>,
-    /// The business calendar its clocks run in (`hu`: Hungary, Monday-Friday 08:00-16:00).
+    /// … and its priority's override both, target by target.
+    #[serde(default)]
+    pub sla_by_priority: BTreeMap<Priority, SlaTargets>,
+    /// The business calendar its clocks run in (`hu`: Hungary's holidays and transferred days,
+    /// Monday-Friday 08:00-16:00 unless `working_hours` says otherwise).
     #[serde(default = "default_calendar")]
     pub calendar: String,
+    /// The contract's own working hours per weekday, replacing the calendar's (a weekday left
+    /// out is closed); holidays and transferred days still follow the calendar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_hours: Option<WorkingHours>,
+    /// The IANA time zone its hours are in (default: the calendar's, Europe/Budapest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
     /// Whether the resolution clock stops while the ticket waits for the customer's answer.
     #[serde(default)]
     pub pause_while_waiting_for_customer: bool,
+}
+
+/// Working hours per weekday, each `"HH:MM-HH:MM"` local time; a day left out is closed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct WorkingHours {
+    pub mon: Option<String>,
+    pub tue: Option<String>,
+    pub wed: Option<String>,
+    pub thu: Option<String>,
+    pub fri: Option<String>,
+    pub sat: Option<String>,
+    pub sun: Option<String>,
+}
+
+impl WorkingHours {
+    /// The hours, Monday first, or what is wrong with them.
+    pub fn weekly(&self) -> Result<[Option<Hours>; 7], String> {
+        let days = [&self.mon, &self.tue, &self.wed, &self.thu, &self.fri, &self.sat, &self.sun];
+        let mut weekly = [None; 7];
+        for (slot, (day, name)) in weekly.iter_mut().zip(days.into_iter().zip(WEEKDAYS)) {
+            if let Some(text) = day {
+                *slot = Some(parse_hours(text).map_err(|e| format!("working_hours.{name}: {e}"))?);
+            }
+        }
+        if weekly.iter().all(Option::is_none) {
+            return Err("working_hours must open on at least one weekday".into());
+        }
+        Ok(weekly)
+    }
+}
+
+const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+fn parse_hours(text: &str) -> Result<Hours, String> {
+    let wrong = || format!("'{text}' is not like 08:00-16:00");
+    let (open, close) = text.split_once('-').ok_or_else(wrong)?;
+    let time = |t: &str| chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M").map_err(|_| wrong());
+    Hours::new(time(open)?, time(close)?).map_err(|_| format!("'{text}' must open before it closes"))
 }
 
 fn default_calendar() -> String {
@@ -184,16 +236,48 @@ impl ContractTerms {
         if !CALENDARS.contains(&self.calendar.as_str()) {
             return Err(RegistryError::Invalid(format!("calendar must be one of: {}", CALENDARS.join(", "))));
         }
-        for targets in std::iter::once(&self.sla).chain(self.sla_by_category.values()) {
+        let all_targets =
+            std::iter::once(&self.sla).chain(self.sla_by_category.values()).chain(self.sla_by_priority.values());
+        for targets in all_targets {
             check_minutes("first_contact_minutes", targets.first_contact_minutes)?;
             check_minutes("resolution_minutes", targets.resolution_minutes)?;
+        }
+        if let Some(hours) = &self.working_hours {
+            hours.weekly().map_err(RegistryError::Invalid)?;
+        }
+        if let Some(zone) = &self.time_zone {
+            zone.parse::<chrono_tz::Tz>()
+                .map_err(|_| RegistryError::Invalid(format!("'{zone}' is not an IANA time zone (like Europe/Budapest)")))?;
         }
         Ok(self)
     }
 
-    /// The targets for a ticket of `category`.
-    pub fn targets_for(&self, category: Option<Category>) -> &SlaTargets {
-        category.and_then(|c| self.sla_by_category.get(&c)).unwrap_or(&self.sla)
+    /// The targets for a ticket of `category` and `priority`: the contract's, overridden target by
+    /// target by the category's, then by the priority's.
+    pub fn targets_for(&self, category: Option<Category>, priority: Priority) -> SlaTargets {
+        let overrides = category.and_then(|c| self.sla_by_category.get(&c)).into_iter().chain(self.sla_by_priority.get(&priority));
+        overrides.fold(self.sla.clone(), |targets, over| SlaTargets {
+            first_contact_minutes: over.first_contact_minutes.or(targets.first_contact_minutes),
+            resolution_minutes: over.resolution_minutes.or(targets.resolution_minutes),
+        })
+    }
+
+    /// The calendar the contract's clocks run in: `base` (its holidays and transferred days)
+    /// with the contract's own working hours and time zone, when it has them.
+    pub fn calendar_from<'a>(&self, base: &'a BusinessCalendar) -> std::borrow::Cow<'a, BusinessCalendar> {
+        let weekly = self.working_hours.as_ref().and_then(|hours| hours.weekly().ok());
+        let zone = self.time_zone.as_ref().and_then(|zone| zone.parse::<chrono_tz::Tz>().ok());
+        if weekly.is_none() && zone.is_none() {
+            return std::borrow::Cow::Borrowed(base);
+        }
+        let mut calendar = base.clone();
+        if let Some(weekly) = weekly {
+            calendar.weekly = weekly;
+        }
+        if let Some(zone) = zone {
+            calendar.time_zone = zone;
+        }
+        std::borrow::Cow::Owned(calendar)
     }
 }
 
@@ -288,6 +372,18 @@ impl Registry {
         Ok(vec![event])
     }
 
+    /// The calendar a ticket of `contract` runs in: `base` with the contract's own hours and zone.
+    pub fn calendar_for<'a>(
+        &self,
+        contract: Option<&ContractId>,
+        base: &'a BusinessCalendar,
+    ) -> std::borrow::Cow<'a, BusinessCalendar> {
+        match contract.and_then(|id| self.contracts.get(id)) {
+            Some(contract) => contract.terms.calendar_from(base),
+            None => std::borrow::Cow::Borrowed(base),
+        }
+    }
+
     /// The contract a reporter belongs to: by exact address, then by domain, else the default.
     pub fn contract_for(&self, email: Option<&EmailAddress>) -> Option<&ContractId> {
         let live = || self.contracts.iter().filter(|(_, c)| !c.retired);
@@ -323,7 +419,13 @@ mod tests {
                 Category::Complaint,
                 SlaTargets { first_contact_minutes: Some(120), resolution_minutes: Some(960) },
             )]),
+            sla_by_priority: BTreeMap::from([(
+                Priority::Urgent,
+                SlaTargets { first_contact_minutes: Some(30), resolution_minutes: None },
+            )]),
             calendar: "hu".into(),
+            working_hours: None,
+            time_zone: None,
             pause_while_waiting_for_customer: false,
         }
     }
@@ -372,9 +474,15 @@ mod tests {
             "a retired contract matches nobody"
         );
         assert_eq!(registry.version, 5);
-        let targets = registry.contracts[&id("general")].terms.targets_for(Some(Category::Complaint));
-        assert_eq!(targets.first_contact_minutes, Some(120));
-        assert_eq!(registry.contracts[&id("general")].terms.targets_for(None).first_contact_minutes, Some(480));
+        let general = &registry.contracts[&id("general")].terms;
+        let targets = general.targets_for(Some(Category::Complaint), Priority::Normal);
+        assert_eq!((targets.first_contact_minutes, targets.resolution_minutes), (Some(120), Some(960)));
+        assert_eq!(general.targets_for(None, Priority::Low).first_contact_minutes, Some(480));
+        // The priority's target wins over the category's; what it leaves out is inherited.
+        let urgent = general.targets_for(Some(Category::Complaint), Priority::Urgent);
+        assert_eq!((urgent.first_contact_minutes, urgent.resolution_minutes), (Some(30), Some(960)));
+        let urgent = general.targets_for(None, Priority::Urgent);
+        assert_eq!((urgent.first_contact_minutes, urgent.resolution_minutes), (Some(30), Some(2400)));
     }
 
     #[test]
@@ -403,6 +511,17 @@ mod tests {
             Err(RegistryError::Invalid(_))
         ));
         bad.sla.resolution_minutes = None;
+        for hours in ["8-16", "16:00-08:00", "08:00-25:00"] {
+            bad.working_hours = Some(WorkingHours { sat: Some(hours.into()), ..Default::default() });
+            let refused = registry.decide(RegistryCommand::SaveContract { contract_id: id("x"), terms: bad.clone() });
+            assert!(matches!(&refused, Err(RegistryError::Invalid(why)) if why.contains("sat")), "{hours}: {refused:?}");
+        }
+        bad.working_hours = Some(WorkingHours::default());
+        assert!(registry.decide(RegistryCommand::SaveContract { contract_id: id("x"), terms: bad.clone() }).is_err());
+        bad.working_hours = None;
+        bad.time_zone = Some("Europe/Atlantis".into());
+        assert!(registry.decide(RegistryCommand::SaveContract { contract_id: id("x"), terms: bad.clone() }).is_err());
+        bad.time_zone = None;
         bad.calendar = "mars".into();
         assert!(matches!(
             registry.decide(RegistryCommand::SaveContract { contract_id: id("x"), terms: bad }),
@@ -417,6 +536,27 @@ mod tests {
             registry.decide(RegistryCommand::RetireContract { contract_id: id("acme") }),
             Err(RegistryError::IsDefault(_))
         ));
+    }
+
+    #[test]
+    fn a_contracts_own_hours_and_zone_replace_the_calendars_but_its_holidays_stay() {
+        use chrono::TimeZone;
+        use chrono_tz::Europe::London;
+        let base = BusinessCalendar::hungary_default().unwrap();
+        let mut shop = terms("Shop", &[], &[]);
+        assert!(matches!(shop.calendar_from(&base), std::borrow::Cow::Borrowed(_)));
+        shop.working_hours = Some(WorkingHours { sat: Some("09:00-13:00".into()), ..Default::default() });
+        shop.time_zone = Some("Europe/London".into());
+        let calendar = shop.calendar_from(&base);
+        let london = |m, d, h| London.with_ymd_and_hms(2026, m, d, h, 0, 0).unwrap().with_timezone(&chrono::Utc);
+        // Open on Saturday mornings, London time.
+        assert_eq!(calendar.add(london(4, 11, 9), chrono::Duration::hours(2)), Some(london(4, 11, 11)));
+        // Friday is closed for this contract: an hour asked on Friday is next Saturday's first.
+        assert_eq!(calendar.add(london(4, 10, 10), chrono::Duration::hours(1)), Some(london(4, 11, 10)));
+        // 26 December 2026 is a Saturday and a Hungarian holiday: the calendar's holidays stay.
+        let after = calendar.add(london(12, 19, 12), chrono::Duration::hours(2)).unwrap();
+        assert_eq!(after, London.with_ymd_and_hms(2027, 1, 2, 10, 0, 0).unwrap().with_timezone(&chrono::Utc));
+        assert_eq!(calendar.elapsed(london(12, 19, 9), london(12, 27, 9)), chrono::Duration::hours(4));
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub fn receive(number: u64) -> ReceiveTicket {
         category: None,
         service_area: Some(ServiceArea::Norma),
         contract_id: None,
+        priority: Priority::Normal,
         language: Language::Hu,
         reporter_name: text(PersonName::parse, "Kovács Anna"),
         reporter_email: Some(EmailAddress::parse("kovacs.anna@example.hu").expect("valid")),
@@ -75,6 +76,10 @@ pub fn reclassify(category: Category) -> TicketCommand {
 
 pub fn assign(assignee: &str) -> TicketCommand {
     TicketCommand::Assign { assignee: text(StaffName::parse, assignee) }
+}
+
+pub fn prioritise(priority: Priority) -> TicketCommand {
+    TicketCommand::Prioritise { priority, reason: text(Reason::parse, "the customer's production is stopped") }
 }
 
 pub fn customer_reply(reopen_window: Duration) -> TicketCommand {

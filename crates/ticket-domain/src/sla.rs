@@ -138,6 +138,7 @@ pub struct SlaFacts {
     pub version: u64,
     pub received_at: Option<DateTime<Utc>>,
     pub category: Option<Category>,
+    pub priority: crate::vocabulary::Priority,
     pub contract_id: Option<crate::vocabulary::ContractId>,
     first_contact: Runs,
     resolution: Runs,
@@ -160,6 +161,7 @@ impl SlaFacts {
             TicketEvent::Received(received) => {
                 self.received_at = Some(at);
                 self.category = received.category;
+                self.priority = received.priority;
                 self.contract_id = received.contract_id.clone();
                 self.first_contact.start(at);
                 self.resolution.start(at);
@@ -171,6 +173,7 @@ impl SlaFacts {
             }
             TicketEvent::Reclassified(reclassified) => self.category = reclassified.category.or(self.category),
             TicketEvent::ContractLinked(linked) => self.contract_id = Some(linked.contract_id.clone()),
+            TicketEvent::Prioritised(prioritised) => self.priority = prioritised.priority,
             TicketEvent::Resolved(_) => {
                 self.resolution.stop(at, true);
                 self.resolution_pausing.stop(at, true);
@@ -211,7 +214,7 @@ impl SlaFacts {
         };
         let mut clocks = Vec::new();
         if let Some(terms) = policy.terms {
-            let targets = terms.targets_for(self.category);
+            let targets = terms.targets_for(self.category, self.priority);
             if let Some(minutes) = targets.first_contact_minutes {
                 clocks.push(business_clock(SlaTarget::FirstContact, minutes, &self.first_contact, policy));
             }
@@ -312,7 +315,13 @@ mod tests {
                 Category::Complaint,
                 SlaTargets { first_contact_minutes: Some(2 * 60), resolution_minutes: Some(2 * 8 * 60) },
             )]),
+            sla_by_priority: BTreeMap::from([(
+                Priority::Urgent,
+                SlaTargets { first_contact_minutes: Some(30), resolution_minutes: None },
+            )]),
             calendar: "hu".into(),
+            working_hours: None,
+            time_zone: None,
             pause_while_waiting_for_customer: pause,
         }
     }
@@ -342,6 +351,19 @@ mod tests {
         // 40 business hours: Wed 7, Thu 8, (Fri-Mon closed), Tue 8, Wed 8, Thu 8 → Fri 10 April 09:00.
         assert_eq!(clocks[1].due_at, Some(at(10, 4, 9, 0)));
         assert!(!clocks[0].breached_at(at(2, 4, 8, 59)) && clocks[0].breached_at(at(2, 4, 9, 1)));
+    }
+
+    #[test]
+    fn a_priority_change_moves_the_due_time_to_the_priority_target() {
+        let prioritised = TicketEvent::Prioritised(ev::Prioritised {
+            priority: Priority::Urgent,
+            previous_priority: Priority::Normal,
+            reason: Reason::parse("production stopped").unwrap(),
+        });
+        let history = [(received(None), at(1, 4, 9, 0)), (prioritised, at(1, 4, 9, 10))];
+        let clocks = run(&history, &terms(false));
+        assert_eq!(clocks[0].due_at, Some(at(1, 4, 9, 30)), "urgent: 30 business minutes from receipt");
+        assert_eq!(clocks[1].due_at, Some(at(10, 4, 9, 0)), "the resolution target is inherited");
     }
 
     #[test]

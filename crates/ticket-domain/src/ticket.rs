@@ -67,6 +67,7 @@ pub struct TicketState {
     pub category: Option<Category>,
     pub service_area: Option<ServiceArea>,
     pub contract_id: Option<ContractId>,
+    pub priority: Priority,
     pub language: Language,
     /// Who reported and what about (personal data, as received).
     pub reporter: ev::ReporterDetails,
@@ -150,7 +151,7 @@ pub fn allowed_from(kind: CommandKind) -> &'static [Status] {
         | CommandKind::LinkContract
         | CommandKind::RecordSlaWarning
         | CommandKind::RecordSlaBreach => ANY,
-        CommandKind::Assign | CommandKind::ReplyToCustomer => OPEN,
+        CommandKind::Assign | CommandKind::Prioritise | CommandKind::ReplyToCustomer => OPEN,
         CommandKind::MarkOutOfScope => &[Received, Acknowledged, Investigating, Escalated],
     }
 }
@@ -287,6 +288,12 @@ impl Ticket {
                 }
                 TicketEvent::Assigned(ev::Assigned { assignee })
             }
+            TicketCommand::Prioritise { priority, reason } => {
+                if state.priority == priority {
+                    return Err(DomainError::NothingToChange("the ticket already has that priority"));
+                }
+                TicketEvent::Prioritised(ev::Prioritised { priority, previous_priority: state.priority, reason })
+            }
             TicketCommand::RecordCustomerReply { channel, message_id, from, body, attachments, reopen_window } => {
                 let replied = TicketEvent::CustomerReplied(ev::CustomerReplied {
                     channel,
@@ -347,6 +354,7 @@ impl Ticket {
                 category: received.category,
                 service_area: received.service_area,
                 contract_id: received.contract_id.clone(),
+                priority: received.priority,
                 language: received.language,
                 reporter: received.personal.clone(),
                 assignee: None,
@@ -414,6 +422,7 @@ impl Ticket {
                 }
             }
             TicketEvent::Assigned(assigned) => state.assignee = Some(assigned.assignee.clone()),
+            TicketEvent::Prioritised(prioritised) => state.priority = prioritised.priority,
             TicketEvent::ContractLinked(linked) => state.contract_id = Some(linked.contract_id.clone()),
             TicketEvent::SlaWarned(warned) => {
                 state.sla_warned.insert(warned.target);
@@ -441,6 +450,7 @@ fn received(receive: ReceiveTicket) -> TicketEvent {
         category: receive.category,
         service_area: receive.service_area,
         contract_id: receive.contract_id,
+        priority: receive.priority,
         language: receive.language,
         personal: ev::ReporterDetails {
             name: receive.reporter_name,

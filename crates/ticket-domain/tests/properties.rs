@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
-use ticket_domain::vocabulary::Category;
+use ticket_domain::vocabulary::{Category, Priority};
 use ticket_domain::{DomainError, Status, Ticket, TicketCommand, TicketEvent, codec, sample};
 
 fn category() -> impl Strategy<Value = Category> {
@@ -30,6 +30,7 @@ fn command() -> impl Strategy<Value = TicketCommand> {
         Just(sample::reopen()),
         category().prop_map(sample::reclassify),
         prop_oneof![Just("kata"), Just("bence")].prop_map(sample::assign),
+        prop::sample::select(Priority::ALL.to_vec()).prop_map(sample::prioritise),
         (0i64..30).prop_map(|days| sample::customer_reply(Duration::days(days))),
         Just(sample::agent_reply()),
         Just(sample::note()),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use chrono::{Duration, TimeZone, Utc};
 use serde_json::{Value, json};
 use ticket_domain::sla::SlaTarget;
-use ticket_domain::vocabulary::Category;
+use ticket_domain::vocabulary::{Category, Priority};
 use ticket_domain::{Ticket, TicketCommand, TicketEvent, codec, sample};
 
 fn repo_root() -> PathBuf {
@@ -41,6 +41,7 @@ fn sample_events() -> Vec<TicketEvent> {
             TicketCommand::Receive(sample::receive(1)),
             sample::acknowledge(),
             sample::assign("kata"),
+            sample::prioritise(Priority::High),
             sample::investigate(Category::UserSupport),
             sample::reclassify(Category::Complaint),
             sample::escalate("legal"),
@@ -127,8 +128,9 @@ fn personal_data_sits_only_under_personal() {
 }
 
 const FIXTURE: &str = "schemas/fixtures/ticket-events.v1.jsonl";
-/// Events of the types and versions added since: v2 of Received and CustomerReplied, …
-const LATER_FIXTURES: &[&str] = &["schemas/fixtures/ticket-events.v2.jsonl"];
+/// Events of the types and versions added since: v2 of Received and CustomerReplied, …; v3 of
+/// Received (with its priority) and Prioritised.
+const LATER_FIXTURES: &[&str] = &["schemas/fixtures/ticket-events.v2.jsonl", "schemas/fixtures/ticket-events.v3.jsonl"];
 
 /// Reads a fixture: every line validates against its version's schema and decodes.
 fn read_fixture(relative: &str) -> Vec<(String, TicketEvent)> {
@@ -154,6 +156,8 @@ fn every_event_type_is_in_a_fixture_and_later_versions_load() {
         for (event_type, event) in read_fixture(fixture) {
             if let TicketEvent::Received(received) = &event {
                 assert_eq!(received.personal.attachments.len(), 1, "v2 keeps attachments");
+                let expected = if fixture.ends_with("v2.jsonl") { Priority::Normal } else { Priority::Urgent };
+                assert_eq!(received.priority, expected, "{fixture}: a report older than v3 reads as normal");
             }
             types.insert(event_type);
         }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use ticket_domain::sample;
-use ticket_domain::vocabulary::Category;
+use ticket_domain::vocabulary::{Category, Priority};
 use ticket_domain::{CommandKind, DomainError, Status, SurveyStatus, Ticket, TicketCommand, TicketEvent};
 
 fn t(minutes: i64) -> DateTime<Utc> {
@@ -183,6 +183,28 @@ fn assigning_to_the_current_assignee_is_refused() {
     let (ticket, minute) = given([TicketCommand::Receive(sample::receive(1)), sample::assign("kata")]);
     assert!(matches!(ticket.decide(sample::assign("kata"), t(minute)), Err(DomainError::NothingToChange(_))));
     assert!(ticket.decide(sample::assign("bence"), t(minute)).is_ok());
+}
+
+#[test]
+fn a_priority_change_records_the_previous_one_and_is_refused_on_a_closed_ticket() {
+    let (ticket, minute) = given([TicketCommand::Receive(sample::receive(1))]);
+    assert_eq!(ticket.state().unwrap().priority, Priority::Normal);
+    assert!(matches!(
+        ticket.decide(sample::prioritise(Priority::Normal), t(minute)),
+        Err(DomainError::NothingToChange(_))
+    ));
+    let events = ticket.decide(sample::prioritise(Priority::Urgent), t(minute)).unwrap();
+    let [TicketEvent::Prioritised(changed)] = events.as_slice() else { panic!("{events:?}") };
+    assert_eq!((changed.priority, changed.previous_priority), (Priority::Urgent, Priority::Normal));
+    let urgent = ticket.evolve(&events[0], t(minute));
+    assert_eq!(urgent.state().unwrap().priority, Priority::Urgent);
+    let mut commands = resolved_ticket();
+    commands.push(TicketCommand::Close);
+    let (closed, minute) = given(commands);
+    assert!(matches!(
+        closed.decide(sample::prioritise(Priority::High), t(minute)),
+        Err(DomainError::InvalidTransition { command: "priority", status: Status::Closed, .. })
+    ));
 }
 
 #[test]

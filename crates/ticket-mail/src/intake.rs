@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use ticket_app::attachments::AttachmentStore;
 use ticket_app::{AppError, CommandContext, TicketService};
 use ticket_domain::vocabulary::{
+    Priority,
     Actor, AttachmentRef, Channel, EmailAddress, Language, MessageBody, MessageId, PersonName, Subject, TicketId,
     TicketNumber,
 };
@@ -288,6 +289,8 @@ impl MailIntake {
                     category: None,
                     service_area: None,
                     contract_id,
+                    // Senders' own "high importance" flags are not trusted: agents triage.
+                    priority: Priority::Normal,
                     language,
                     reporter_name: name,
                     reporter_email: Some(from),

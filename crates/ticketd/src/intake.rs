@@ -10,6 +10,7 @@ use ticket_app::attachments::{AttachmentError, AttachmentStore};
 use ticket_app::{AppError, CommandContext};
 use ticket_domain::ReceiveTicket;
 use ticket_domain::vocabulary::{
+    Priority,
     Actor, Channel, EmailAddress, InvalidValue, Language, MessageBody, PersonName, Subject, TicketId, TicketNumber,
 };
 
@@ -171,6 +172,7 @@ pub async fn submit(
             category: None,
             service_area: None,
             contract_id,
+            priority: Priority::Normal,
             language: submission.language,
             reporter_name: name,
             reporter_email: Some(email),

@@ -155,6 +155,8 @@ impl StatsTicket {
                 self.emit(facts, day, What::Count(Count::SurveyAnswered { score, sent_day }, 1));
             }
             TicketEvent::Assigned(_)
+            // Priorities count in the SLA clocks, not in these statistics.
+            | TicketEvent::Prioritised(_)
             | TicketEvent::CustomerReplied(_)
             | TicketEvent::AgentReplied(_)
             | TicketEvent::NoteAdded(_)

@@ -231,7 +231,8 @@ pub async fn run(database: &Database, query: &StatsQuery) -> Result<Report, Stor
     Ok(report(&load(database).await?, query))
 }
 
-fn bucket_start(date: NaiveDate, period: Period) -> NaiveDate {
+/// The first day of the bucket `date` falls in.
+pub fn bucket_start(date: NaiveDate, period: Period) -> NaiveDate {
     match period {
         Period::Day => date,
         Period::Week => date - Days::new(date.weekday().num_days_from_monday() as u64),

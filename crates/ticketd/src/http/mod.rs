@@ -79,6 +79,7 @@ pub fn app(state: AppState) -> Router {
         .route("/tickets/{id}/close", post(tickets::close))
         .route("/tickets/{id}/reopen", post(tickets::reopen))
         .route("/tickets/{id}/assign", post(tickets::assign))
+        .route("/tickets/{id}/priority", post(tickets::prioritise))
         .route("/tickets/{id}/contract", post(tickets::link_contract))
         .route("/contracts", get(registry::list_contracts))
         .route("/contracts/{contract_id}", axum::routing::put(registry::put_contract))

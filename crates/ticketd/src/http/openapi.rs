@@ -23,7 +23,7 @@ use super::{Health, ProjectionHealth, Readiness};
     ),
     paths(
         create_ticket, get_ticket, get_events, get_sla, get_attachment, super::contact::contact, super::intake::email, acknowledge, investigate, escalate, escalation_answer, resolve, close,
-        reopen, assign, link_contract, reclassify, out_of_scope, notes, replies, survey_sent, survey_answer,
+        reopen, assign, prioritise, link_contract, reclassify, out_of_scope, notes, replies, survey_sent, survey_answer,
         super::queues::get_queue, super::stats::summary, super::stats::divisions, super::stats::root_causes, super::stats::sla,
         super::audit::export, super::healthz, super::readyz,
         super::registry::list_contracts, super::registry::put_contract, super::registry::retire_contract,
@@ -36,7 +36,7 @@ use super::{Health, ProjectionHealth, Readiness};
         super::queues::QueueSort, super::stats::SlaReport,
         ticket_projections::sla_clocks::ComplianceRow, ticket_projections::sla_clocks::ComplianceGroup, super::registry::ContractView, super::registry::ContractList,
         super::registry::DivisionView, super::registry::DefaultContractBody, super::registry::RegistryChange,
-        ticket_domain::registry::ContractTerms, ticket_domain::registry::DivisionTerms, ticket_domain::registry::SlaTargets, ticket_domain::vocabulary::AttachmentRef, EventView, HistoryView, CreateTicket, ReporterInput,
+        ticket_domain::registry::ContractTerms, ticket_domain::registry::DivisionTerms, ticket_domain::registry::SlaTargets, ticket_domain::registry::WorkingHours, PriorityBody, ticket_domain::vocabulary::AttachmentRef, EventView, HistoryView, CreateTicket, ReporterInput,
         Health, Readiness, ProjectionHealth, super::Lag, super::queues::QueuePage, super::queues::QueueItem,
     )),
     tags(

@@ -4,7 +4,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use ticket_domain::vocabulary::{Category, Channel, ServiceArea};
+use ticket_domain::vocabulary::{Category, Channel, ContractId, Priority, ServiceArea};
 use ticket_projections::queues::{self, Queue, QueueFilter};
 use utoipa::{IntoParams, ToSchema};
 
@@ -23,6 +23,7 @@ pub struct QueueQuery {
     pub assignee: Option<String>,
     /// For `escalated`: the division holding the tickets.
     pub division: Option<String>,
+    pub priority: Option<Priority>,
     /// Rows per page, 1-200 (default 50).
     pub limit: Option<u32>,
     /// Rows to skip (from `next_offset`).
@@ -50,12 +51,14 @@ pub struct QueueItem {
     pub service_area: Option<String>,
     pub assignee: Option<String>,
     pub escalated_to: Option<String>,
+    pub priority: String,
+    pub contract_id: Option<String>,
     pub received_at: DateTime<Utc>,
     /// Seconds since the ticket was received.
     pub age_seconds: i64,
     /// The earliest due time of its running SLA clocks (first contact, resolution, statutory answer).
     pub due_at: Option<DateTime<Utc>>,
-    /// Business seconds until `due_at` in the desk's calendar; negative when overdue.
+    /// Business seconds until `due_at` in the ticket's contract's calendar; negative when overdue.
     pub business_seconds_left: Option<i64>,
 }
 
@@ -111,6 +114,7 @@ pub async fn get_queue(
         channel: name(&query.channel),
         assignee: query.assignee,
         division: query.division,
+        priority: name(&query.priority),
         limit,
         offset,
         by_due: query.sort == Some(QueueSort::Due),
@@ -119,33 +123,34 @@ pub async fn get_queue(
         .await
         .map_err(|e| ApiError::from(ticket_app::AppError::Store(e)))?;
     let now = Utc::now();
+    let registry = state.registry.current().await.map_err(super::registry::registry_error)?;
     let full = rows.len() as u32 == limit;
     Ok(axum::Json(QueuePage {
         queue: name_in_path,
         next_offset: full.then_some(offset + limit),
         items: rows
             .into_iter()
-            .map(|row| QueueItem {
-                id: row.ticket_id,
-                number: row.number,
-                version: row.version,
-                subject: row.subject,
-                status: row.status,
-                channel: row.channel,
-                category: row.category,
-                service_area: row.service_area,
-                assignee: row.assignee,
-                escalated_to: row.escalated_to,
-                age_seconds: (now - row.received_at).num_seconds().max(0),
-                received_at: row.received_at,
-                business_seconds_left: row.due_at.map(|due| {
-                    if due >= now {
-                        state.calendar.elapsed(now, due).num_seconds()
-                    } else {
-                        -state.calendar.elapsed(due, now).num_seconds()
-                    }
-                }),
-                due_at: row.due_at,
+            .map(|row| {
+                let contract = row.contract_id.as_deref().and_then(|id| ContractId::parse(id).ok());
+                let calendar = registry.calendar_for(contract.as_ref(), &state.calendar);
+                QueueItem {
+                    id: row.ticket_id,
+                    number: row.number,
+                    version: row.version,
+                    subject: row.subject,
+                    status: row.status,
+                    channel: row.channel,
+                    category: row.category,
+                    service_area: row.service_area,
+                    assignee: row.assignee,
+                    escalated_to: row.escalated_to,
+                    priority: row.priority,
+                    contract_id: row.contract_id,
+                    age_seconds: (now - row.received_at).num_seconds().max(0),
+                    received_at: row.received_at,
+                    business_seconds_left: row.due_at.map(|due| calendar.left_until(now, due).num_seconds()),
+                    due_at: row.due_at,
+                }
             })
             .collect(),
     }))

@@ -233,6 +233,9 @@ pub struct SlaQuery {
     pub to: Option<NaiveDate>,
     /// Group the rows by contract, category or service area.
     pub by: Option<ComplianceGroup>,
+    /// Also bucket the rows by period (day, ISO week, month, quarter); default: one row per clock
+    /// and group over the whole range.
+    pub period: Option<Period>,
 }
 
 /// SLA compliance over a period.
@@ -241,6 +244,7 @@ pub struct SlaReport {
     pub from: NaiveDate,
     pub to: NaiveDate,
     pub by: Option<ComplianceGroup>,
+    pub period: Option<Period>,
     pub time_zone: String,
     pub rows: Vec<ComplianceRow>,
 }
@@ -274,7 +278,8 @@ pub async fn sla(
     };
     let start = midnight(period.from)?;
     let end = midnight(period.to.succ_opt().ok_or_else(|| invalid("`to` is too late"))?)?;
-    let rows = compliance(&state.database, &state.calendar, start, end, asked.by)
+    let registry = state.registry.current().await.map_err(super::registry::registry_error)?;
+    let rows = compliance(&state.database, &registry, &state.calendar, start, end, asked.by, asked.period)
         .await
         .map_err(|e| ApiError::from(ticket_app::AppError::Store(e)))?;
     if wants_csv(&headers) {
@@ -291,6 +296,7 @@ pub async fn sla(
         from: period.from,
         to: period.to,
         by: asked.by,
+        period: asked.period,
         time_zone: REPORTING_TIME_ZONE.name().to_owned(),
         rows,
     };

@@ -32,6 +32,8 @@ pub struct TicketView {
     pub category: Option<Category>,
     pub service_area: Option<ServiceArea>,
     pub contract_id: Option<String>,
+    /// How urgent: contracts may set SLA targets per priority.
+    pub priority: Priority,
     pub language: Language,
     pub subject: String,
     pub reporter: ReporterView,
@@ -68,6 +70,7 @@ fn view(ticket_id: TicketId, ticket: &Ticket) -> Option<TicketView> {
         category: state.category,
         service_area: state.service_area,
         contract_id: state.contract_id.as_ref().map(|c| c.to_string()),
+        priority: state.priority,
         language: state.language,
         subject: state.reporter.subject.to_string(),
         reporter: ReporterView {
@@ -169,6 +172,8 @@ pub struct CreateTicket {
     pub category: Option<Category>,
     pub service_area: Option<ServiceArea>,
     pub contract_id: Option<String>,
+    /// How urgent; `normal` by default.
+    pub priority: Option<Priority>,
     /// The customer's language for mails; Hungarian by default.
     pub language: Option<Language>,
 }
@@ -252,6 +257,14 @@ pub struct AssignBody {
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+pub struct PriorityBody {
+    pub priority: Priority,
+    /// Why: the SLA targets may change with it.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ReclassifyBody {
     pub category: Option<Category>,
     pub service_area: Option<ServiceArea>,
@@ -322,6 +335,7 @@ fn receive_command(body: &CreateTicket, number: TicketNumber) -> Result<ReceiveT
             category: body.category,
             service_area: body.service_area,
             contract_id: contract_id.clone(),
+            priority: body.priority.unwrap_or_default(),
             language: body.language.unwrap_or_default(),
             reporter_name: name?,
             reporter_email: Some(email?),
@@ -823,6 +837,25 @@ pub async fn assign(
     .await
 }
 
+/// Change how urgent the ticket is (with a reason); its SLA due times follow the contract's
+/// targets for the new priority.
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/priority", tag = "workflow", request_body = PriorityBody,
+    params(("id" = String, Path, description = "The ticket's id or number"), ("If-Match" = Option<String>, Header, description = "The version the command was decided on"), ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe retries")),
+    responses((status = 200, description = "The ticket after the command", body = TicketView)))]
+pub async fn prioritise(
+    State(state): State<AppState>,
+    Agent(caller): Agent,
+    Path(id): Path<String>,
+    if_match: IfMatch,
+    key: IdempotencyKey,
+    json: ApiJson<PriorityBody>,
+) -> Result<Response, ApiError> {
+    command(state, caller, id, if_match, key, json, |b, f| {
+        Some(TicketCommand::Prioritise { priority: b.priority, reason: f.check("reason", Reason::parse(&b.reason))? })
+    })
+    .await
+}
+
 /// Correct the category or service area (with a reason).
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/reclassify", tag = "workflow", request_body = ReclassifyBody,
     params(("id" = String, Path, description = "The ticket's id or number"), ("If-Match" = Option<String>, Header, description = "The version the command was decided on"), ("Idempotency-Key" = Option<String>, Header, description = "Repeat-safe retries")),
@@ -1034,6 +1067,11 @@ pub async fn get_sla(
     let clocks = ticket_projections::sla_clocks::clocks_of(&state.database, ticket_id)
         .await
         .map_err(|e| ApiError::from(AppError::Store(e)))?;
+    // Business time is counted in the calendar of the ticket's contract.
+    let ticket = state.service.load(ticket_id).await?;
+    let registry = state.registry.current().await.map_err(super::registry::registry_error)?;
+    let contract = ticket.state().and_then(|s| s.contract_id.as_ref());
+    let calendar = registry.calendar_for(contract, &state.calendar);
     let views: Vec<SlaClockView> = clocks
         .into_iter()
         .map(|clock| SlaClockView {
@@ -1044,13 +1082,10 @@ pub async fn get_sla(
             paused: clock.paused,
             warned: clock.warned,
             breached: clock.breached,
-            business_seconds_left: clock.due_at.filter(|_| clock.met_at.is_none()).map(|due| {
-                if due >= now {
-                    state.calendar.elapsed(now, due).num_seconds()
-                } else {
-                    -state.calendar.elapsed(due, now).num_seconds()
-                }
-            }),
+            business_seconds_left: clock
+                .due_at
+                .filter(|_| clock.met_at.is_none())
+                .map(|due| calendar.left_until(now, due).num_seconds()),
         })
         .collect();
     Ok(axum::Json(views).into_response())
