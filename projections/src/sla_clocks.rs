@@ -13,8 +13,8 @@ use event_store::{Database, RecordedEvent, SharedStore, StoreError};
 use ticket_app::registry::RegistryService;
 use ticket_app::{AppError, CommandContext, TicketService};
 use ticket_domain::calendar::BusinessCalendar;
-use ticket_domain::sla::{SlaFacts, SlaPolicy, SlaTarget};
 use ticket_domain::registry::Registry;
+use ticket_domain::sla::{SlaFacts, SlaPolicy, SlaTarget};
 use ticket_domain::vocabulary::{Actor, ContractId, TicketId};
 
 use crate::statistics::facts::REPORTING_TIME_ZONE;

@@ -16,6 +16,8 @@ use crate::harness::{Backend, TestApp, spawn_app_with};
 pub struct Mail {
     pub message_id: String,
     pub to: String,
+    /// The first copy recipient's address, if any.
+    pub cc: Option<String>,
     pub subject: String,
     pub in_reply_to: Option<String>,
     pub auto_submitted: Option<String>,
@@ -31,6 +33,7 @@ pub fn parse_mail(bytes: &[u8]) -> Mail {
     Mail {
         message_id: bare(message.message_id().expect("a Message-ID")),
         to: message.to().and_then(|a| a.first()).and_then(|a| a.address()).unwrap_or_default().to_owned(),
+        cc: message.cc().and_then(|a| a.first()).and_then(|a| a.address()).map(str::to_owned),
         subject: message.subject().unwrap_or_default().to_owned(),
         in_reply_to: message.in_reply_to().as_text().map(bare),
         auto_submitted: message.header_raw("Auto-Submitted").map(|v| v.trim().to_owned()),

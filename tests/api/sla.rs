@@ -83,6 +83,11 @@ pub async fn sla_clocks_warn_breach_notify_and_count_across_easter(backend: Back
     assert_eq!(created.body["contract_id"], "acme");
     let id = created.body["id"].as_str().unwrap().to_owned();
     let number = created.body["number"].as_u64().unwrap();
+    // Kata takes it; the staff directory has her address, so breaches reach her too.
+    let kata = json!({"email": "kata@tickets.example"});
+    let saved = app.request(Method::PUT, "/api/v1/staff/kata", Some(&app.admin), &[], Some(kata)).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+    assert_eq!(app.act(&id, "assign", json!({"assignee": "kata"})).await.status, StatusCode::OK);
 
     // Due times skip Good Friday, the weekend and Easter Monday.
     let mut clocks = Value::Null;
@@ -124,6 +129,7 @@ pub async fn sla_clocks_warn_breach_notify_and_count_across_easter(backend: Back
     }
     let breach_mail = breach_mail.expect("the breach mail to the agents");
     assert_eq!(breach_mail.to, "agents@tickets.example");
+    assert_eq!(breach_mail.cc.as_deref(), Some("kata@tickets.example"), "the assignee gets a copy");
     assert!(breach_mail.subject.starts_with(&format!("[#{number}]")), "{breach_mail:?}");
     assert!(breach_mail.body.contains("2026-04-07 15:00"), "{}", breach_mail.body);
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -191,5 +197,88 @@ pub async fn sla_clocks_warn_breach_notify_and_count_across_easter(backend: Back
         answer.body.contains("fogyasztóvédelmi hatósághoz") && answer.body.contains("Békéltető Testület"),
         "{}",
         answer.body
+    );
+
+    // By ISO week: the late first contact and its breach fall in the week of Easter Monday.
+    let weekly = app.get("/api/v1/stats/sla?from=2026-04-01&to=2026-04-30&period=week", &app.quality_manager).await;
+    assert_eq!(weekly.status, StatusCode::OK, "{}", weekly.body);
+    let first = weekly.body["rows"].as_array().unwrap().iter().find(|r| r["target"] == "first_contact").unwrap();
+    assert_eq!((first["period_start"].as_str(), first["met"].as_i64()), (Some("2026-04-06"), Some(1)), "{first}");
+
+    priority_and_a_contracts_own_hours_set_the_due_time(&app).await;
+}
+
+/// A contract open on Saturday mornings in London time, with a tighter first-contact target for
+/// urgent tickets: the due time follows the priority, and the queue filters by it.
+async fn priority_and_a_contracts_own_hours_set_the_due_time(app: &TestApp) {
+    let terms = json!({
+        "customer": "Corner Shop Ltd", "email_domains": ["shop.example"],
+        "sla": {"first_contact_minutes": 240}, "sla_by_priority": {"urgent": {"first_contact_minutes": 60}},
+        "working_hours": {"sat": "09:00-13:00"}, "time_zone": "Europe/London",
+    });
+    let saved = app.request(Method::PUT, "/api/v1/contracts/shop", Some(&app.admin), &[], Some(terms.clone())).await;
+    assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+    let mut bad = terms;
+    bad["working_hours"] = json!({"sat": "13:00-09:00"});
+    let refused = app.request(Method::PUT, "/api/v1/contracts/shop", Some(&app.admin), &[], Some(bad)).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
+
+    // Saturday 11 April 2026, 09:00 in London (10:00 in Budapest): an urgent report.
+    let london = |day: u32, hour: u32| {
+        chrono_tz::Europe::London.with_ymd_and_hms(2026, 4, day, hour, 0, 0).single().unwrap().with_timezone(&Utc)
+    };
+    set_clock(app, london(11, 9));
+    let created = app
+        .request(
+            Method::POST,
+            "/api/v1/tickets",
+            Some(&app.agent),
+            &[],
+            Some(json!({
+                "channel": "phone", "priority": "urgent",
+                "reporter": {"name": "John Smith", "email": "john@shop.example"},
+                "subject": "Till is down", "message": "Nothing prints.",
+            })),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(
+        (created.body["priority"].as_str(), created.body["contract_id"].as_str()),
+        (Some("urgent"), Some("shop"))
+    );
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let first_contact_due = async |expected: DateTime<Utc>| {
+        let mut due = None;
+        for _ in 0..200 {
+            let clocks = app.get(&format!("/api/v1/tickets/{id}/sla"), &app.agent).await.body;
+            due = clocks
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["target"] == "first_contact"))
+                .and_then(|c| c["due_at"].as_str().and_then(|d| d.parse::<DateTime<Utc>>().ok()));
+            if due == Some(expected) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("first contact due {due:?}, expected {expected}");
+    };
+    first_contact_due(london(11, 10)).await;
+    let urgent = crate::queue_until(app, "/api/v1/queues/all-open?priority=urgent", |items| items.len() == 1).await;
+    assert_eq!(urgent[0]["id"].as_str(), Some(id.as_str()));
+
+    // Not so urgent after all: four business hours, the whole Saturday morning.
+    let lowered = app.act(&id, "priority", json!({"priority": "normal", "reason": "a spare till works"})).await;
+    assert_eq!((lowered.status, &lowered.body["priority"]), (StatusCode::OK, &json!("normal")), "{}", lowered.body);
+    assert_eq!(
+        app.act(&id, "priority", json!({"priority": "normal", "reason": "again"})).await.code(),
+        "nothing_to_change"
+    );
+    first_contact_due(london(11, 13)).await;
+    crate::queue_until(app, "/api/v1/queues/all-open?priority=urgent", |items| items.is_empty()).await;
+    let events = app.get(&format!("/api/v1/tickets/{id}/events"), &app.auditor).await.body;
+    let changed = events["events"].as_array().unwrap().iter().find(|e| e["event_type"] == "Prioritised").unwrap();
+    assert_eq!(
+        changed["payload"],
+        json!({"priority": "normal", "previous_priority": "urgent", "reason": "a spare till works"})
     );
 }

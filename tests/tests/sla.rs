@@ -15,8 +15,8 @@ use ticket_domain::sla::SlaTarget;
 use ticket_domain::vocabulary::{Actor, Category, ContractId, Role, TicketId};
 use ticket_domain::{TicketCommand, TicketEvent, sample};
 use ticket_projections::queues::{Queue, QueueFilter};
-use ticket_projections::statistics::query::Period;
 use ticket_projections::sla_clocks::{self, ComplianceGroup, Recorded, SlaClocks};
+use ticket_projections::statistics::query::Period;
 use ticket_tests::backends::{self, TestStore};
 
 fn budapest(month: u32, day: u32, hour: u32, minute: u32) -> DateTime<Utc> {
@@ -149,8 +149,7 @@ async fn clocks_through_easter(test_store: TestStore) {
     let april = (budapest(4, 1, 0, 0), budapest(5, 1, 0, 0));
     let terms = registry.current().await.unwrap();
     let by_contract = Some(ComplianceGroup::Contract);
-    let rows =
-        sla_clocks::compliance(&database, &terms, &calendar, april.0, april.1, by_contract, None).await.unwrap();
+    let rows = sla_clocks::compliance(&database, &terms, &calendar, april.0, april.1, by_contract, None).await.unwrap();
     let summary: Vec<_> =
         rows.iter().map(|r| (r.target, r.group.as_deref(), r.met, r.met_in_time, r.compliance, r.breaches)).collect();
     assert_eq!(

@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::calendar::{BusinessCalendar, Hours};
-use crate::vocabulary::{Category, ContractId, DivisionId, EmailAddress, Priority};
+use crate::vocabulary::{Category, ContractId, DivisionId, EmailAddress, Priority, StaffName};
 
 /// The registry's stream.
 pub const REGISTRY_STREAM: &str = "registry";
@@ -126,6 +126,16 @@ pub struct DivisionTerms {
     pub answer_minutes: Option<u32>,
 }
 
+/// A member of staff the service mails (an assignee told of a breach on their ticket). The name
+/// is the one tickets are assigned to: their API token's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct StaffTerms {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = "email"))]
+    pub email: EmailAddress,
+}
+
 /// A change to the registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "event_type", content = "payload", deny_unknown_fields)]
@@ -134,6 +144,7 @@ pub enum RegistryEvent {
     ContractRetired { contract_id: ContractId },
     DefaultContractSet { contract_id: ContractId },
     DivisionSaved { division_id: DivisionId, terms: DivisionTerms },
+    StaffSaved { name: StaffName, terms: StaffTerms },
 }
 
 impl RegistryEvent {
@@ -143,6 +154,7 @@ impl RegistryEvent {
             Self::ContractRetired { .. } => "ContractRetired",
             Self::DefaultContractSet { .. } => "DefaultContractSet",
             Self::DivisionSaved { .. } => "DivisionSaved",
+            Self::StaffSaved { .. } => "StaffSaved",
         }
     }
 
@@ -166,6 +178,7 @@ pub enum RegistryCommand {
     RetireContract { contract_id: ContractId },
     SetDefaultContract { contract_id: ContractId },
     SaveDivision { division_id: DivisionId, terms: DivisionTerms },
+    SaveStaff { name: StaffName, terms: StaffTerms },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -197,6 +210,7 @@ pub struct Registry {
     pub version: u64,
     pub contracts: BTreeMap<ContractId, Contract>,
     pub divisions: BTreeMap<DivisionId, DivisionTerms>,
+    pub staff: BTreeMap<StaffName, StaffTerms>,
     pub default_contract: Option<ContractId>,
 }
 
@@ -246,8 +260,9 @@ impl ContractTerms {
             hours.weekly().map_err(RegistryError::Invalid)?;
         }
         if let Some(zone) = &self.time_zone {
-            zone.parse::<chrono_tz::Tz>()
-                .map_err(|_| RegistryError::Invalid(format!("'{zone}' is not an IANA time zone (like Europe/Budapest)")))?;
+            zone.parse::<chrono_tz::Tz>().map_err(|_| {
+                RegistryError::Invalid(format!("'{zone}' is not an IANA time zone (like Europe/Budapest)"))
+            })?;
         }
         Ok(self)
     }
@@ -255,7 +270,8 @@ impl ContractTerms {
     /// The targets for a ticket of `category` and `priority`: the contract's, overridden target by
     /// target by the category's, then by the priority's.
     pub fn targets_for(&self, category: Option<Category>, priority: Priority) -> SlaTargets {
-        let overrides = category.and_then(|c| self.sla_by_category.get(&c)).into_iter().chain(self.sla_by_priority.get(&priority));
+        let overrides =
+            category.and_then(|c| self.sla_by_category.get(&c)).into_iter().chain(self.sla_by_priority.get(&priority));
         overrides.fold(self.sla.clone(), |targets, over| SlaTargets {
             first_contact_minutes: over.first_contact_minutes.or(targets.first_contact_minutes),
             resolution_minutes: over.resolution_minutes.or(targets.resolution_minutes),
@@ -300,6 +316,9 @@ impl Registry {
             RegistryEvent::DefaultContractSet { contract_id } => self.default_contract = Some(contract_id.clone()),
             RegistryEvent::DivisionSaved { division_id, terms } => {
                 self.divisions.insert(division_id.clone(), terms.clone());
+            }
+            RegistryEvent::StaffSaved { name, terms } => {
+                self.staff.insert(name.clone(), terms.clone());
             }
         }
         self
@@ -367,6 +386,16 @@ impl Registry {
                     return Err(RegistryError::NothingToChange);
                 }
                 RegistryEvent::DivisionSaved { division_id, terms }
+            }
+            RegistryCommand::SaveStaff { name, terms } => {
+                let terms = StaffTerms {
+                    email: EmailAddress::parse(terms.email.as_str())
+                        .map_err(|e| RegistryError::Invalid(format!("email: {}", e.problem)))?,
+                };
+                if self.staff.get(&name) == Some(&terms) {
+                    return Err(RegistryError::NothingToChange);
+                }
+                RegistryEvent::StaffSaved { name, terms }
             }
         };
         Ok(vec![event])
@@ -514,7 +543,10 @@ mod tests {
         for hours in ["8-16", "16:00-08:00", "08:00-25:00"] {
             bad.working_hours = Some(WorkingHours { sat: Some(hours.into()), ..Default::default() });
             let refused = registry.decide(RegistryCommand::SaveContract { contract_id: id("x"), terms: bad.clone() });
-            assert!(matches!(&refused, Err(RegistryError::Invalid(why)) if why.contains("sat")), "{hours}: {refused:?}");
+            assert!(
+                matches!(&refused, Err(RegistryError::Invalid(why)) if why.contains("sat")),
+                "{hours}: {refused:?}"
+            );
         }
         bad.working_hours = Some(WorkingHours::default());
         assert!(registry.decide(RegistryCommand::SaveContract { contract_id: id("x"), terms: bad.clone() }).is_err());
@@ -557,6 +589,21 @@ mod tests {
         let after = calendar.add(london(12, 19, 12), chrono::Duration::hours(2)).unwrap();
         assert_eq!(after, London.with_ymd_and_hms(2027, 1, 2, 10, 0, 0).unwrap().with_timezone(&chrono::Utc));
         assert_eq!(calendar.elapsed(london(12, 19, 9), london(12, 27, 9)), chrono::Duration::hours(4));
+    }
+
+    #[test]
+    fn the_staff_directory_keeps_one_checked_address_per_name() {
+        let kata = StaffName::parse("kata").unwrap();
+        let save = |email: &str| RegistryCommand::SaveStaff {
+            name: kata.clone(),
+            terms: StaffTerms { email: serde_json::from_value(serde_json::json!(email)).unwrap() },
+        };
+        let registry = apply(Registry::default(), save(" kata@tickets.example"));
+        assert_eq!(registry.staff[&kata].email.as_str(), "kata@tickets.example");
+        assert_eq!(registry.decide(save("kata@tickets.example")), Err(RegistryError::NothingToChange));
+        assert!(matches!(registry.decide(save("not an address")), Err(RegistryError::Invalid(_))));
+        let moved = apply(registry, save("kata@elsewhere.example"));
+        assert_eq!((moved.staff[&kata].email.as_str(), moved.version), ("kata@elsewhere.example", 2));
     }
 
     #[test]

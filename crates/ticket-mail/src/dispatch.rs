@@ -169,6 +169,8 @@ impl Dispatcher {
                 .unwrap_or_default(),
             ..MailValues::default()
         };
+        // Who gets it, in what language, and who gets a copy.
+        let mut copy = None;
         let (recipient, language) =
             if let (MailKind::Escalation, Some(TicketEvent::Escalated(escalated))) = (kind, the_event) {
                 let registry = self.registry.current().await.map_err(|e| SendError::Transient(e.to_string()))?;
@@ -184,7 +186,26 @@ impl Dispatcher {
                     .parse()
                     .map_err(|e| SendError::Permanent(format!("the division's address cannot be mailed: {e}")))?;
                 (Mailbox::new(Some(division.name.clone()), address), Language::Hu)
-            } else if matches!(kind, MailKind::AgentNotification | MailKind::SlaBreach) {
+            } else if kind == MailKind::SlaBreach {
+                // The agents' address, with a copy to the assignee when the staff directory has theirs.
+                let registry = self.registry.current().await.map_err(|e| SendError::Transient(e.to_string()))?;
+                let assignee = state.assignee.as_ref().and_then(|name| {
+                    let address = registry.staff.get(name)?.email.as_str().parse().ok()?;
+                    Some(Mailbox::new(Some(name.to_string()), address))
+                });
+                match (&self.config.agents, assignee) {
+                    (Some(agents), assignee) => {
+                        copy = assignee;
+                        (agents.clone(), self.config.agents_language)
+                    }
+                    (None, Some(assignee)) => (assignee, self.config.agents_language),
+                    (None, None) => {
+                        return Ok(Outcome::Skipped(
+                            "no agents' address is configured and the assignee has none in the staff directory".into(),
+                        ));
+                    }
+                }
+            } else if kind == MailKind::AgentNotification {
                 match &self.config.agents {
                     Some(agents) => (agents.clone(), self.config.agents_language),
                     None => return Ok(Outcome::Skipped("no agents' address is configured".into())),
@@ -263,7 +284,7 @@ impl Dispatcher {
         let root =
             outbox::thread_root(&self.database, ticket_id).await.map_err(|e| SendError::Transient(e.to_string()))?;
         let message = self
-            .message(row, kind, language, &recipient, &subject, rendered.body, root)
+            .message(row, kind, language, &recipient, copy.as_ref(), &subject, rendered.body, root)
             .map_err(SendError::Permanent)?;
         self.transport.send(&message, &row.id).await?;
         let message_id = MessageId::parse(&row.message_id).ok();
@@ -282,6 +303,7 @@ impl Dispatcher {
         kind: MailKind,
         language: Language,
         to: &Mailbox,
+        copy: Option<&Mailbox>,
         subject: &str,
         body: String,
         root: Option<String>,
@@ -295,6 +317,9 @@ impl Dispatcher {
             .subject(subject)
             .date_now()
             .raw_header(header("Content-Language", language_code(language)));
+        if let Some(copy) = copy {
+            builder = builder.cc(copy.clone());
+        }
         if let Some(root) = root.filter(|root| *root != row.message_id) {
             builder = builder.in_reply_to(root.clone()).references(root);
         }

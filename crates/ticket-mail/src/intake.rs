@@ -25,9 +25,8 @@ use sha2::{Digest, Sha256};
 use ticket_app::attachments::AttachmentStore;
 use ticket_app::{AppError, CommandContext, TicketService};
 use ticket_domain::vocabulary::{
-    Priority,
-    Actor, AttachmentRef, Channel, EmailAddress, Language, MessageBody, MessageId, PersonName, Subject, TicketId,
-    TicketNumber,
+    Actor, AttachmentRef, Channel, EmailAddress, Language, MessageBody, MessageId, PersonName, Priority, Subject,
+    TicketId, TicketNumber,
 };
 use ticket_domain::{ReceiveTicket, TicketCommand, TicketEvent};
 

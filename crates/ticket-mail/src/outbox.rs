@@ -64,7 +64,8 @@ pub fn mails_for(event: &TicketEvent, notify_agents: bool) -> &'static [MailKind
         TicketEvent::AgentReplied(_) => &[MailKind::Reply],
         TicketEvent::Resolved(_) => &[MailKind::Resolution],
         TicketEvent::Closed(_) => &[MailKind::Survey],
-        TicketEvent::SlaBreached(_) if notify_agents => &[MailKind::SlaBreach],
+        // To the agents' address and the assignee (whichever of them has an address).
+        TicketEvent::SlaBreached(_) => &[MailKind::SlaBreach],
         TicketEvent::Escalated(_) => &[MailKind::Escalation],
         _ => &[],
     }

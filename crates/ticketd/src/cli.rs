@@ -75,6 +75,11 @@ enum Command {
         #[command(subcommand)]
         command: DivisionCommand,
     },
+    /// The staff directory: the addresses of the staff tickets are assigned to.
+    Staff {
+        #[command(subcommand)]
+        command: StaffCommand,
+    },
     /// The mail outbox: what is waiting, sent, skipped or failed.
     Outbox {
         /// Every mail, not only those not delivered yet.
@@ -253,6 +258,19 @@ enum DivisionCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum StaffCommand {
+    /// Lists the staff directory (JSON, one per line).
+    List,
+    /// Sets a staff member's address (they are mailed about breaches on tickets assigned to them).
+    Put {
+        /// The name tickets are assigned to (their API token's name).
+        name: String,
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum TokenCommand {
     /// Creates a token and prints it once on stdout; only its hash is stored.
     Create {
@@ -399,6 +417,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let terms = DivisionTerms { name, notification_email, answer_minutes };
                     let registry =
                         registry.execute(RegistryCommand::SaveDivision { division_id, terms }, &cli_context()).await?;
+                    println!("registry at version {}", registry.version);
+                }
+            }
+        }
+        Command::Staff { command } => {
+            use ticket_domain::registry::{RegistryCommand, StaffTerms};
+            let registry = ticket_app::registry::RegistryService::new(store.clone(), Arc::new(SystemClock));
+            match command {
+                StaffCommand::List => {
+                    for (name, terms) in &registry.load().await?.staff {
+                        println!("{}", serde_json::json!({ "name": name, "terms": terms }));
+                    }
+                }
+                StaffCommand::Put { name, email } => {
+                    let name = ticket_domain::vocabulary::StaffName::parse(&name)
+                        .map_err(|e| anyhow::anyhow!("'{name}' is not a staff name: {}", e.problem))?;
+                    let email = ticket_domain::vocabulary::EmailAddress::parse(&email)
+                        .map_err(|e| anyhow::anyhow!("--email: {}", e.problem))?;
+                    let command = RegistryCommand::SaveStaff { name, terms: StaffTerms { email } };
+                    let registry = registry.execute(command, &cli_context()).await?;
                     println!("registry at version {}", registry.version);
                 }
             }

@@ -10,8 +10,8 @@ use ticket_app::attachments::{AttachmentError, AttachmentStore};
 use ticket_app::{AppError, CommandContext};
 use ticket_domain::ReceiveTicket;
 use ticket_domain::vocabulary::{
-    Priority,
-    Actor, Channel, EmailAddress, InvalidValue, Language, MessageBody, PersonName, Subject, TicketId, TicketNumber,
+    Actor, Channel, EmailAddress, InvalidValue, Language, MessageBody, PersonName, Priority, Subject, TicketId,
+    TicketNumber,
 };
 
 use crate::http::AppState;

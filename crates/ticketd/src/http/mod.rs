@@ -87,6 +87,8 @@ pub fn app(state: AppState) -> Router {
         .route("/default-contract", axum::routing::put(registry::set_default_contract))
         .route("/divisions", get(registry::list_divisions))
         .route("/divisions/{division_id}", axum::routing::put(registry::put_division))
+        .route("/staff", get(registry::list_staff))
+        .route("/staff/{name}", axum::routing::put(registry::put_staff))
         .route("/registry/history", get(registry::history))
         .route("/tickets/{id}/reclassify", post(tickets::reclassify))
         .route("/tickets/{id}/out-of-scope", post(tickets::out_of_scope))

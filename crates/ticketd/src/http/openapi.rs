@@ -28,7 +28,7 @@ use super::{Health, ProjectionHealth, Readiness};
         super::audit::export, super::healthz, super::readyz,
         super::registry::list_contracts, super::registry::put_contract, super::registry::retire_contract,
         super::registry::set_default_contract, super::registry::list_divisions, super::registry::put_division,
-        super::registry::history,
+        super::registry::history, super::registry::list_staff, super::registry::put_staff,
     ),
     components(schemas(
         Problem, FieldError, TicketView, ReporterView, super::contact::ContactRequest, super::contact::ContactAttachment,
@@ -36,7 +36,8 @@ use super::{Health, ProjectionHealth, Readiness};
         super::queues::QueueSort, super::stats::SlaReport,
         ticket_projections::sla_clocks::ComplianceRow, ticket_projections::sla_clocks::ComplianceGroup, super::registry::ContractView, super::registry::ContractList,
         super::registry::DivisionView, super::registry::DefaultContractBody, super::registry::RegistryChange,
-        ticket_domain::registry::ContractTerms, ticket_domain::registry::DivisionTerms, ticket_domain::registry::SlaTargets, ticket_domain::registry::WorkingHours, PriorityBody, ticket_domain::vocabulary::AttachmentRef, EventView, HistoryView, CreateTicket, ReporterInput,
+        ticket_domain::registry::ContractTerms, ticket_domain::registry::DivisionTerms, ticket_domain::registry::SlaTargets, ticket_domain::registry::WorkingHours, PriorityBody,
+        ticket_domain::registry::StaffTerms, super::registry::StaffView, ticket_domain::vocabulary::AttachmentRef, EventView, HistoryView, CreateTicket, ReporterInput,
         Health, Readiness, ProjectionHealth, super::Lag, super::queues::QueuePage, super::queues::QueueItem,
     )),
     tags(
@@ -45,7 +46,7 @@ use super::{Health, ProjectionHealth, Readiness};
         (name = "queues", description = "The agents' work lists, from the read models"),
         (name = "statistics", description = "Complaint statistics for quality managers (JSON or CSV)"),
         (name = "audit", description = "Exports for record keeping"),
-        (name = "registry", description = "Contracts (SLA targets, reporters) and divisions: read by staff, changed by admins"),
+        (name = "registry", description = "Contracts (SLA targets, reporters), divisions and the staff directory: read by staff, changed by admins"),
         (name = "operations", description = "Health")
     )
 )]
@@ -89,7 +90,7 @@ fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static str)>
     if path.contains("{queue}") {
         statuses.push(("404", "No such queue (`not_found`)"));
     }
-    let registry_path = ["/api/v1/contracts", "/api/v1/divisions", "/api/v1/default-contract"]
+    let registry_path = ["/api/v1/contracts", "/api/v1/divisions", "/api/v1/default-contract", "/api/v1/staff"]
         .iter()
         .any(|prefix| path.starts_with(prefix));
     if registry_path && (method == "put" || method == "post") {

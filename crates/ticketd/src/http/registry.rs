@@ -1,4 +1,5 @@
-//! Contracts and divisions (`/contracts`, `/divisions`, `/default-contract`): read by staff,
+//! Contracts, divisions and the staff directory (`/contracts`, `/divisions`, `/default-contract`,
+//! `/staff`): read by staff,
 //! changed by admins; every change is an event on the `registry` stream
 //! (`GET /registry/history`).
 
@@ -8,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use ticket_app::CommandContext;
 use ticket_app::registry::RegistryFailure;
-use ticket_domain::registry::{ContractTerms, DivisionTerms, Registry, RegistryCommand, RegistryError};
-use ticket_domain::vocabulary::{ContractId, DivisionId, Role};
+use ticket_domain::registry::{ContractTerms, DivisionTerms, Registry, RegistryCommand, RegistryError, StaffTerms};
+use ticket_domain::vocabulary::{ContractId, DivisionId, Role, StaffName};
 use utoipa::ToSchema;
 
 use super::AppState;
@@ -46,7 +47,7 @@ fn admin_only(caller: &Caller) -> Result<(), ApiError> {
     if caller.role == Role::Admin {
         Ok(())
     } else {
-        Err(ApiError::forbidden("contracts and divisions are changed by admins"))
+        Err(ApiError::forbidden("contracts, divisions and the staff directory are changed by admins"))
     }
 }
 
@@ -204,6 +205,44 @@ pub async fn put_division(
     let terms =
         registry.divisions.get(&division_id).cloned().ok_or_else(|| ApiError::internal("the division is missing"))?;
     Ok(axum::Json(DivisionView { id: division_id.to_string(), terms }).into_response())
+}
+
+/// A member of staff the service mails, by the name tickets are assigned to.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StaffView {
+    pub name: String,
+    pub terms: StaffTerms,
+}
+
+/// The staff directory: whom the service mails about their tickets (an SLA breach on a ticket
+/// assigned to them).
+#[utoipa::path(get, path = "/api/v1/staff", tag = "registry",
+    responses((status = 200, description = "The staff directory", body = Vec<StaffView>)))]
+pub async fn list_staff(State(state): State<AppState>, _caller: Caller) -> Result<Response, ApiError> {
+    let registry = state.registry.load().await.map_err(registry_error)?;
+    let staff: Vec<StaffView> =
+        registry.staff.iter().map(|(name, terms)| StaffView { name: name.to_string(), terms: terms.clone() }).collect();
+    Ok(axum::Json(staff).into_response())
+}
+
+/// Sets a staff member's address (admins).
+#[utoipa::path(put, path = "/api/v1/staff/{name}", tag = "registry", request_body = StaffTerms,
+    params(("name" = String, Path, description = "The name tickets are assigned to (the API token's name)")),
+    responses((status = 200, description = "The entry as saved", body = StaffView),
+              (status = 404, description = "Not a staff name (`not_found`)", body = super::problem::Problem, content_type = "application/problem+json")))]
+pub async fn put_staff(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    json: ApiJson<StaffTerms>,
+) -> Result<Response, ApiError> {
+    admin_only(&caller)?;
+    let staff_name = StaffName::parse(&name)
+        .map_err(|e| ApiError::not_found(format!("'{name}' is not a staff name: {}", e.problem)))?;
+    let command = RegistryCommand::SaveStaff { name: staff_name.clone(), terms: json.value };
+    let registry = state.registry.execute(command, &context(&caller)).await.map_err(registry_error)?;
+    let terms = registry.staff.get(&staff_name).cloned().ok_or_else(|| ApiError::internal("the entry is missing"))?;
+    Ok(axum::Json(StaffView { name: staff_name.to_string(), terms }).into_response())
 }
 
 /// Every change to contracts and divisions, oldest first, with who made it (auditors, admins).
