@@ -70,6 +70,29 @@ impl YearFile {
     }
 }
 
+/// Every `*.toml` year file in `dir`, checked; two files of one year are an error.
+pub fn read_year_files(dir: &std::path::Path) -> Result<Vec<YearFile>, CalendarError> {
+    let error = |reason: String| CalendarError::File { file: dir.display().to_string(), reason };
+    let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| error(e.to_string()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    paths.sort();
+    let mut years: Vec<YearFile> = Vec::new();
+    for path in paths {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| CalendarError::File { file: name.clone(), reason: e.to_string() })?;
+        let year = YearFile::parse(&name, &text)?;
+        if years.iter().any(|y| y.year == year.year) {
+            return Err(CalendarError::File { file: name, reason: format!("a second file for {}", year.year) });
+        }
+        years.push(year);
+    }
+    Ok(years)
+}
+
 fn is_weekend(date: NaiveDate) -> bool {
     matches!(date.weekday(), Weekday::Sat | Weekday::Sun)
 }
@@ -120,12 +143,20 @@ impl BusinessCalendar {
 
     /// Monday to Friday, 08:00 to 16:00, Europe/Budapest, Hungary's holidays and transfers.
     pub fn hungary_default() -> Result<Self, CalendarError> {
+        Self::hungary_with(Vec::new())
+    }
+
+    /// The same, with year files read at start-up (a decree newer than this build): each
+    /// replaces the shipped file of its year, or adds a year.
+    pub fn hungary_with(overrides: Vec<YearFile>) -> Result<Self, CalendarError> {
         let day = Some(Hours::new(
             NaiveTime::from_hms_opt(8, 0, 0).unwrap_or_default(),
             NaiveTime::from_hms_opt(16, 0, 0).unwrap_or_default(),
         )?);
-        let years =
+        let mut years =
             HUNGARY_YEARS.iter().map(|(file, text)| YearFile::parse(file, text)).collect::<Result<Vec<_>, _>>()?;
+        years.retain(|shipped| overrides.iter().all(|o| o.year != shipped.year));
+        years.extend(overrides);
         Ok(Self::new(chrono_tz::Europe::Budapest, [day, day, day, day, day, None, None], &years))
     }
 
@@ -300,5 +331,26 @@ mod tests {
             "year = 2026\nholidays = []\nrest_days = []\nworking_days = [{ date = \"2026-01-09\", name = \"x\" }]";
         assert!(YearFile::parse("x.toml", weekday_worked).unwrap_err().to_string().contains("is a weekday"));
         assert!(YearFile::parse("x.toml", "year = 2026\nholidays = 3").is_err());
+    }
+
+    #[test]
+    fn a_year_file_read_at_start_up_replaces_the_shipped_one() {
+        let dir = std::env::temp_dir().join(format!("calendars-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // A pretend decree: 4 January 2027 (Monday) becomes a rest day, worked on 16 January.
+        let decree = "year = 2027\nholidays = [{ date = \"2027-01-01\", name = \"Újév\" }]\n\
+                      rest_days = [{ date = \"2027-01-04\", name = \"Pihenőnap\" }]\n\
+                      working_days = [{ date = \"2027-01-16\", name = \"Munkanap\" }]\n";
+        std::fs::write(dir.join("2027.toml"), decree).unwrap();
+        std::fs::write(dir.join("README"), "not a year file").unwrap();
+        let years = read_year_files(&dir).unwrap();
+        let calendar = BusinessCalendar::hungary_with(years).unwrap();
+        let monday = NaiveDate::from_ymd_opt(2027, 1, 4).unwrap();
+        assert!(hungary().hours_on(monday).is_some() && calendar.hours_on(monday).is_none());
+        assert!(calendar.hours_on(NaiveDate::from_ymd_opt(2027, 1, 16).unwrap()).is_some());
+        assert!(calendar.hours_on(NaiveDate::from_ymd_opt(2026, 12, 25).unwrap()).is_none(), "other years stay");
+        std::fs::write(dir.join("2027-copy.toml"), decree).unwrap();
+        assert!(read_year_files(&dir).unwrap_err().to_string().contains("a second file"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -49,10 +49,8 @@ enum Command {
         /// of the system clock, so that time can be moved through a running service.
         #[arg(long, env = "TICKETD_CLOCK_FILE")]
         clock_file: Option<std::path::PathBuf>,
-        /// Calendar days within which a complaint must be answered (Act CLV of 1997 §17/A);
-        /// 0 turns the statutory clock off.
-        #[arg(long, env = "TICKETD_COMPLAINT_ANSWER_DAYS", default_value_t = ticket_projections::sla_clocks::STATUTORY_DAYS)]
-        complaint_answer_days: u32,
+        #[command(flatten)]
+        sla: SlaArgs,
     },
     /// Takes in the customer e-mail a mail server delivered to a Maildir (`DIR/new`, `DIR/cur`):
     /// each message becomes a ticket or a reply, then moves to `DIR/.processed/cur` (or, when
@@ -99,9 +97,9 @@ enum Command {
     Rebuild {
         /// ticket_index, ticket_view, statistics, sla_clocks; none for all.
         names: Vec<String>,
-        /// As for `serve`: the statutory clock's days for complaints (0: off).
-        #[arg(long, env = "TICKETD_COMPLAINT_ANSWER_DAYS", default_value_t = ticket_projections::sla_clocks::STATUTORY_DAYS)]
-        complaint_answer_days: u32,
+        /// As for `serve`: the SLA clocks are rebuilt with the same settings.
+        #[command(flatten)]
+        sla: SlaArgs,
     },
     /// API tokens.
     Token {
@@ -257,6 +255,34 @@ enum DivisionCommand {
     },
 }
 
+/// How SLA clocks are computed (the same for `serve` and `rebuild`).
+#[derive(Debug, clap::Args)]
+struct SlaArgs {
+    /// Calendar days within which a complaint must be answered (Act CLV of 1997 §17/A);
+    /// 0 turns the statutory clock off.
+    #[arg(long, env = "TICKETD_COMPLAINT_ANSWER_DAYS", default_value_t = ticket_projections::sla_clocks::STATUTORY_DAYS)]
+    complaint_answer_days: u32,
+    /// A directory of calendar year files (`2027.toml`, shaped like `deploy/calendars/hu/`):
+    /// each replaces the built-in file of its year, or adds a year, without a new build.
+    #[arg(long, env = "TICKETD_CALENDARS_DIR")]
+    calendars_dir: Option<std::path::PathBuf>,
+}
+
+impl SlaArgs {
+    fn statutory_days(&self) -> Option<u32> {
+        (self.complaint_answer_days > 0).then_some(self.complaint_answer_days)
+    }
+
+    fn calendar(&self) -> anyhow::Result<Arc<ticket_domain::calendar::BusinessCalendar>> {
+        use ticket_domain::calendar::{BusinessCalendar, read_year_files};
+        let years = match &self.calendars_dir {
+            Some(dir) => read_year_files(dir)?,
+            None => Vec::new(),
+        };
+        Ok(Arc::new(BusinessCalendar::hungary_with(years)?))
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum StaffCommand {
     /// Lists the staff directory (JSON, one per line).
@@ -330,7 +356,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     ticket_mail::migrate(&opened.database).await?;
     let store = opened.store.clone();
     match cli.command {
-        Command::Serve { listen, mail, intake, sla_check_seconds, clock_file, complaint_answer_days } => {
+        Command::Serve { listen, mail, intake, sla_check_seconds, clock_file, sla } => {
             let mail = mail.settings()?;
             let intake = intake.settings();
             let sla_check = std::time::Duration::from_secs(sla_check_seconds.max(1));
@@ -341,8 +367,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 None => Arc::new(SystemClock),
             };
-            let statutory_days = (complaint_answer_days > 0).then_some(complaint_answer_days);
-            let config = crate::server::ServeConfig { listen, mail, intake, sla_check, clock, statutory_days };
+            let config = crate::server::ServeConfig {
+                listen,
+                mail,
+                intake,
+                sla_check,
+                clock,
+                statutory_days: sla.statutory_days(),
+                calendar: sla.calendar()?,
+            };
             crate::server::serve(opened, config).await?;
         }
         Command::IngestMaildir { dir, watch, intake } => {
@@ -467,7 +500,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Rebuild { names, complaint_answer_days } => {
+        Command::Rebuild { names, sla } => {
             let view = ticket_projections::ticket_view::TicketView::new(store.clone());
             let known = ["ticket_index", "ticket_view", "statistics", "sla_clocks"];
             if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
@@ -488,9 +521,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     "sla_clocks" => {
                         let registry =
                             Arc::new(ticket_app::registry::RegistryService::new(store.clone(), Arc::new(SystemClock)));
-                        let calendar = Arc::new(ticket_domain::calendar::BusinessCalendar::hungary_default()?);
-                        let clocks = ticket_projections::sla_clocks::SlaClocks::new(store.clone(), registry, calendar)
-                            .with_statutory_days((complaint_answer_days > 0).then_some(complaint_answer_days));
+                        let clocks =
+                            ticket_projections::sla_clocks::SlaClocks::new(store.clone(), registry, sla.calendar()?)
+                                .with_statutory_days(sla.statutory_days());
                         ticket_projections::rebuild(&clocks, &store, &opened.database).await?
                     }
                     _ => {

@@ -20,6 +20,8 @@ pub struct ServeConfig {
     pub clock: Arc<dyn ticket_app::Clock>,
     /// Calendar days for the statutory answer to complaints; `None`: not tracked.
     pub statutory_days: Option<u32>,
+    /// The base business calendar (contracts may set their own hours and zone on it).
+    pub calendar: Arc<ticket_domain::calendar::BusinessCalendar>,
 }
 
 /// The public contact form's limits and where attachments go.
@@ -108,7 +110,7 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
     );
     let service = Arc::new(TicketService::new(opened.store.clone(), config.clock.clone(), ServiceOptions::default()));
     let registry = Arc::new(ticket_app::registry::RegistryService::new(opened.store.clone(), config.clock.clone()));
-    let calendar = Arc::new(ticket_domain::calendar::BusinessCalendar::hungary_default()?);
+    let calendar = config.calendar.clone();
     let (sla_status, sla_task) = ticket_projections::spawn(
         ticket_projections::sla_clocks::SlaClocks::new(opened.store.clone(), registry.clone(), calendar.clone())
             .with_statutory_days(config.statutory_days),
