@@ -47,6 +47,7 @@ pub struct SlaClocks {
     calendar: Arc<BusinessCalendar>,
     /// Calendar days for the statutory answer to a complaint; `None`: not tracked.
     statutory_days: Option<u32>,
+    warn_percent: u8,
     changed: Arc<Mutex<std::collections::HashSet<TicketId>>>,
 }
 
@@ -57,11 +58,18 @@ impl SlaClocks {
             registry,
             calendar,
             statutory_days: Some(STATUTORY_DAYS),
+            warn_percent: WARN_PERCENT,
             changed: Arc::default(),
         }
     }
 
     /// Tracks the statutory answer to complaints in `days` calendar days (`None`: not at all).
+    /// Warns at `percent` (1-99) of a target, unless the contract says otherwise.
+    pub fn with_warn_percent(mut self, percent: u8) -> Self {
+        self.warn_percent = percent.clamp(1, 99);
+        self
+    }
+
     pub fn with_statutory_days(mut self, days: Option<u32>) -> Self {
         self.statutory_days = days;
         self
@@ -135,7 +143,7 @@ impl Projection for SlaClocks {
                 terms,
                 calendar: &calendar,
                 statutory_days: self.statutory_days,
-                warn_percent: WARN_PERCENT,
+                warn_percent: terms.and_then(|t| t.warn_percent).unwrap_or(self.warn_percent),
                 division_answer_minutes: facts
                     .division
                     .as_ref()

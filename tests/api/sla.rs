@@ -214,7 +214,7 @@ async fn priority_and_a_contracts_own_hours_set_the_due_time(app: &TestApp) {
     let terms = json!({
         "customer": "Corner Shop Ltd", "email_domains": ["shop.example"],
         "sla": {"first_contact_minutes": 240}, "sla_by_priority": {"urgent": {"first_contact_minutes": 60}},
-        "working_hours": {"sat": "09:00-13:00"}, "time_zone": "Europe/London",
+        "working_hours": {"sat": "09:00-13:00"}, "time_zone": "Europe/London", "warn_percent": 50,
     });
     let saved = app.request(Method::PUT, "/api/v1/contracts/shop", Some(&app.admin), &[], Some(terms.clone())).await;
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
@@ -263,6 +263,9 @@ async fn priority_and_a_contracts_own_hours_set_the_due_time(app: &TestApp) {
         panic!("first contact due {due:?}, expected {expected}");
     };
     first_contact_due(london(11, 10)).await;
+    let clocks = app.get(&format!("/api/v1/tickets/{id}/sla"), &app.agent).await.body;
+    let warn_at = clocks[0]["warn_at"].as_str().and_then(|w| w.parse::<DateTime<Utc>>().ok());
+    assert_eq!(warn_at, Some(london(11, 9) + chrono::Duration::minutes(30)), "the contract warns at 50%: {clocks}");
     let urgent = crate::queue_until(app, "/api/v1/queues/all-open?priority=urgent", |items| items.len() == 1).await;
     assert_eq!(urgent[0]["id"].as_str(), Some(id.as_str()));
 

@@ -35,6 +35,7 @@ fn contract() -> ContractTerms {
         working_hours: None,
         time_zone: None,
         pause_while_waiting_for_customer: false,
+        warn_percent: None,
     }
 }
 

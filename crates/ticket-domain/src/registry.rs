@@ -64,6 +64,10 @@ pub struct ContractTerms {
     /// Whether the resolution clock stops while the ticket waits for the customer's answer.
     #[serde(default)]
     pub pause_while_waiting_for_customer: bool,
+    /// The share of a target (1-99%) at which its clock warns; default: the service's
+    /// `--sla-warn-percent` (80).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn_percent: Option<u8>,
 }
 
 /// Working hours per weekday, each `"HH:MM-HH:MM"` local time; a day left out is closed.
@@ -258,6 +262,9 @@ impl ContractTerms {
         }
         if let Some(hours) = &self.working_hours {
             hours.weekly().map_err(RegistryError::Invalid)?;
+        }
+        if self.warn_percent.is_some_and(|p| !(1..=99).contains(&p)) {
+            return Err(RegistryError::Invalid("warn_percent must be 1 to 99".into()));
         }
         if let Some(zone) = &self.time_zone {
             zone.parse::<chrono_tz::Tz>().map_err(|_| {
@@ -456,6 +463,7 @@ mod tests {
             working_hours: None,
             time_zone: None,
             pause_while_waiting_for_customer: false,
+            warn_percent: None,
         }
     }
 
@@ -554,6 +562,9 @@ mod tests {
         bad.time_zone = Some("Europe/Atlantis".into());
         assert!(registry.decide(RegistryCommand::SaveContract { contract_id: id("x"), terms: bad.clone() }).is_err());
         bad.time_zone = None;
+        bad.warn_percent = Some(100);
+        assert!(registry.decide(RegistryCommand::SaveContract { contract_id: id("x"), terms: bad.clone() }).is_err());
+        bad.warn_percent = None;
         bad.calendar = "mars".into();
         assert!(matches!(
             registry.decide(RegistryCommand::SaveContract { contract_id: id("x"), terms: bad }),

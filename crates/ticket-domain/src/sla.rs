@@ -323,6 +323,7 @@ mod tests {
             working_hours: None,
             time_zone: None,
             pause_while_waiting_for_customer: pause,
+            warn_percent: None,
         }
     }
 

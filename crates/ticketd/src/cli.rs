@@ -266,6 +266,10 @@ struct SlaArgs {
     /// each replaces the built-in file of its year, or adds a year, without a new build.
     #[arg(long, env = "TICKETD_CALENDARS_DIR")]
     calendars_dir: Option<std::path::PathBuf>,
+    /// The share of an SLA target (1-99%) at which its clock warns, unless the contract sets its own.
+    #[arg(long, env = "TICKETD_SLA_WARN_PERCENT", default_value_t = ticket_projections::sla_clocks::WARN_PERCENT,
+          value_parser = clap::value_parser!(u8).range(1..=99))]
+    sla_warn_percent: u8,
 }
 
 impl SlaArgs {
@@ -374,6 +378,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 sla_check,
                 clock,
                 statutory_days: sla.statutory_days(),
+                warn_percent: sla.sla_warn_percent,
                 calendar: sla.calendar()?,
             };
             crate::server::serve(opened, config).await?;
@@ -523,7 +528,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             Arc::new(ticket_app::registry::RegistryService::new(store.clone(), Arc::new(SystemClock)));
                         let clocks =
                             ticket_projections::sla_clocks::SlaClocks::new(store.clone(), registry, sla.calendar()?)
-                                .with_statutory_days(sla.statutory_days());
+                                .with_statutory_days(sla.statutory_days())
+                                .with_warn_percent(sla.sla_warn_percent);
                         ticket_projections::rebuild(&clocks, &store, &opened.database).await?
                     }
                     _ => {

@@ -20,6 +20,8 @@ pub struct ServeConfig {
     pub clock: Arc<dyn ticket_app::Clock>,
     /// Calendar days for the statutory answer to complaints; `None`: not tracked.
     pub statutory_days: Option<u32>,
+    /// The share of a target at which clocks warn (contracts may set their own).
+    pub warn_percent: u8,
     /// The base business calendar (contracts may set their own hours and zone on it).
     pub calendar: Arc<ticket_domain::calendar::BusinessCalendar>,
 }
@@ -113,7 +115,8 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
     let calendar = config.calendar.clone();
     let (sla_status, sla_task) = ticket_projections::spawn(
         ticket_projections::sla_clocks::SlaClocks::new(opened.store.clone(), registry.clone(), calendar.clone())
-            .with_statutory_days(config.statutory_days),
+            .with_statutory_days(config.statutory_days)
+            .with_warn_percent(config.warn_percent),
         opened.store.clone(),
         opened.database.clone(),
         shutdown.clone(),
