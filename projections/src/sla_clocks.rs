@@ -133,8 +133,9 @@ impl Projection for SlaClocks {
         }
         let registry =
             self.registry.current().await.map_err(|e| sqlx::Error::Protocol(format!("the registry: {e}")))?;
-        for ticket_id in changed {
-            let facts = self.folded.get(ticket_id).ok_or_else(|| {
+        let mut rows: Vec<ClockWrite> = Vec::new();
+        for ticket_id in &changed {
+            let facts = self.folded.get(*ticket_id).ok_or_else(|| {
                 sqlx::Error::Protocol(format!("ticket {ticket_id} left the fold cache within its batch"))
             })?;
             let terms = facts.contract_id.as_ref().and_then(|id| registry.contracts.get(id)).map(|c| &c.terms);
@@ -150,31 +151,88 @@ impl Projection for SlaClocks {
                     .and_then(|division| registry.divisions.get(division))
                     .and_then(|division| division.answer_minutes),
             };
-            let clocks = facts.clocks(&policy);
-            let id = ticket_id.as_uuid();
-            crate::on_transaction!(transaction, |connection| {
-                sqlx::query("DELETE FROM sla_clocks WHERE ticket_id = $1").bind(&id).execute(&mut *connection).await?;
-                for clock in &clocks {
-                    sqlx::query(
-                        "INSERT INTO sla_clocks (ticket_id, target, warn_at_us, due_at_us, met_at_us, paused, warned, \
-                         breached) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                    )
-                    .bind(&id)
-                    .bind(target_name(clock.target))
-                    .bind(micros(clock.warn_at))
-                    .bind(micros(clock.due_at))
-                    .bind(micros(clock.met_at))
-                    .bind(clock.paused)
-                    .bind(facts.warned.contains(&clock.target))
-                    .bind(facts.breached.contains(&clock.target))
-                    .execute(&mut *connection)
+            rows.extend(facts.clocks(&policy).into_iter().map(|clock| ClockWrite {
+                ticket_id: ticket_id.as_uuid(),
+                target: target_name(clock.target),
+                warn_at: micros(clock.warn_at),
+                due_at: micros(clock.due_at),
+                met_at: micros(clock.met_at),
+                paused: clock.paused,
+                warned: facts.warned.contains(&clock.target),
+                breached: facts.breached.contains(&clock.target),
+            }));
+        }
+        let ids: Vec<uuid::Uuid> = changed.iter().map(|id| id.as_uuid()).collect();
+        // The batch's tickets' clocks are replaced in a few statements, not a few per ticket.
+        match transaction {
+            Transaction::Postgres(connection) => {
+                sqlx::query("DELETE FROM sla_clocks WHERE ticket_id = ANY($1)")
+                    .bind(&ids)
+                    .execute(&mut **connection)
                     .await?;
+                sqlx::query(
+                    "INSERT INTO sla_clocks (ticket_id, target, warn_at_us, due_at_us, met_at_us, paused, warned, breached) \
+                     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], \
+                     $6::boolean[], $7::boolean[], $8::boolean[])",
+                )
+                .bind(rows.iter().map(|r| r.ticket_id).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.target).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.warn_at).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.due_at).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.met_at).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.paused).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.warned).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.breached).collect::<Vec<_>>())
+                .execute(&mut **connection)
+                .await?;
+            }
+            Transaction::Sqlite(connection) => {
+                // 8 parameters a row, one a ticket: well under SQLite's 32,766.
+                for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+                    let mut delete =
+                        sqlx::QueryBuilder::<sqlx::Sqlite>::new("DELETE FROM sla_clocks WHERE ticket_id IN (");
+                    let mut list = delete.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    delete.push(")").build().execute(&mut **connection).await?;
                 }
-                Ok::<(), sqlx::Error>(())
-            })?;
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                        "INSERT INTO sla_clocks (ticket_id, target, warn_at_us, due_at_us, met_at_us, paused, warned, \
+                         breached) ",
+                    );
+                    insert.push_values(chunk, |mut row, clock| {
+                        row.push_bind(clock.ticket_id)
+                            .push_bind(clock.target)
+                            .push_bind(clock.warn_at)
+                            .push_bind(clock.due_at)
+                            .push_bind(clock.met_at)
+                            .push_bind(clock.paused)
+                            .push_bind(clock.warned)
+                            .push_bind(clock.breached);
+                    });
+                    insert.build().execute(&mut **connection).await?;
+                }
+            }
         }
         Ok(())
     }
+}
+
+/// Rows (or tickets) per SQLite statement.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// One clock row to write.
+struct ClockWrite {
+    ticket_id: uuid::Uuid,
+    target: &'static str,
+    warn_at: Option<i64>,
+    due_at: Option<i64>,
+    met_at: Option<i64>,
+    paused: bool,
+    warned: bool,
+    breached: bool,
 }
 
 /// A ticket's clocks as the read model holds them.

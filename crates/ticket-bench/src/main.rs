@@ -438,6 +438,7 @@ async fn lifecycle(
     let options = ServiceOptions { cache_capacity: if cache { 100_000 } else { 0 }, ..ServiceOptions::default() };
     let service = Arc::new(TicketService::new(store, Arc::new(SystemClock), options));
     reset_peak_rss();
+    let (own_cpu_before, postgres_cpu_before) = (cpu_seconds("self"), postgres_cpu_seconds());
     let started = Instant::now();
     let mut tasks = Vec::new();
     for writer in 0..args.writers {
@@ -468,6 +469,8 @@ async fn lifecycle(
     for task in tasks {
         latency.add(task.await??)?;
     }
+    let per_op = |seconds: f64| (seconds * 1_000_000.0 / (args.tickets * 5) as f64).round() / 1000.0;
+    let (own_cpu, postgres_cpu) = (cpu_seconds("self") - own_cpu_before, postgres_cpu_seconds() - postgres_cpu_before);
     Ok(Measurement {
         backend,
         workload: if cache { "lifecycle" } else { "lifecycle_uncached" },
@@ -477,7 +480,8 @@ async fn lifecycle(
         latency_us: Some(latency),
         peak_rss_mb: peak_rss_mb(),
         raw_ops_per_s: Some(raw_rate),
-        extra: json!({ "tickets": args.tickets, "cache": cache }),
+        extra: json!({ "tickets": args.tickets, "cache": cache, "own_cpu_ms_per_op": per_op(own_cpu),
+                       "postgres_cpu_ms_per_op": per_op(postgres_cpu) }),
     })
 }
 
@@ -601,6 +605,7 @@ async fn http_lifecycle(
     let client = reqwest::Client::builder().pool_max_idle_per_host(args.http_connections).build()?;
     let client_cpu_before = cpu_seconds("self");
     let server_cpu_before = cpu_seconds(&server.id().to_string());
+    let postgres_cpu_before = postgres_cpu_seconds();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for connection in 0..args.http_connections {
@@ -659,6 +664,7 @@ async fn http_lifecycle(
     let elapsed = started.elapsed();
     let client_cpu = cpu_seconds("self") - client_cpu_before;
     let server_cpu = cpu_seconds(&server.id().to_string()) - server_cpu_before;
+    let postgres_cpu = postgres_cpu_seconds() - postgres_cpu_before;
     let server_peak_rss_mb = std::fs::read_to_string(format!("/proc/{}/status", server.id()))
         .ok()
         .and_then(|status| {
@@ -716,11 +722,24 @@ async fn http_lifecycle(
             "peak_rss_is": "server",
             "server_cpu_ms_per_op": (server_cpu * 1000.0 / (args.http_tickets * 5) as f64 * 1000.0).round() / 1000.0,
             "client_cpu_ms_per_op": (client_cpu * 1000.0 / (args.http_tickets * 5) as f64 * 1000.0).round() / 1000.0,
+            "postgres_cpu_ms_per_op": (postgres_cpu * 1000.0 / (args.http_tickets * 5) as f64 * 1000.0).round() / 1000.0,
         }),
     })
 }
 
 /// CPU time (user + system) a process has used, in seconds; `who` is a pid or "self".
+/// CPU time all `postgres` processes of this machine have used, in seconds (0 when none are
+/// visible): the database server's share of a workload.
+fn postgres_cpu_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0.0 };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str().filter(|n| n.bytes().all(|b| b.is_ascii_digit())).map(str::to_owned))
+        .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres"))
+        .map(|pid| cpu_seconds(&pid))
+        .sum()
+}
+
 fn cpu_seconds(who: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{who}/stat")).unwrap_or_default();
     // Fields after the command name (which is in parentheses and may contain spaces).

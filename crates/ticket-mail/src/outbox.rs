@@ -6,7 +6,7 @@
 //! crashes. The projection is never rebuilt (that would send old mail again); its checkpoint
 //! starts at the end of the log as it was when mail was installed (migration 3001).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use event_store::{Database, RecordedEvent, StoreError};
@@ -78,7 +78,35 @@ pub struct OutboxProjection {
     pub domain: Arc<str>,
     /// Whether an agents' address is configured for new-ticket notifications.
     pub notify_agents: bool,
+    /// The mails the batch's events called for, written together when the batch ends.
+    pending: Arc<Mutex<Vec<Enqueued>>>,
 }
+
+/// One mail to enqueue.
+struct Enqueued {
+    id: String,
+    event_id: String,
+    kind: &'static str,
+    ticket_id: String,
+    ticket_version: i64,
+    position: i64,
+    message_id: String,
+    survey_token: Option<String>,
+    created_us: i64,
+}
+
+impl OutboxProjection {
+    pub fn new(domain: &str, notify_agents: bool) -> Self {
+        Self { domain: domain.into(), notify_agents, pending: Arc::default() }
+    }
+
+    fn pending(&self) -> Result<std::sync::MutexGuard<'_, Vec<Enqueued>>, sqlx::Error> {
+        self.pending.lock().map_err(|_| sqlx::Error::Protocol("the outbox batch is poisoned".into()))
+    }
+}
+
+/// Rows per SQLite statement (11 parameters a row: well under SQLite's 32,766).
+const ROWS_PER_STATEMENT: usize = 500;
 
 impl Projection for OutboxProjection {
     fn name(&self) -> &'static str {
@@ -93,62 +121,138 @@ impl Projection for OutboxProjection {
 
     fn apply<'a>(
         &'a self,
-        transaction: &'a mut Transaction<'_>,
+        _transaction: &'a mut Transaction<'_>,
         ticket_id: TicketId,
         event: &'a RecordedEvent,
         decoded: &'a TicketEvent,
     ) -> impl std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'a {
         async move {
+            let mut pending = self.pending()?;
             for &kind in mails_for(decoded, self.notify_agents) {
                 let id = uuid::Uuid::now_v7();
-                let message_id = format!("<{id}@{}>", self.domain);
-                let now = now_us();
-                let token = (kind == MailKind::Survey).then(|| {
-                    let secret: [u8; 32] = rand::random();
-                    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+                pending.push(Enqueued {
+                    id: id.to_string(),
+                    event_id: event.event_id.to_string(),
+                    kind: kind.name(),
+                    ticket_id: ticket_id.as_uuid().to_string(),
+                    ticket_version: event.version as i64,
+                    position: event.position.0,
+                    message_id: format!("<{id}@{}>", self.domain),
+                    survey_token: (kind == MailKind::Survey).then(|| {
+                        let secret: [u8; 32] = rand::random();
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+                    }),
+                    created_us: now_us(),
                 });
-                ticket_projections::on_transaction!(transaction, |connection| {
-                    sqlx::query(
-                        "INSERT INTO mail_outbox (id, event_id, kind, ticket_id, ticket_version, position, message_id, \
-                         survey_token, status, next_attempt_us, created_us) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9) \
-                         ON CONFLICT (event_id, kind) DO NOTHING",
-                    )
-                    .bind(id.to_string())
-                    .bind(event.event_id.to_string())
-                    .bind(kind.name())
-                    .bind(ticket_id.as_uuid().to_string())
-                    .bind(event.version as i64)
-                    .bind(event.position.0)
-                    .bind(&message_id)
-                    .bind(&token)
-                    .bind(now)
-                    .execute(&mut *connection)
-                    .await?;
-                    sqlx::query(
-                        "INSERT INTO mail_threads (message_id, ticket_id, direction, created_us) \
-                         VALUES ($1, $2, 'out', $3) ON CONFLICT (message_id) DO NOTHING",
-                    )
-                    .bind(&message_id)
-                    .bind(ticket_id.as_uuid().to_string())
-                    .bind(now)
-                    .execute(&mut *connection)
-                    .await?;
-                    if let Some(token) = &token {
-                        sqlx::query(
-                            "INSERT INTO survey_tokens (token_hash, ticket_id, created_us) VALUES ($1, $2, $3)",
-                        )
-                        .bind(hash_token(token))
-                        .bind(ticket_id.as_uuid().to_string())
-                        .bind(now)
-                        .execute(&mut *connection)
-                        .await?;
-                    }
-                    Ok::<(), sqlx::Error>(())
-                })?;
             }
             Ok(())
         }
+    }
+
+    fn begin_batch(&self) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.clear();
+        }
+    }
+
+    /// Writes the batch's mails in a few statements, in the batch's transaction (with the
+    /// checkpoint): each event's mails are enqueued exactly once.
+    async fn finish_batch(&self, transaction: &mut Transaction<'_>) -> Result<(), sqlx::Error> {
+        let mails: Vec<Enqueued> = std::mem::take(&mut *self.pending()?);
+        if mails.is_empty() {
+            return Ok(());
+        }
+        let tokens: Vec<(String, &str, i64)> = mails
+            .iter()
+            .filter_map(|m| m.survey_token.as_ref().map(|t| (hash_token(t), m.ticket_id.as_str(), m.created_us)))
+            .collect();
+        match transaction {
+            Transaction::Postgres(connection) => {
+                let column = |f: fn(&Enqueued) -> String| mails.iter().map(f).collect::<Vec<String>>();
+                sqlx::query(
+                    "INSERT INTO mail_outbox (id, event_id, kind, ticket_id, ticket_version, position, message_id, \
+                     survey_token, status, next_attempt_us, created_us) \
+                     SELECT id, event_id, kind, ticket_id, ticket_version, position, message_id, survey_token, \
+                     'pending', created_us, created_us FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+                     $5::bigint[], $6::bigint[], $7::text[], $8::text[], $9::bigint[]) \
+                     AS m(id, event_id, kind, ticket_id, ticket_version, position, message_id, survey_token, created_us) \
+                     ON CONFLICT (event_id, kind) DO NOTHING",
+                )
+                .bind(column(|m| m.id.clone()))
+                .bind(column(|m| m.event_id.clone()))
+                .bind(column(|m| m.kind.to_owned()))
+                .bind(column(|m| m.ticket_id.clone()))
+                .bind(mails.iter().map(|m| m.ticket_version).collect::<Vec<_>>())
+                .bind(mails.iter().map(|m| m.position).collect::<Vec<_>>())
+                .bind(column(|m| m.message_id.clone()))
+                .bind(mails.iter().map(|m| m.survey_token.clone()).collect::<Vec<_>>())
+                .bind(mails.iter().map(|m| m.created_us).collect::<Vec<_>>())
+                .execute(&mut **connection)
+                .await?;
+                sqlx::query(
+                    "INSERT INTO mail_threads (message_id, ticket_id, direction, created_us) \
+                     SELECT message_id, ticket_id, 'out', created_us FROM UNNEST($1::text[], $2::text[], $3::bigint[]) \
+                     AS t(message_id, ticket_id, created_us) ON CONFLICT (message_id) DO NOTHING",
+                )
+                .bind(column(|m| m.message_id.clone()))
+                .bind(column(|m| m.ticket_id.clone()))
+                .bind(mails.iter().map(|m| m.created_us).collect::<Vec<_>>())
+                .execute(&mut **connection)
+                .await?;
+                if !tokens.is_empty() {
+                    sqlx::query(
+                        "INSERT INTO survey_tokens (token_hash, ticket_id, created_us) \
+                         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[])",
+                    )
+                    .bind(tokens.iter().map(|t| t.0.clone()).collect::<Vec<_>>())
+                    .bind(tokens.iter().map(|t| t.1.to_owned()).collect::<Vec<_>>())
+                    .bind(tokens.iter().map(|t| t.2).collect::<Vec<_>>())
+                    .execute(&mut **connection)
+                    .await?;
+                }
+            }
+            Transaction::Sqlite(connection) => {
+                for chunk in mails.chunks(ROWS_PER_STATEMENT) {
+                    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                        "INSERT INTO mail_outbox (id, event_id, kind, ticket_id, ticket_version, position, \
+                         message_id, survey_token, status, next_attempt_us, created_us) ",
+                    );
+                    insert.push_values(chunk, |mut row, m| {
+                        row.push_bind(&m.id)
+                            .push_bind(&m.event_id)
+                            .push_bind(m.kind)
+                            .push_bind(&m.ticket_id)
+                            .push_bind(m.ticket_version)
+                            .push_bind(m.position)
+                            .push_bind(&m.message_id)
+                            .push_bind(&m.survey_token)
+                            .push_bind("pending")
+                            .push_bind(m.created_us)
+                            .push_bind(m.created_us);
+                    });
+                    insert.push(" ON CONFLICT (event_id, kind) DO NOTHING");
+                    insert.build().execute(&mut **connection).await?;
+                    let mut threads = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                        "INSERT INTO mail_threads (message_id, ticket_id, direction, created_us) ",
+                    );
+                    threads.push_values(chunk, |mut row, m| {
+                        row.push_bind(&m.message_id).push_bind(&m.ticket_id).push_bind("out").push_bind(m.created_us);
+                    });
+                    threads.push(" ON CONFLICT (message_id) DO NOTHING");
+                    threads.build().execute(&mut **connection).await?;
+                }
+                for chunk in tokens.chunks(ROWS_PER_STATEMENT) {
+                    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                        "INSERT INTO survey_tokens (token_hash, ticket_id, created_us) ",
+                    );
+                    insert.push_values(chunk, |mut row, (hash, ticket_id, created_us)| {
+                        row.push_bind(hash).push_bind(*ticket_id).push_bind(*created_us);
+                    });
+                    insert.build().execute(&mut **connection).await?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -84,10 +84,7 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         Delivery::Off => None,
     };
     let (outbox_status, outbox_task) = ticket_projections::spawn(
-        ticket_mail::OutboxProjection {
-            domain: config.mail.from.email.domain().into(),
-            notify_agents: config.mail.agents.is_some(),
-        },
+        ticket_mail::OutboxProjection::new(config.mail.from.email.domain(), config.mail.agents.is_some()),
         opened.store.clone(),
         opened.database.clone(),
         shutdown.clone(),
