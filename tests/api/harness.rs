@@ -252,6 +252,11 @@ impl TestApp {
         .await
     }
 
+    /// Intake of `body` by the agent (`POST /api/v1/tickets`).
+    pub async fn create_ticket_with(&self, body: Value) -> Answer {
+        self.request(Method::POST, "/api/v1/tickets", Some(&self.agent), &[], Some(body)).await
+    }
+
     /// Runs a workflow action as the agent.
     pub async fn act(&self, ticket: &str, action: &str, body: Value) -> Answer {
         self.request(Method::POST, &format!("/api/v1/tickets/{ticket}/{action}"), Some(&self.agent), &[], Some(body))

@@ -67,17 +67,11 @@ pub async fn sla_clocks_warn_breach_notify_and_count_across_easter(backend: Back
     // Thursday 2 April 2026, 15:00 in Budapest: a complaint from an ACME address.
     set_clock(&app, budapest(4, 2, 15, 0));
     let created = app
-        .request(
-            Method::POST,
-            "/api/v1/tickets",
-            Some(&app.agent),
-            &[],
-            Some(json!({
-                "channel": "phone", "category": "complaint",
-                "reporter": {"name": "Kiss Anna", "email": "anna@acme.hu"},
-                "subject": "Kétszer számláztak", "message": "A márciusi számla hibás.",
-            })),
-        )
+        .create_ticket_with(json!({
+            "channel": "phone", "category": "complaint",
+            "reporter": {"name": "Kiss Anna", "email": "anna@acme.hu"},
+            "subject": "Kétszer számláztak", "message": "A márciusi számla hibás.",
+        }))
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!(created.body["contract_id"], "acme");
@@ -229,17 +223,11 @@ async fn priority_and_a_contracts_own_hours_set_the_due_time(app: &TestApp) {
     };
     set_clock(app, london(11, 9));
     let created = app
-        .request(
-            Method::POST,
-            "/api/v1/tickets",
-            Some(&app.agent),
-            &[],
-            Some(json!({
-                "channel": "phone", "priority": "urgent",
-                "reporter": {"name": "John Smith", "email": "john@shop.example"},
-                "subject": "Till is down", "message": "Nothing prints.",
-            })),
-        )
+        .create_ticket_with(json!({
+            "channel": "phone", "priority": "urgent",
+            "reporter": {"name": "John Smith", "email": "john@shop.example"},
+            "subject": "Till is down", "message": "Nothing prints.",
+        }))
         .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     assert_eq!(
