@@ -124,6 +124,15 @@ pub async fn sla_clocks_warn_breach_notify_and_count_across_easter(backend: Back
     let breach_mail = breach_mail.expect("the breach mail to the agents");
     assert_eq!(breach_mail.to, "agents@tickets.example");
     assert_eq!(breach_mail.cc.as_deref(), Some("kata@tickets.example"), "the assignee gets a copy");
+    let mut listed = String::new();
+    for _ in 0..100 {
+        listed = app.cli(&["outbox", "--all"]);
+        if listed.contains("agents@tickets.example, cc kata@tickets.example") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(listed.contains("agents@tickets.example, cc kata@tickets.example"), "the outbox says who got it: {listed}");
     assert!(breach_mail.subject.starts_with(&format!("[#{number}]")), "{breach_mail:?}");
     assert!(breach_mail.body.contains("2026-04-07 15:00"), "{}", breach_mail.body);
     tokio::time::sleep(Duration::from_millis(1500)).await;

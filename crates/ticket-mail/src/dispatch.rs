@@ -293,7 +293,12 @@ impl Dispatcher {
             MailKind::Survey => Some(TicketCommand::RecordSurveySent { message_id }),
             _ => None,
         };
-        Ok(Outcome::Sent { recipient: recipient.email.to_string(), subject, follow_up })
+        // The outbox lists who got it, the copy included.
+        let recipient = match &copy {
+            Some(copy) => format!("{}, cc {}", recipient.email, copy.email),
+            None => recipient.email.to_string(),
+        };
+        Ok(Outcome::Sent { recipient, subject, follow_up })
     }
 
     #[allow(clippy::too_many_arguments)]
