@@ -359,6 +359,7 @@ pub enum ComplianceGroup {
     Contract,
     Category,
     ServiceArea,
+    Priority,
 }
 
 /// SLA compliance of one clock kind (and group) over a period. See `projections/STATISTICS.md`.
@@ -368,7 +369,7 @@ pub struct ComplianceRow {
     /// The first day of the row's period (`null`: the report is not bucketed by period).
     pub period_start: Option<chrono::NaiveDate>,
     pub target: SlaTarget,
-    /// The contract, category or service area (`null`: none, or not grouped).
+    /// The contract, category, service area or priority (`null`: none, or not grouped).
     pub group: Option<String>,
     /// Clocks whose step was done in the period.
     pub met: i64,
@@ -417,6 +418,8 @@ pub async fn compliance(
         Some(ComplianceGroup::Contract) => "v.contract_id",
         Some(ComplianceGroup::Category) => "v.category",
         Some(ComplianceGroup::ServiceArea) => "v.service_area",
+        // Never null: a column with a default (migration 2005).
+        Some(ComplianceGroup::Priority) => "v.priority",
     };
     // The same statement on both databases: received_at is micros on SQLite, a timestamp on
     // PostgreSQL, so it is read separately per backend below.

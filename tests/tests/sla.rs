@@ -172,6 +172,10 @@ async fn clocks_through_easter(test_store: TestStore) {
         [(day(7), SlaTarget::FirstContact, 1, 1), (day(8), SlaTarget::Resolution, 0, 1)],
         "first contact met and breached on the 7th, resolution breached on the 8th"
     );
+    let by_priority = Some(ComplianceGroup::Priority);
+    let rows = sla_clocks::compliance(&database, &terms, &calendar, april.0, april.1, by_priority, None).await.unwrap();
+    let groups: Vec<_> = rows.iter().map(|r| (r.target, r.group.as_deref())).collect();
+    assert_eq!(groups, [(SlaTarget::FirstContact, Some("normal")), (SlaTarget::Resolution, Some("normal"))]);
     let march = (budapest(3, 1, 0, 0), budapest(4, 1, 0, 0));
     let none = sla_clocks::compliance(&database, &terms, &calendar, march.0, march.1, None, None).await.unwrap();
     assert!(none.is_empty());

@@ -231,7 +231,7 @@ pub struct SlaQuery {
     pub from: Option<NaiveDate>,
     /// The last day, included (YYYY-MM-DD). Default: today.
     pub to: Option<NaiveDate>,
-    /// Group the rows by contract, category or service area.
+    /// Group the rows by contract, category, service area or priority.
     pub by: Option<ComplianceGroup>,
     /// Also bucket the rows by period (day, ISO week, month, quarter); default: one row per clock
     /// and group over the whole range.
