@@ -452,6 +452,9 @@ pub async fn compliance(
     }
     type Key = (Option<NaiveDate>, SlaTarget, Option<String>);
     let mut groups: std::collections::BTreeMap<Key, Acc> = Default::default();
+    // Each contract's calendar once per report, not once per row.
+    let mut calendars: std::collections::HashMap<Option<String>, std::borrow::Cow<'_, BusinessCalendar>> =
+        Default::default();
     let instant = |us: i64| DateTime::from_timestamp_micros(us);
     let bucket = |us: i64| {
         let day = instant(us)?.with_timezone(&REPORTING_TIME_ZONE).date_naive();
@@ -466,8 +469,10 @@ pub async fn compliance(
                 acc.in_time += 1;
             }
             if let (Some(start), Some(end)) = (instant(received), instant(met_at)) {
-                let contract = contract.as_deref().and_then(|id| ContractId::parse(id).ok());
-                let calendar = registry.calendar_for(contract.as_ref(), calendar);
+                let calendar = calendars.entry(contract).or_insert_with_key(|contract| {
+                    let contract = contract.as_deref().and_then(|id| ContractId::parse(id).ok());
+                    registry.calendar_for(contract.as_ref(), calendar)
+                });
                 acc.business.push(calendar.elapsed(start, end).num_seconds() as f64 / 3600.0);
                 acc.wall.push((end - start).num_seconds() as f64 / 3600.0);
             }

@@ -1037,7 +1037,8 @@ pub async fn get_attachment(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SlaClockView {
     pub target: ticket_domain::sla::SlaTarget,
-    /// When it warns (at 80% of its target).
+    /// When it warns (at the warning share of its target: 80% unless the service or the contract
+    /// says otherwise).
     pub warn_at: Option<DateTime<Utc>>,
     /// `null` while paused (waiting for the customer) before reaching it.
     pub due_at: Option<DateTime<Utc>>,
