@@ -8,9 +8,9 @@
 
 use std::sync::Arc;
 
-use event_store::SharedStore;
 use event_store::postgres::{PostgresOptions, PostgresStore};
 use event_store::sqlite::{SqliteOptions, SqliteStore};
+use event_store::{SharedStore, SharedTail};
 
 pub const POSTGRES_URL_VARIABLE: &str = "TICKETD_TEST_POSTGRES_URL";
 pub const POSTGRES_URL_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -99,4 +99,23 @@ fn drop_schema(url: String, schema: String) {
         });
     })
     .join();
+}
+
+/// The events a [`SharedTail`] in front of a test store keeps: few, so that followers leave it
+/// and come back while the suite runs.
+pub const SHARED_TAIL_TEST_CAPACITY: usize = 16;
+
+/// A fresh SQLite store read through a [`SharedTail`] (as a server's projections read it).
+pub async fn sqlite_shared_tail() -> Option<TestStore> {
+    sqlite().await.map(with_shared_tail)
+}
+
+/// A fresh PostgreSQL schema read through a [`SharedTail`].
+pub async fn postgres_shared_tail() -> Option<TestStore> {
+    postgres().await.map(with_shared_tail)
+}
+
+fn with_shared_tail(mut test_store: TestStore) -> TestStore {
+    test_store.store = Arc::new(SharedTail::new(test_store.store.clone(), SHARED_TAIL_TEST_CAPACITY));
+    test_store
 }

@@ -29,6 +29,8 @@ macro_rules! store_conformance_suite {
             sequences_are_unique_and_increasing_under_concurrency,
             the_store_holds_exactly_what_a_model_of_it_holds,
             a_crowd_of_appends_gets_each_its_own_answer,
+            followers_of_a_shared_tail_each_see_every_event_once_in_order,
+            a_shared_tail_answers_what_the_store_answers,
         );
     };
     (@each $factory:path; $($name:ident),+ $(,)?) => {
@@ -497,4 +499,173 @@ pub async fn a_crowd_of_appends_gets_each_its_own_answer(store: SharedStore) {
         assert_eq!(types, vec!["First", "Second", "Third"], "{id}");
         assert_eq!(stored[0].event_id, first.event_id);
     }
+}
+
+/// Several followers read the global order through one [`SharedTail`] (as a server's projections
+/// do) while writers append: each sees every event exactly once, in order, whether it starts
+/// with the others, late, or with another page size; the tail is small, so followers fall out of
+/// it and come back.
+pub async fn followers_of_a_shared_tail_each_see_every_event_once_in_order(store: SharedStore) {
+    const WRITERS: usize = 4;
+    const APPENDS_PER_WRITER: usize = 40;
+    let start = read_everything(&store).await.last().map_or(GlobalPosition::START, |e| e.position);
+    let tail: SharedStore = Arc::new(SharedTail::new(store.clone(), 20));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                let stream = unique_stream("w");
+                let mut version = 0;
+                for append in 0..APPENDS_PER_WRITER {
+                    let events: Vec<_> =
+                        (0..1 + append % 3).map(|i| event("W", json!({"writer": writer, "i": i}))).collect();
+                    ids.extend(events.iter().map(|e| e.event_id));
+                    let count = events.len() as u64;
+                    store.append(&stream, ExpectedVersion(version), events).await.unwrap();
+                    version += count;
+                }
+                ids
+            })
+        })
+        .collect();
+    let expected = WRITERS * (0..APPENDS_PER_WRITER).map(|append| 1 + append % 3).sum::<usize>();
+    let followers: Vec<_> = [(0u64, 7usize), (0, 7), (0, 3), (30, 11), (60, 50)]
+        .into_iter()
+        .map(|(delay_ms, page)| {
+            let tail = tail.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                let mut subscription = Subscription::new(tail, start).with_batch_size(page);
+                let mut seen = Vec::new();
+                while seen.len() < expected {
+                    let next = tokio::time::timeout(Duration::from_secs(20), subscription.next()).await;
+                    let event = next.expect("a follower waited 20 s for an event").unwrap();
+                    seen.push((event.position, event.event_id));
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut written = HashSet::new();
+    for writer in writers {
+        written.extend(writer.await.unwrap());
+    }
+    assert_eq!(written.len(), expected);
+    for (index, follower) in followers.into_iter().enumerate() {
+        let seen = follower.await.unwrap();
+        assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "follower {index} saw positions out of order");
+        let ids: HashSet<Uuid> = seen.iter().map(|(_, id)| *id).collect();
+        assert_eq!(ids.len(), seen.len(), "follower {index} saw an event twice");
+        assert_eq!(ids, written, "follower {index} missed events (or saw foreign ones)");
+    }
+}
+
+#[derive(Debug, Clone)]
+enum TailStep {
+    Append {
+        events: usize,
+    },
+    /// Follower `follower` reads a page of `limit` through the tail.
+    Read {
+        follower: usize,
+        limit: usize,
+    },
+    /// Follower `follower` goes back to an earlier position (as after a rebuild).
+    Rewind {
+        follower: usize,
+        by: usize,
+    },
+}
+
+fn tail_steps() -> impl Strategy<Value = (usize, Vec<TailStep>)> {
+    let step = prop_oneof![
+        3 => (1usize..5).prop_map(|events| TailStep::Append { events }),
+        5 => (0usize..3, 1usize..6).prop_map(|(follower, limit)| TailStep::Read { follower, limit }),
+        1 => (0usize..3, 1usize..10).prop_map(|(follower, by)| TailStep::Rewind { follower, by }),
+    ];
+    (1usize..8, prop::collection::vec(step, 1..40))
+}
+
+/// A model test of [`SharedTail`]: whatever three followers read through it — in step, apart,
+/// rewound, with any page size and a tiny tail — each answer is exactly the start of what the
+/// store itself answers for the same position, and every follower ends with every event in
+/// the order the store gave them.
+pub async fn a_shared_tail_answers_what_the_store_answers(store: SharedStore) {
+    let config = ProptestConfig { cases: 24, failure_persistence: None, ..ProptestConfig::default() };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let handle = tokio::runtime::Handle::current();
+    let result = runner.run(&tail_steps(), |(capacity, steps)| {
+        let store = store.clone();
+        let outcome = tokio::task::block_in_place(|| handle.block_on(run_tail_case(store, capacity, steps)));
+        prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
+        Ok(())
+    });
+    if let Err(error) = result {
+        panic!("{error}");
+    }
+}
+
+async fn run_tail_case(store: SharedStore, capacity: usize, steps: Vec<TailStep>) -> Result<(), String> {
+    let start = read_everything(&store).await.last().map_or(GlobalPosition::START, |e| e.position);
+    let tail: SharedStore = Arc::new(SharedTail::new(store.clone(), capacity));
+    let stream = unique_stream("tail");
+    let mut version = 0;
+    let mut appended: Vec<Uuid> = Vec::new();
+    // Each follower's history: the positions it has read up to, in order.
+    let mut followers: Vec<Vec<GlobalPosition>> = vec![vec![start]; 3];
+    for step in steps {
+        match step {
+            TailStep::Append { events } => {
+                let batch: Vec<NewEvent> = (0..events).map(|i| event("T", json!({"i": i}))).collect();
+                appended.extend(batch.iter().map(|e| e.event_id));
+                store.append(&stream, ExpectedVersion(version), batch).await.map_err(|e| e.to_string())?;
+                version += events as u64;
+            }
+            TailStep::Read { follower, limit } => {
+                let after = *followers[follower].last().expect("a follower has a position");
+                let shared = tail.read_all(after, limit).await.map_err(|e| e.to_string())?;
+                let direct = store.read_all(after, limit).await.map_err(|e| e.to_string())?;
+                let ids = |page: &[RecordedEvent]| page.iter().map(|e| e.event_id).collect::<Vec<_>>();
+                if !ids(&direct).starts_with(&ids(&shared)) {
+                    return Err(format!(
+                        "after {after:?} (limit {limit}) the tail answered {:?}, the store {:?}",
+                        ids(&shared),
+                        ids(&direct)
+                    ));
+                }
+                if let Some(last) = shared.last() {
+                    followers[follower].push(last.position);
+                }
+            }
+            TailStep::Rewind { follower, by } => {
+                let history = &mut followers[follower];
+                let keep = history.len().saturating_sub(by).max(1);
+                history.truncate(keep);
+            }
+        }
+    }
+    for follower in 0..3 {
+        let mut after = start;
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while seen.len() < appended.len() && tokio::time::Instant::now() < deadline {
+            let page = tail.read_all(after, 4).await.map_err(|e| e.to_string())?;
+            if let Some(last) = page.last() {
+                after = last.position;
+            }
+            if page.is_empty() {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            seen.extend(page.iter().map(|e| e.event_id));
+        }
+        if seen != appended {
+            return Err(format!(
+                "follower {follower} read {} events, not the {} appended in order",
+                seen.len(),
+                appended.len()
+            ));
+        }
+    }
+    Ok(())
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use event_store::{Database, GlobalPosition};
+use event_store::{Database, GlobalPosition, SharedStore, SharedTail};
 use proptest::prelude::*;
 use ticket_app::{CommandContext, ServiceOptions, SystemClock, TicketService};
 use ticket_domain::vocabulary::{Actor, Category, Role, TicketId};
@@ -73,10 +73,12 @@ async fn live_equals_rebuilt(test_store: TestStore) {
     let database = test_store.database();
     ticket_projections::migrate(&database).await.unwrap();
     let shutdown = CancellationToken::new();
+    // The runners follow the log as the server's do: through one shared tail (a small one).
+    let followed: SharedStore = Arc::new(SharedTail::new(store.clone(), 32));
     let (status, runner) =
-        ticket_projections::spawn(TicketView::new(store.clone()), store.clone(), database.clone(), shutdown.clone());
+        ticket_projections::spawn(TicketView::new(store.clone()), followed.clone(), database.clone(), shutdown.clone());
     let (stats_status, stats_runner) =
-        ticket_projections::spawn(Statistics::new(store.clone()), store.clone(), database.clone(), shutdown.clone());
+        ticket_projections::spawn(Statistics::new(store.clone()), followed.clone(), database.clone(), shutdown.clone());
     let service = Arc::new(TicketService::new(store.clone(), Arc::new(SystemClock), ServiceOptions::default()));
     let context = CommandContext::new(Actor::Staff { name: "kata".into(), role: Role::Agent });
     let number = std::sync::atomic::AtomicU64::new(0);
@@ -175,24 +177,26 @@ async fn killed_runners_lose_and_duplicate_nothing(test_store: TestStore) {
             let context = CommandContext::new(Actor::Staff { name: "kata".into(), role: Role::Agent });
             for number in 1..=TICKETS {
                 let id = TicketId::new();
-                service.execute(id, None, TicketCommand::Receive(sample::receive(number)), &context).await.unwrap();
+                service.execute_new(id, TicketCommand::Receive(sample::receive(number)), &context).await.unwrap();
                 for command in [sample::acknowledge(), sample::investigate(Category::Complaint), sample::resolve()] {
                     service.execute(id, None, command, &context).await.unwrap();
                 }
             }
         })
     };
+    // One shared tail for every runner, as in the server; runners aborted mid-read leave it whole.
+    let followed: SharedStore = Arc::new(SharedTail::new(store.clone(), 64));
     let spawn_runners = || {
         let view = tokio::spawn(ticket_projections::run(
             TicketView::new(store.clone()),
-            store.clone(),
+            followed.clone(),
             database.clone(),
             Arc::default(),
             CancellationToken::new(),
         ));
         let stats = tokio::spawn(ticket_projections::run(
             Statistics::new(store.clone()),
-            store.clone(),
+            followed.clone(),
             database.clone(),
             Arc::default(),
             CancellationToken::new(),

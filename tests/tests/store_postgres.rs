@@ -10,6 +10,11 @@ use ticket_tests::conformance::{event, read_all_until};
 
 ticket_tests::store_conformance_suite!(backends::postgres);
 
+/// The same suite through the shared tail the server's projections read the log with.
+mod shared_tail {
+    ticket_tests::store_conformance_suite!(ticket_tests::backends::postgres_shared_tail);
+}
+
 /// The classic sequence problem: a transaction that took its place in the order early but
 /// commits late. Readers must not pass its place before it commits, and must see its events
 /// once it does.

@@ -4,6 +4,11 @@ use ticket_tests::backends;
 
 ticket_tests::store_conformance_suite!(backends::sqlite);
 
+/// The same suite through the shared tail the server's projections read the log with.
+mod shared_tail {
+    ticket_tests::store_conformance_suite!(ticket_tests::backends::sqlite_shared_tail);
+}
+
 #[tokio::test]
 async fn stored_events_cannot_be_altered_or_deleted() {
     let test_store = backends::sqlite().await.unwrap();

@@ -7,6 +7,7 @@
 //! - [`sqlite::SqliteStore`]: the embedded default, a file in a data directory (WAL, durable commits).
 //! - [`postgres::PostgresStore`]: production; several service instances may share it.
 //! - [`Subscription`]: follows the global order from a position, live.
+//! - [`SharedTail`]: one read of the log's newest events for several followers.
 //! - [`open`]: picks the backend from a database URL.
 //!
 //! The store knows nothing of tickets: payloads and actors are opaque JSON.
@@ -16,6 +17,7 @@ mod envelope;
 pub mod postgres;
 pub mod sqlite;
 mod subscription;
+mod tail;
 
 use std::sync::Arc;
 
@@ -24,6 +26,7 @@ use async_trait::async_trait;
 pub use batch::{BATCH_APPENDS_MAX, BATCH_EVENTS_MAX};
 pub use envelope::*;
 pub use subscription::Subscription;
+pub use tail::SharedTail;
 
 /// The most events one append may carry. Appends are one command's events; a bigger batch is
 /// a bug, and the PostgreSQL position layout has room for 65,536 events per transaction.

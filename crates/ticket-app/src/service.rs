@@ -96,7 +96,8 @@ impl TicketService {
         context: &CommandContext,
         receive: impl FnOnce(TicketNumber) -> ReceiveTicket,
     ) -> Result<CommandOutcome, AppError> {
-        self.open_ticket_as(TicketId::new(), context, receive).await
+        let command = TicketCommand::Receive(receive(self.next_number().await?));
+        self.execute_new(TicketId::new(), command, context).await
     }
 
     /// Creates a ticket under an id chosen beforehand (so that a caller can record which
@@ -108,16 +109,18 @@ impl TicketService {
         context: &CommandContext,
         receive: impl FnOnce(TicketNumber) -> ReceiveTicket,
     ) -> Result<CommandOutcome, AppError> {
+        let command = TicketCommand::Receive(receive(self.next_number().await?));
+        self.execute_on(ticket_id, None, command, context, Known::Unread).await
+    }
+
+    async fn next_number(&self) -> Result<TicketNumber, AppError> {
         let number = self.store.next_sequence_value(Sequence::TicketNumber).await?;
-        let number = TicketNumber::new(number)
-            .map_err(|e| StoreError::Database(format!("the ticket number sequence returned {number}: {e}")))?;
-        let command = TicketCommand::Receive(receive(number));
-        self.execute(ticket_id, None, command, context).await
+        Ok(TicketNumber::new(number)
+            .map_err(|e| StoreError::Database(format!("the ticket number sequence returned {number}: {e}")))?)
     }
 
     /// Runs `command` on the ticket. With `expected_version` (an `If-Match`), the command runs
     /// only on that version; without, a lost race is decided again on the new state.
-    #[tracing::instrument(level = "debug", skip(self, command, context), fields(command = command.kind().name()))]
     pub async fn execute(
         &self,
         ticket_id: TicketId,
@@ -125,12 +128,42 @@ impl TicketService {
         command: TicketCommand,
         context: &CommandContext,
     ) -> Result<CommandOutcome, AppError> {
+        self.execute_on(ticket_id, expected_version, command, context, Known::Unread).await
+    }
+
+    /// Runs `command` on a ticket whose id the caller has just made up (a new random id), without
+    /// reading its stream first: it is empty. Were it not, the append's version check would
+    /// refuse the write and the command be decided again on what is stored.
+    pub async fn execute_new(
+        &self,
+        ticket_id: TicketId,
+        command: TicketCommand,
+        context: &CommandContext,
+    ) -> Result<CommandOutcome, AppError> {
+        self.execute_on(ticket_id, None, command, context, Known::New).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, command, context), fields(command = command.kind().name()))]
+    async fn execute_on(
+        &self,
+        ticket_id: TicketId,
+        expected_version: Option<u64>,
+        command: TicketCommand,
+        context: &CommandContext,
+        known: Known,
+    ) -> Result<CommandOutcome, AppError> {
         let stream = stream_id(ticket_id);
         let stripe = (ticket_id.as_uuid().as_u128() % TICKET_LOCK_STRIPES as u128) as usize;
         let _turn = self.ticket_locks[stripe].lock().await;
         let mut from_cache_allowed = true;
+        let mut known_new = known == Known::New;
         for attempt in 0..=self.options.conflict_retries {
-            let (ticket, from_cache) = self.load_folded(ticket_id, &stream, from_cache_allowed).await?;
+            // A belief about the stream (the cache, or "it is new") is checked by the append.
+            let (ticket, from_cache) = if std::mem::take(&mut known_new) {
+                (Ticket::default(), true)
+            } else {
+                self.load_folded(ticket_id, &stream, from_cache_allowed).await?
+            };
             if let Some(expected) = expected_version
                 && expected != ticket.version()
             {
@@ -271,6 +304,15 @@ impl TicketService {
             cache.lock().expect("cache lock").pop(&ticket_id);
         }
     }
+}
+
+/// What a command may assume about its ticket's stream before reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Known {
+    /// Nothing: read it (or take the cache's copy).
+    Unread,
+    /// The stream is a new random id's, so it is empty.
+    New,
 }
 
 pub fn stream_id(ticket_id: TicketId) -> StreamId {

@@ -83,27 +83,30 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         Delivery::Smtp(url) => Some(ticket_mail::Transport::smtp(url).map_err(anyhow::Error::msg)?),
         Delivery::Off => None,
     };
+    // The five projections follow the log through one shared read of its newest events.
+    let followed: event_store::SharedStore =
+        Arc::new(event_store::SharedTail::new(opened.store.clone(), event_store::SharedTail::CAPACITY_DEFAULT));
     let (outbox_status, outbox_task) = ticket_projections::spawn(
         ticket_mail::OutboxProjection::new(config.mail.from.email.domain(), config.mail.agents.is_some()),
-        opened.store.clone(),
+        followed.clone(),
         opened.database.clone(),
         shutdown.clone(),
     );
     let (index_status, index_task) = ticket_projections::spawn(
         ticket_projections::TicketIndex::default(),
-        opened.store.clone(),
+        followed.clone(),
         opened.database.clone(),
         shutdown.clone(),
     );
     let (view_status, view_task) = ticket_projections::spawn(
         ticket_projections::ticket_view::TicketView::new(opened.store.clone()),
-        opened.store.clone(),
+        followed.clone(),
         opened.database.clone(),
         shutdown.clone(),
     );
     let (stats_status, stats_task) = ticket_projections::spawn(
         ticket_projections::statistics::Statistics::new(opened.store.clone()),
-        opened.store.clone(),
+        followed.clone(),
         opened.database.clone(),
         shutdown.clone(),
     );
@@ -114,7 +117,7 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         ticket_projections::sla_clocks::SlaClocks::new(opened.store.clone(), registry.clone(), calendar.clone())
             .with_statutory_days(config.statutory_days)
             .with_warn_percent(config.warn_percent),
-        opened.store.clone(),
+        followed.clone(),
         opened.database.clone(),
         shutdown.clone(),
     );

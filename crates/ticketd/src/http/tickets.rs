@@ -395,14 +395,15 @@ async fn run<T>(
         Request::Create { .. } => TicketId::new(),
     };
     let Some(key) = key else {
-        let (status, view) = execute(state, caller, if_match, request, preset_ticket, uuid::Uuid::now_v7()).await?;
+        let (status, view) =
+            execute(state, caller, if_match, request, preset_ticket, uuid::Uuid::now_v7(), Fresh::Yes).await?;
         return Ok(ticket_response(status, &view, false));
     };
     let hash = idempotency::request_hash(json.method.as_str(), &json.path, &json.raw);
     let claim = idempotency::claim(&state.database, &caller.name, &key, &hash, preset_ticket)
         .await
         .map_err(|e| ApiError::from(AppError::Store(e)))?;
-    let (ticket_id, correlation_id) = match claim {
+    let (ticket_id, correlation_id, fresh) = match claim {
         Claim::Answered { status, body } => return Ok(replay(status, &body)),
         Claim::Mismatch => {
             return Err(ApiError::new(
@@ -420,7 +421,7 @@ async fn run<T>(
                 "retry in a moment to get its answer",
             ));
         }
-        Claim::Claimed { ticket_id, correlation_id } => (ticket_id, correlation_id),
+        Claim::Claimed { ticket_id, correlation_id } => (ticket_id, correlation_id, Fresh::Yes),
         Claim::Abandoned { ticket_id, correlation_id } => {
             // The first attempt died: if its events were stored, answer from them.
             if let Ok(history) = state.service.history(ticket_id).await
@@ -434,14 +435,14 @@ async fn run<T>(
                     return Ok(ticket_response(status, &view, true));
                 }
             }
-            (ticket_id, correlation_id)
+            (ticket_id, correlation_id, Fresh::No)
         }
     };
     let request = match request {
         Request::Command { command, .. } => Request::Command { ticket_id, command },
         create => create,
     };
-    match execute(state, caller, if_match, request, ticket_id, correlation_id).await {
+    match execute(state, caller, if_match, request, ticket_id, correlation_id, fresh).await {
         Ok((status, view)) => {
             remember(state, caller, &key, status, &serde_json::to_string(&view).unwrap_or_default()).await;
             Ok(ticket_response(status, &view, false))
@@ -479,6 +480,14 @@ fn replay(status: u16, body: &str) -> Response {
     response
 }
 
+/// Whether a new ticket's id was made up for this request (so its stream is empty), or comes
+/// from an earlier attempt that may have written it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fresh {
+    Yes,
+    No,
+}
+
 async fn execute(
     state: &AppState,
     caller: &Caller,
@@ -486,6 +495,7 @@ async fn execute(
     request: Request<'_>,
     ticket_id: TicketId,
     correlation_id: uuid::Uuid,
+    fresh: Fresh,
 ) -> Result<(StatusCode, TicketView), ApiError> {
     let context = context(caller, correlation_id);
     let (status, outcome) = match request {
@@ -515,7 +525,11 @@ async fn execute(
             let mut receive = receive_command(body, number)?;
             receive.contract_id = contract_id;
             let command = TicketCommand::Receive(receive);
-            (StatusCode::CREATED, state.service.execute(ticket_id, None, command, &context).await)
+            let outcome = match fresh {
+                Fresh::Yes => state.service.execute_new(ticket_id, command, &context).await,
+                Fresh::No => state.service.execute(ticket_id, None, command, &context).await,
+            };
+            (StatusCode::CREATED, outcome)
         }
         Request::Command { ticket_id, command } => {
             (StatusCode::OK, state.service.execute(ticket_id, if_match, command, &context).await)
