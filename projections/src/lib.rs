@@ -20,10 +20,11 @@ pub mod ticket_view;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use event_store::{Database, GlobalPosition, RecordedEvent, SharedStore, StoreError, Subscription};
+use event_store::{Database, GlobalPosition, RecordedEvent, SharedStore, SharedTail, StoreError, Subscription};
 use sqlx::{PgConnection, SqliteConnection};
-use ticket_app::envelope::decode;
+use ticket_app::envelope::{TicketRecord, decode};
 use ticket_domain::TicketEvent;
+use ticket_domain::codec::DecodeError;
 use ticket_domain::vocabulary::{TicketId, TicketNumber};
 use tokio_util::sync::CancellationToken;
 
@@ -133,14 +134,78 @@ pub const APPLY_BATCH_MAX: usize = 1_000;
 /// carries many events instead of each paying for its own. Bounds the lag it adds.
 pub const PROJECTION_PACE: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// What the projection runners of one process follow together: the log through one
+/// [`SharedTail`] (each new event read from the database once), and each ticket event decoded
+/// once for all of them. Cheap to clone.
+#[derive(Clone)]
+pub struct FollowedLog {
+    store: SharedStore,
+    decoded: Arc<DecodedEvents>,
+}
+
+impl FollowedLog {
+    pub fn new(store: SharedStore) -> Self {
+        Self::with_capacity(store, SharedTail::CAPACITY_DEFAULT)
+    }
+
+    /// Keeps up to `capacity` events read and decoded.
+    pub fn with_capacity(store: SharedStore, capacity: usize) -> Self {
+        Self { store: Arc::new(SharedTail::new(store, capacity)), decoded: Arc::new(DecodedEvents::new(capacity)) }
+    }
+}
+
+/// A ticket event as the runners apply it: its ticket and its decoded record.
+pub struct DecodedEvent {
+    pub ticket_id: TicketId,
+    pub record: TicketRecord,
+}
+
+/// Ticket events decoded recently, by event id, shared by runners so each event is decoded once.
+/// An event is immutable once stored, so its decoding never goes stale; only successes are kept.
+pub struct DecodedEvents {
+    capacity: usize,
+    /// A std mutex: held for a lookup or an insert, never across an await or a decode.
+    entries: Mutex<(std::collections::HashMap<uuid::Uuid, Arc<DecodedEvent>>, std::collections::VecDeque<uuid::Uuid>)>,
+}
+
+impl DecodedEvents {
+    /// `capacity` 0 keeps nothing (every event is decoded where it is needed).
+    pub fn new(capacity: usize) -> Self {
+        Self { capacity, entries: Mutex::default() }
+    }
+
+    /// The event decoded, or `None` when it is not a ticket's.
+    fn get(&self, event: &RecordedEvent) -> Result<Option<Arc<DecodedEvent>>, DecodeError> {
+        if let Some(found) = self.entries.lock().expect("decoded events lock").0.get(&event.event_id) {
+            return Ok(Some(found.clone()));
+        }
+        let Some(ticket_id) = ticket_of(event) else { return Ok(None) };
+        let decoded = Arc::new(DecodedEvent { ticket_id, record: decode(event)? });
+        if self.capacity > 0 {
+            let mut entries = self.entries.lock().expect("decoded events lock");
+            let (by_id, order) = &mut *entries;
+            if by_id.insert(event.event_id, decoded.clone()).is_none() {
+                order.push_back(event.event_id);
+            }
+            while order.len() > self.capacity {
+                if let Some(oldest) = order.pop_front() {
+                    by_id.remove(&oldest);
+                }
+            }
+        }
+        Ok(Some(decoded))
+    }
+}
+
 /// Follows the global order and applies it to `projection` until `shutdown`.
 pub async fn run<P: Projection>(
     projection: P,
-    store: SharedStore,
+    log: FollowedLog,
     database: Database,
     status: SharedStatus,
     shutdown: CancellationToken,
 ) -> Result<(), ProjectionError> {
+    let FollowedLog { store, decoded } = log;
     let mut position = checkpoint(&database, projection.name()).await?;
     status.lock().expect("status lock").position = position;
     let following_since = chrono::Utc::now();
@@ -161,7 +226,7 @@ pub async fn run<P: Projection>(
         let last = batch.last().map_or(position, |e| e.position);
         let events = batch.len() as u64;
         let batch: Arc<[RecordedEvent]> = batch.into();
-        match apply_batch(&projection, &database, position, batch.clone()).await {
+        match apply_batch(&projection, &database, &decoded, position, batch.clone()).await {
             Ok(()) => {
                 let committed = chrono::Utc::now();
                 position = last;
@@ -202,6 +267,8 @@ pub async fn rebuild<P: Projection>(
     database: &Database,
 ) -> Result<u64, ProjectionError> {
     reset(projection, database).await?;
+    // One projection reads the whole log once: nothing to share, nothing worth keeping.
+    let decoded = Arc::new(DecodedEvents::new(0));
     let mut position = GlobalPosition::START;
     let mut applied = 0;
     let read = |after: GlobalPosition| {
@@ -217,7 +284,7 @@ pub async fn rebuild<P: Projection>(
         // Read the next page while this one is applied.
         next = read(last);
         let events = batch.len() as u64;
-        match apply_batch(projection, database, position, batch.into()).await {
+        match apply_batch(projection, database, &decoded, position, batch.into()).await {
             Ok(()) => {
                 position = last;
                 applied += events;
@@ -277,7 +344,7 @@ async fn reset<P: Projection>(projection: &P, database: &Database) -> Result<(),
 /// cannot apply: that needs a person).
 pub fn spawn<P: Projection + Clone>(
     projection: P,
-    store: SharedStore,
+    log: FollowedLog,
     database: Database,
     shutdown: CancellationToken,
 ) -> (SharedStatus, tokio::task::JoinHandle<()>) {
@@ -287,7 +354,7 @@ pub fn spawn<P: Projection + Clone>(
         let mut backoff = Duration::from_millis(100);
         loop {
             let result =
-                run(projection.clone(), store.clone(), database.clone(), task_status.clone(), shutdown.clone()).await;
+                run(projection.clone(), log.clone(), database.clone(), task_status.clone(), shutdown.clone()).await;
             match result {
                 Ok(()) => return,
                 Err(ProjectionError::Store(StoreError::Unavailable(reason))) => {
@@ -331,6 +398,7 @@ async fn checkpoint(database: &Database, name: &str) -> Result<GlobalPosition, S
 async fn apply_batch<P: Projection>(
     projection: &P,
     database: &Database,
+    decoded: &Arc<DecodedEvents>,
     start: GlobalPosition,
     batch: Arc<[RecordedEvent]>,
 ) -> Result<(), ProjectionError> {
@@ -338,13 +406,14 @@ async fn apply_batch<P: Projection>(
     // (sqlx#4393, in 0.8.6 and 0.9.0): the connection would go back to the pool inside it, and
     // the next borrower's writes would be lost with it. So the transaction runs in a task of
     // its own, which a caller that stops waiting (an aborted runner) does not cancel.
-    let task = tokio::spawn(apply_batch_in_task(projection.clone(), database.clone(), start, batch));
+    let task = tokio::spawn(apply_batch_in_task(projection.clone(), database.clone(), decoded.clone(), start, batch));
     task.await.map_err(|e| StoreError::Database(format!("applying a batch: {e}")))?
 }
 
 async fn apply_batch_in_task<P: Projection>(
     projection: P,
     database: Database,
+    decoded: Arc<DecodedEvents>,
     start: GlobalPosition,
     batch: Arc<[RecordedEvent]>,
 ) -> Result<(), ProjectionError> {
@@ -381,7 +450,7 @@ async fn apply_batch_in_task<P: Projection>(
                         .map_err(StoreError::from_sqlx)?;
                 return Err(moved(found));
             }
-            apply_events(projection, &mut Transaction::Sqlite(&mut transaction), batch).await?;
+            apply_events(projection, &mut Transaction::Sqlite(&mut transaction), &decoded, batch).await?;
             transaction.commit().await.map_err(StoreError::from_sqlx)?;
         }
         Database::Postgres(pool) => {
@@ -413,7 +482,7 @@ async fn apply_batch_in_task<P: Projection>(
                         .map_err(StoreError::from_sqlx)?;
                 return Err(moved(found));
             }
-            apply_events(projection, &mut Transaction::Postgres(&mut transaction), batch).await?;
+            apply_events(projection, &mut Transaction::Postgres(&mut transaction), &decoded, batch).await?;
             transaction.commit().await.map_err(StoreError::from_sqlx)?;
         }
     }
@@ -423,19 +492,22 @@ async fn apply_batch_in_task<P: Projection>(
 async fn apply_events<P: Projection>(
     projection: &P,
     transaction: &mut Transaction<'_>,
+    decoded: &DecodedEvents,
     batch: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
     projection.begin_batch();
     for event in batch {
-        let Some(ticket_id) = ticket_of(event) else { continue };
         let fail = |reason: String| ProjectionError::Event {
             projection: projection.name(),
             position: event.position.0,
             event_type: event.event_type.clone(),
             reason,
         };
-        let record = decode(event).map_err(|e| fail(e.to_string()))?;
-        projection.apply(transaction, ticket_id, event, &record.event).await.map_err(|e| fail(e.to_string()))?;
+        let Some(ticket_event) = decoded.get(event).map_err(|e| fail(e.to_string()))? else { continue };
+        projection
+            .apply(transaction, ticket_event.ticket_id, event, &ticket_event.record.event)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
     }
     projection.finish_batch(transaction).await.map_err(|e| ProjectionError::Event {
         projection: projection.name(),
@@ -541,4 +613,80 @@ pub async fn ticket_by_number(database: &Database, number: TicketNumber) -> Resu
     }
     .map_err(StoreError::from_sqlx)?;
     Ok(id.map(TicketId::from_uuid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use event_store::StreamId;
+    use ticket_app::CommandContext;
+    use ticket_domain::vocabulary::{Actor, Role};
+    use ticket_domain::{Ticket, TicketCommand, sample};
+
+    fn stored(stream: &str, position: i64, new: event_store::NewEvent) -> RecordedEvent {
+        RecordedEvent {
+            position: GlobalPosition(position),
+            stream_id: StreamId::parse(stream).unwrap(),
+            version: 1,
+            event_id: new.event_id,
+            event_type: new.event_type,
+            schema_version: new.schema_version,
+            occurred_at: new.occurred_at,
+            recorded_at: new.occurred_at,
+            metadata: new.metadata,
+            payload: new.payload,
+        }
+    }
+
+    fn received(position: i64) -> (TicketId, RecordedEvent) {
+        let id = TicketId::new();
+        let now = Utc::now();
+        let events = Ticket::default().decide(TicketCommand::Receive(sample::receive(position as u64)), now).unwrap();
+        let context = CommandContext::new(Actor::Staff { name: "kata".into(), role: Role::Agent });
+        let new = ticket_app::envelope::to_new_event(&events[0], &context, now);
+        (id, stored(&id.stream_name(), position, new))
+    }
+
+    #[test]
+    fn each_event_is_decoded_once_while_it_is_kept() {
+        let decoded = DecodedEvents::new(2);
+        let (id, first) = received(1);
+        let once = decoded.get(&first).unwrap().unwrap();
+        assert_eq!(once.ticket_id, id);
+        assert!(matches!(once.record.event, TicketEvent::Received(_)));
+        assert!(Arc::ptr_eq(&once, &decoded.get(&first).unwrap().unwrap()), "the second runner gets the same decoding");
+        // Two newer events push the first out: it is decoded afresh (and equal).
+        for position in [2, 3] {
+            decoded.get(&received(position).1).unwrap().unwrap();
+        }
+        let again = decoded.get(&first).unwrap().unwrap();
+        assert!(!Arc::ptr_eq(&once, &again));
+        assert_eq!(again.record.event_id, once.record.event_id);
+        assert_eq!(decoded.entries.lock().unwrap().0.len(), 2, "never more than the capacity");
+    }
+
+    #[test]
+    fn other_streams_are_skipped_and_damaged_events_are_errors_never_kept() {
+        let decoded = DecodedEvents::new(8);
+        let (_, event) = received(1);
+        let registry = stored(
+            "registry-main",
+            2,
+            event_store::NewEvent {
+                event_id: uuid::Uuid::now_v7(),
+                event_type: event.event_type.clone(),
+                schema_version: event.schema_version,
+                occurred_at: event.occurred_at,
+                metadata: event.metadata.clone(),
+                payload: event.payload.clone(),
+            },
+        );
+        assert!(decoded.get(&registry).unwrap().is_none());
+        let mut damaged = event.clone();
+        damaged.payload = event_store::Json::from_value(&serde_json::json!({"number": "not a number"}));
+        assert!(decoded.get(&damaged).is_err());
+        assert!(decoded.get(&damaged).is_err(), "a failure is not remembered as a success");
+        assert!(decoded.entries.lock().unwrap().0.is_empty());
+    }
 }

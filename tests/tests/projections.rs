@@ -5,11 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use event_store::{Database, GlobalPosition, SharedStore, SharedTail};
+use event_store::{Database, GlobalPosition};
 use proptest::prelude::*;
 use ticket_app::{CommandContext, ServiceOptions, SystemClock, TicketService};
 use ticket_domain::vocabulary::{Actor, Category, Role, TicketId};
 use ticket_domain::{TicketCommand, sample};
+use ticket_projections::FollowedLog;
 use ticket_projections::statistics::Statistics;
 use ticket_projections::statistics::facts::DayFacts;
 use ticket_projections::ticket_view::TicketView;
@@ -74,7 +75,7 @@ async fn live_equals_rebuilt(test_store: TestStore) {
     ticket_projections::migrate(&database).await.unwrap();
     let shutdown = CancellationToken::new();
     // The runners follow the log as the server's do: through one shared tail (a small one).
-    let followed: SharedStore = Arc::new(SharedTail::new(store.clone(), 32));
+    let followed = FollowedLog::with_capacity(store.clone(), 32);
     let (status, runner) =
         ticket_projections::spawn(TicketView::new(store.clone()), followed.clone(), database.clone(), shutdown.clone());
     let (stats_status, stats_runner) =
@@ -185,7 +186,7 @@ async fn killed_runners_lose_and_duplicate_nothing(test_store: TestStore) {
         })
     };
     // One shared tail for every runner, as in the server; runners aborted mid-read leave it whole.
-    let followed: SharedStore = Arc::new(SharedTail::new(store.clone(), 64));
+    let followed = FollowedLog::with_capacity(store.clone(), 64);
     let spawn_runners = || {
         let view = tokio::spawn(ticket_projections::run(
             TicketView::new(store.clone()),
@@ -218,9 +219,9 @@ async fn killed_runners_lose_and_duplicate_nothing(test_store: TestStore) {
 
     let shutdown = CancellationToken::new();
     let (view_status, view_runner) =
-        ticket_projections::spawn(TicketView::new(store.clone()), store.clone(), database.clone(), shutdown.clone());
+        ticket_projections::spawn(TicketView::new(store.clone()), followed.clone(), database.clone(), shutdown.clone());
     let (stats_status, stats_runner) =
-        ticket_projections::spawn(Statistics::new(store.clone()), store.clone(), database.clone(), shutdown.clone());
+        ticket_projections::spawn(Statistics::new(store.clone()), followed.clone(), database.clone(), shutdown.clone());
     let target = head(&database).await;
     for status in [&view_status, &stats_status] {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

@@ -83,9 +83,8 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         Delivery::Smtp(url) => Some(ticket_mail::Transport::smtp(url).map_err(anyhow::Error::msg)?),
         Delivery::Off => None,
     };
-    // The five projections follow the log through one shared read of its newest events.
-    let followed: event_store::SharedStore =
-        Arc::new(event_store::SharedTail::new(opened.store.clone(), event_store::SharedTail::CAPACITY_DEFAULT));
+    // The five projections follow the log together: each new event read and decoded once.
+    let followed = ticket_projections::FollowedLog::new(opened.store.clone());
     let (outbox_status, outbox_task) = ticket_projections::spawn(
         ticket_mail::OutboxProjection::new(config.mail.from.email.domain(), config.mail.agents.is_some()),
         followed.clone(),
