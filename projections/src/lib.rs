@@ -132,7 +132,7 @@ pub const APPLY_BATCH_MAX: usize = 1_000;
 /// new event is applied at once; while the log is busy, each batch gathers what came in this
 /// long, so one transaction (one read, one checkpoint, one commit, a few bulk statements)
 /// carries many events instead of each paying for its own. Bounds the lag it adds.
-pub const PROJECTION_PACE: std::time::Duration = std::time::Duration::from_millis(50);
+pub const PROJECTION_PACE: std::time::Duration = std::time::Duration::from_millis(30);
 
 /// What the projection runners of one process follow together: the log through one
 /// [`SharedTail`] (each new event read from the database once), and each ticket event decoded

@@ -71,15 +71,20 @@ impl Subscription {
         }
     }
 
-    /// Whatever is already committed and visible, without waiting: at most one batch.
+    /// Whatever is already committed and visible, without waiting: what was read before and
+    /// not delivered yet, then what has committed since, up to one batch in all.
     pub async fn next_batch_now(&mut self) -> Result<Vec<RecordedEvent>, StoreError> {
-        if !self.buffer.is_empty() {
-            return Ok(self.buffer.drain(..).collect());
+        let mut batch: Vec<RecordedEvent> = self.buffer.drain(..).collect();
+        if batch.len() >= self.batch_size {
+            // More than a batch was buffered: deliver one, keep the rest for the next call.
+            self.buffer.extend(batch.drain(self.batch_size..));
+            return Ok(batch);
         }
-        let batch = self.store.read_all(self.read_after, self.batch_size).await?;
-        if let Some(last) = batch.last() {
+        let read = self.store.read_all(self.read_after, self.batch_size - batch.len()).await?;
+        if let Some(last) = read.last() {
             self.read_after = last.position;
         }
+        batch.extend(read);
         Ok(batch)
     }
 }
