@@ -26,6 +26,7 @@ macro_rules! store_conformance_suite {
             racing_appends_to_one_stream_let_exactly_one_win,
             concurrent_writers_and_a_reader_see_every_event_once_in_order,
             a_subscription_delivers_events_as_they_commit,
+            a_subscription_batch_holds_what_was_read_and_what_committed_since,
             sequences_are_unique_and_increasing_under_concurrency,
             the_store_holds_exactly_what_a_model_of_it_holds,
             a_crowd_of_appends_gets_each_its_own_answer,
@@ -326,6 +327,29 @@ pub async fn a_subscription_delivers_events_as_they_commit(store: SharedStore) {
     let (live, _subscription) = tokio::time::timeout(Duration::from_secs(5), waiting).await.unwrap().unwrap();
     assert_eq!(live.event_type, "After");
     assert_eq!(live.version, 2);
+}
+
+/// A projection runner takes one event, waits its pace, then takes the rest as a batch: the
+/// batch must hold what was read before the wait *and* what committed during it (else those
+/// wait a whole extra pace), in order, and never more than the batch size.
+pub async fn a_subscription_batch_holds_what_was_read_and_what_committed_since(store: SharedStore) {
+    let start = read_everything(&store).await.last().map_or(GlobalPosition::START, |e| e.position);
+    let id = unique_stream("ticket");
+    let before: Vec<_> = (0..3).map(|i| event("Before", json!({"i": i}))).collect();
+    store.append(&id, ExpectedVersion(0), before).await.unwrap();
+    read_all_until(&store, start, 3).await;
+    let mut subscription = Subscription::new(store.clone(), start).with_batch_size(4);
+    let first = subscription.next().await.unwrap();
+    assert_eq!(first.version, 1);
+    let during: Vec<_> = (3..6).map(|i| event("During", json!({"i": i}))).collect();
+    store.append(&id, ExpectedVersion(3), during).await.unwrap();
+    assert_eq!(read_all_until(&store, start, 6).await.len(), 6, "all six are visible");
+    let batch = subscription.next_batch_now().await.unwrap();
+    let versions: Vec<u64> = batch.iter().map(|e| e.version).collect();
+    assert_eq!(versions, vec![2, 3, 4, 5], "the two read before the wait, then what committed since, up to 4");
+    let rest = subscription.next_batch_now().await.unwrap();
+    assert_eq!(rest.iter().map(|e| e.version).collect::<Vec<_>>(), vec![6]);
+    assert!(subscription.next_batch_now().await.unwrap().is_empty());
 }
 
 pub async fn sequences_are_unique_and_increasing_under_concurrency(store: SharedStore) {
