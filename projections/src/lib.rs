@@ -5,6 +5,9 @@
 //! applied twice nor skipped, across crashes and restarts. A projection that cannot apply an
 //! event stops with an error naming it; it never skips it.
 //!
+//! The runners of one process follow the log together through a [`FollowedLog`]: each new event
+//! is read from the database once ([`SharedTail`]) and, if it is a ticket's, decoded once.
+//!
 //! Read models live in the same database as the events. Projections so far:
 //! - `ticket_index`: human ticket number → ticket id.
 //! - [`ticket_view`]: every ticket as it stands; [`queues`] reads it.
@@ -165,7 +168,14 @@ pub struct DecodedEvent {
 pub struct DecodedEvents {
     capacity: usize,
     /// A std mutex: held for a lookup or an insert, never across an await or a decode.
-    entries: Mutex<(std::collections::HashMap<uuid::Uuid, Arc<DecodedEvent>>, std::collections::VecDeque<uuid::Uuid>)>,
+    entries: Mutex<Kept>,
+}
+
+/// The decoded events kept, and the order they came in (the oldest leaves first).
+#[derive(Default)]
+struct Kept {
+    by_id: std::collections::HashMap<uuid::Uuid, Arc<DecodedEvent>>,
+    order: std::collections::VecDeque<uuid::Uuid>,
 }
 
 impl DecodedEvents {
@@ -176,14 +186,14 @@ impl DecodedEvents {
 
     /// The event decoded, or `None` when it is not a ticket's.
     fn get(&self, event: &RecordedEvent) -> Result<Option<Arc<DecodedEvent>>, DecodeError> {
-        if let Some(found) = self.entries.lock().expect("decoded events lock").0.get(&event.event_id) {
+        if let Some(found) = self.entries.lock().expect("decoded events lock").by_id.get(&event.event_id) {
             return Ok(Some(found.clone()));
         }
         let Some(ticket_id) = ticket_of(event) else { return Ok(None) };
         let decoded = Arc::new(DecodedEvent { ticket_id, record: decode(event)? });
         if self.capacity > 0 {
             let mut entries = self.entries.lock().expect("decoded events lock");
-            let (by_id, order) = &mut *entries;
+            let Kept { by_id, order } = &mut *entries;
             if by_id.insert(event.event_id, decoded.clone()).is_none() {
                 order.push_back(event.event_id);
             }
@@ -663,7 +673,7 @@ mod tests {
         let again = decoded.get(&first).unwrap().unwrap();
         assert!(!Arc::ptr_eq(&once, &again));
         assert_eq!(again.record.event_id, once.record.event_id);
-        assert_eq!(decoded.entries.lock().unwrap().0.len(), 2, "never more than the capacity");
+        assert_eq!(decoded.entries.lock().unwrap().by_id.len(), 2, "never more than the capacity");
     }
 
     #[test]
@@ -687,6 +697,6 @@ mod tests {
         damaged.payload = event_store::Json::from_value(&serde_json::json!({"number": "not a number"}));
         assert!(decoded.get(&damaged).is_err());
         assert!(decoded.get(&damaged).is_err(), "a failure is not remembered as a success");
-        assert!(decoded.entries.lock().unwrap().0.is_empty());
+        assert!(decoded.entries.lock().unwrap().by_id.is_empty());
     }
 }
