@@ -63,13 +63,13 @@ impl SlaClocks {
         }
     }
 
-    /// Tracks the statutory answer to complaints in `days` calendar days (`None`: not at all).
     /// Warns at `percent` (1-99) of a target, unless the contract says otherwise.
     pub fn with_warn_percent(mut self, percent: u8) -> Self {
         self.warn_percent = percent.clamp(1, 99);
         self
     }
 
+    /// Tracks the statutory answer to complaints in `days` calendar days (`None`: not at all).
     pub fn with_statutory_days(mut self, days: Option<u32>) -> Self {
         self.statutory_days = days;
         self

@@ -113,7 +113,8 @@ impl TicketService {
         self.execute_on(ticket_id, None, command, context, Known::Unread).await
     }
 
-    async fn next_number(&self) -> Result<TicketNumber, AppError> {
+    /// The next human ticket number (unique and increasing).
+    pub async fn next_number(&self) -> Result<TicketNumber, AppError> {
         let number = self.store.next_sequence_value(Sequence::TicketNumber).await?;
         Ok(TicketNumber::new(number)
             .map_err(|e| StoreError::Database(format!("the ticket number sequence returned {number}: {e}")))?)

@@ -515,13 +515,7 @@ async fn execute(
                 // Otherwise the reporter's address decides (or the default contract).
                 None => registry.contract_for(probe.reporter_email.as_ref()).cloned(),
             };
-            let number = state
-                .service
-                .store()
-                .next_sequence_value(event_store::Sequence::TicketNumber)
-                .await
-                .map_err(|e| ApiError::from(AppError::Store(e)))?;
-            let number = TicketNumber::new(number).map_err(|e| ApiError::internal(e.to_string()))?;
+            let number = state.service.next_number().await?;
             let mut receive = receive_command(body, number)?;
             receive.contract_id = contract_id;
             let command = TicketCommand::Receive(receive);
