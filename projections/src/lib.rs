@@ -16,6 +16,7 @@
 
 pub mod fold;
 pub mod queues;
+mod rebuild;
 pub mod sla_clocks;
 pub mod statistics;
 pub mod ticket_view;
@@ -30,6 +31,8 @@ use ticket_domain::TicketEvent;
 use ticket_domain::codec::DecodeError;
 use ticket_domain::vocabulary::{TicketId, TicketNumber};
 use tokio_util::sync::CancellationToken;
+
+pub use rebuild::{REBUILD_BATCH_MAX, RebuildOptions, rebuild, rebuild_with};
 
 /// Runs the projections' migrations.
 pub async fn migrate(database: &Database) -> Result<(), StoreError> {
@@ -79,8 +82,9 @@ macro_rules! on_transaction {
 pub trait Projection: Clone + Send + Sync + 'static {
     fn name(&self) -> &'static str;
 
-    /// The statements that empty this read model (for a rebuild), on either database.
-    fn reset_statements(&self) -> &'static [&'static str];
+    /// The tables this read model writes, and only these (a rebuild builds them aside and
+    /// swaps them in).
+    fn tables(&self) -> &'static [&'static str];
 
     /// Applies one ticket event. Events of other streams are not passed in.
     fn apply<'a>(
@@ -110,6 +114,10 @@ pub struct ProjectionStatus {
     pub position: GlobalPosition,
     pub events_applied: u64,
     pub failed: Option<String>,
+    /// Times the runner was interrupted by the store (an outage, a deadlock) and started again.
+    pub retries: u64,
+    /// The last such interruption.
+    pub last_error: Option<String>,
     /// Microseconds from an event's recording to the commit of the read model that shows it,
     /// for the events recorded while this runner follows the log (not those it caught up on).
     pub lag_us: hdrhistogram::Histogram<u64>,
@@ -121,6 +129,8 @@ impl Default for ProjectionStatus {
             position: GlobalPosition::default(),
             events_applied: 0,
             failed: None,
+            retries: 0,
+            last_error: None,
             lag_us: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds"),
         }
     }
@@ -259,95 +269,13 @@ pub async fn run<P: Projection>(
                 subscription = Subscription::new(store.clone(), position).with_batch_size(APPLY_BATCH_MAX);
             }
             Err(error) => {
-                tracing::error!(%error, "projection stopped");
-                status.lock().expect("status lock").failed = Some(error.to_string());
+                if matches!(error, ProjectionError::Event { .. }) {
+                    status.lock().expect("status lock").failed = Some(error.to_string());
+                }
                 return Err(error);
             }
         }
     }
-}
-
-/// Empties a read model and applies the whole log to it again, until it has caught up with
-/// the log's head. Returns the events applied. A running service's runner notices the moved
-/// checkpoint and follows; no event is applied twice (each batch checks the checkpoint it
-/// started from).
-pub async fn rebuild<P: Projection>(
-    projection: &P,
-    store: &SharedStore,
-    database: &Database,
-) -> Result<u64, ProjectionError> {
-    reset(projection, database).await?;
-    // One projection reads the whole log once: nothing to share, nothing worth keeping.
-    let decoded = Arc::new(DecodedEvents::new(0));
-    let mut position = GlobalPosition::START;
-    let mut applied = 0;
-    let read = |after: GlobalPosition| {
-        let store = store.clone();
-        tokio::spawn(async move { store.read_all(after, REBUILD_BATCH_MAX).await })
-    };
-    let mut next = read(position);
-    loop {
-        let batch = next.await.map_err(|e| StoreError::Database(format!("reading the log: {e}")))??;
-        let Some(last) = batch.last().map(|e| e.position) else {
-            return Ok(applied);
-        };
-        // Read the next page while this one is applied.
-        next = read(last);
-        let events = batch.len() as u64;
-        match apply_batch(projection, database, &decoded, position, batch.into()).await {
-            Ok(()) => {
-                position = last;
-                applied += events;
-            }
-            Err(ProjectionError::Moved { found, .. }) => {
-                position = GlobalPosition(found);
-                next.abort();
-                next = read(position);
-            }
-            Err(error) => return Err(error),
-        }
-    }
-}
-
-/// The most events one rebuild transaction applies: bigger than a live batch, since a rebuild
-/// has the whole log to go through and nobody waits for its first rows.
-pub const REBUILD_BATCH_MAX: usize = 5_000;
-
-async fn reset<P: Projection>(projection: &P, database: &Database) -> Result<(), ProjectionError> {
-    match database {
-        Database::Sqlite { write, .. } => {
-            let mut transaction = write.begin().await.map_err(StoreError::from_sqlx)?;
-            for statement in projection.reset_statements() {
-                sqlx::query(statement).execute(&mut *transaction).await.map_err(StoreError::from_sqlx)?;
-            }
-            sqlx::query(
-                "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?1, 0, ?2) \
-                 ON CONFLICT (name) DO UPDATE SET position = 0, updated_at = excluded.updated_at",
-            )
-            .bind(projection.name())
-            .bind(chrono::Utc::now().timestamp_micros())
-            .execute(&mut *transaction)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-            transaction.commit().await.map_err(StoreError::from_sqlx)?;
-        }
-        Database::Postgres(pool) => {
-            let mut transaction = pool.begin().await.map_err(StoreError::from_sqlx)?;
-            for statement in projection.reset_statements() {
-                sqlx::query(statement).execute(&mut *transaction).await.map_err(StoreError::from_sqlx)?;
-            }
-            sqlx::query(
-                "INSERT INTO projection_checkpoints (name, position) VALUES ($1, 0) \
-                 ON CONFLICT (name) DO UPDATE SET position = 0, updated_at = now()",
-            )
-            .bind(projection.name())
-            .execute(&mut *transaction)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-            transaction.commit().await.map_err(StoreError::from_sqlx)?;
-        }
-    }
-    Ok(())
 }
 
 /// Runs `run` in the background, restarting it after database outages (not after an event it
@@ -367,20 +295,40 @@ pub fn spawn<P: Projection + Clone>(
                 run(projection.clone(), log.clone(), database.clone(), task_status.clone(), shutdown.clone()).await;
             match result {
                 Ok(()) => return,
-                Err(ProjectionError::Store(StoreError::Unavailable(reason))) => {
-                    tracing::warn!(%reason, projection = projection.name(), "store unavailable; retrying");
-                    task_status.lock().expect("status lock").failed = None;
+                // Only an event that cannot be applied stops a projection: that needs a person.
+                Err(error @ ProjectionError::Event { .. }) => {
+                    tracing::error!(
+                        %error,
+                        projection = projection.name(),
+                        "PROJECTION STOPPED: this read model no longer follows the log until the event is mended \
+                         and the service restarted"
+                    );
+                    return;
+                }
+                // Anything else — the store away, a deadlock, a busy database — is retried.
+                Err(error) => {
+                    tracing::warn!(%error, projection = projection.name(), "projection interrupted; retrying");
+                    {
+                        let mut status = task_status.lock().expect("status lock");
+                        status.failed = None;
+                        status.retries += 1;
+                        status.last_error = Some(error.to_string());
+                    }
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
-                Err(_) => return,
             }
         }
     });
     (status, handle)
+}
+
+/// Where a read model's checkpoint stands (0 before its first batch).
+pub async fn checkpoint_of(database: &Database, name: &str) -> Result<GlobalPosition, StoreError> {
+    checkpoint(database, name).await
 }
 
 async fn checkpoint(database: &Database, name: &str) -> Result<GlobalPosition, StoreError> {
@@ -517,14 +465,26 @@ async fn apply_events<P: Projection>(
         projection
             .apply(transaction, ticket_event.ticket_id, event, &ticket_event.record.event)
             .await
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| transient_or(e, |e| fail(e.to_string())))?;
     }
-    projection.finish_batch(transaction).await.map_err(|e| ProjectionError::Event {
-        projection: projection.name(),
-        position: batch.last().map_or(0, |e| e.position.0),
-        event_type: "(end of batch)".into(),
-        reason: e.to_string(),
+    projection.finish_batch(transaction).await.map_err(|e| {
+        transient_or(e, |e| ProjectionError::Event {
+            projection: projection.name(),
+            position: batch.last().map_or(0, |e| e.position.0),
+            event_type: "(end of batch)".into(),
+            reason: e.to_string(),
+        })
     })
+}
+
+/// A database error while applying: a transient one (a deadlock, a busy database, a lost
+/// connection) is the store's, retried with backoff; any other means this event cannot be applied.
+fn transient_or(error: sqlx::Error, event_error: impl FnOnce(sqlx::Error) -> ProjectionError) -> ProjectionError {
+    if event_store::is_transient(&error) {
+        ProjectionError::Store(StoreError::from_sqlx(error))
+    } else {
+        event_error(error)
+    }
 }
 
 fn ticket_of(event: &RecordedEvent) -> Option<TicketId> {
@@ -539,13 +499,17 @@ pub struct TicketIndex {
     pending: Arc<Mutex<Vec<(i64, uuid::Uuid, i64)>>>,
 }
 
+impl TicketIndex {
+    pub const NAME: &'static str = "ticket_index";
+}
+
 impl Projection for TicketIndex {
     fn name(&self) -> &'static str {
-        "ticket_index"
+        Self::NAME
     }
 
-    fn reset_statements(&self) -> &'static [&'static str] {
-        &["DELETE FROM ticket_index"]
+    fn tables(&self) -> &'static [&'static str] {
+        &["ticket_index"]
     }
 
     async fn apply(

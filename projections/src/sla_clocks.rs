@@ -100,8 +100,8 @@ impl Projection for SlaClocks {
         "sla_clocks"
     }
 
-    fn reset_statements(&self) -> &'static [&'static str] {
-        &["DELETE FROM sla_clocks"]
+    fn tables(&self) -> &'static [&'static str] {
+        &["sla_clocks"]
     }
 
     async fn apply(

@@ -46,8 +46,8 @@ impl Projection for TicketView {
         "ticket_view"
     }
 
-    fn reset_statements(&self) -> &'static [&'static str] {
-        &["DELETE FROM ticket_view"]
+    fn tables(&self) -> &'static [&'static str] {
+        &["ticket_view"]
     }
 
     async fn apply(

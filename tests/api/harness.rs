@@ -135,6 +135,70 @@ impl TestApp {
         self.child = Some(child);
     }
 
+    /// Starts a second server process on the same store (another instance of a fleet); it is
+    /// killed when the returned child is dropped by the caller (`kill`).
+    pub fn start_another(&self) -> (Child, String) {
+        let mut child = Command::new(binary())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("TICKETD_DATABASE_URL", &self.database_url)
+            .env("TICKETD_LOG", std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()))
+            .env("TICKETD_OUTBOX_DIR", self.dir.path().join("outbox-2"))
+            .env("TICKETD_ATTACHMENTS_DIR", self.dir.path().join("attachments"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var_os("TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
+            .spawn()
+            .expect("ticketd serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("ticketd prints its address");
+        let address =
+            line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}"));
+        (child, address.to_owned())
+    }
+
+    /// Starts `ticketd` with these arguments against the same database, its stdout piped.
+    pub fn spawn_cli(&self, args: &[&str]) -> Child {
+        Command::new(binary())
+            .args(args)
+            .env("TICKETD_DATABASE_URL", &self.database_url)
+            .env("TICKETD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ticketd runs")
+    }
+
+    /// Every row of a table, as text in a stable order (to compare read models).
+    pub async fn dump_table(&self, table: &str) -> String {
+        use sqlx::Connection;
+        if self.database_url.starts_with("sqlite:") {
+            let mut connection = sqlx::SqliteConnection::connect(&self.database_url).await.unwrap();
+            let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
+                .bind(table)
+                .fetch_all(&mut connection)
+                .await
+                .unwrap();
+            let row = columns.iter().map(|c| format!("quote(\"{c}\")")).collect::<Vec<_>>().join(" || ',' || ");
+            let sql = format!("SELECT COALESCE(group_concat(r, char(10)), '') FROM (SELECT {row} AS r FROM {table} ORDER BY r)");
+            sqlx::query_scalar(&sql).fetch_one(&mut connection).await.unwrap()
+        } else {
+            let mut connection = sqlx::PgConnection::connect(&self.database_url).await.unwrap();
+            let sql = format!("SELECT COALESCE(string_agg(t::text, E'\\n' ORDER BY t::text), '') FROM {table} t");
+            sqlx::query_scalar(&sql).fetch_one(&mut connection).await.unwrap()
+        }
+    }
+
+    /// The store's URL, as the server gets it.
+    pub fn database_url(&self) -> &str {
+        &self.database_url
+    }
+
+    /// Whether the store is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        !self.database_url.starts_with("sqlite:")
+    }
+
     /// The app's temporary folder (its SQLite file, its mail outbox folder, …).
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
@@ -250,6 +314,17 @@ impl TestApp {
             })),
         )
         .await
+    }
+
+    /// Registers divisions (by id) in the registry, as an admin would, so tickets can be
+    /// escalated to them.
+    pub async fn register_divisions(&self, ids: &[&str]) {
+        for id in ids {
+            let body = json!({"name": format!("Division {id}"), "notification_email": format!("{id}@divisions.example")});
+            let saved =
+                self.request(Method::PUT, &format!("/api/v1/divisions/{id}"), Some(&self.admin), &[], Some(body)).await;
+            assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
+        }
     }
 
     /// Intake of `body` by the agent (`POST /api/v1/tickets`).

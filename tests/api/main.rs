@@ -2,6 +2,7 @@
 //! PostgreSQL (every scenario runs on both).
 
 mod browser;
+mod consistency;
 mod harness;
 mod intake;
 mod mail;
@@ -51,8 +52,18 @@ on_both_backends!(
     auditors_export_every_complaint_of_a_period_with_its_history,
     statistics_count_what_happened_also_across_a_crash,
     contracts_decide_a_tickets_contract_and_every_change_is_audited,
+    a_number_handed_out_resolves_at_once_on_every_instance,
+    rebuilds_beside_a_working_service_never_show_a_partial_read_model,
+    a_projection_stopped_on_an_event_leaves_the_instance_ready,
+    a_transaction_open_elsewhere_on_the_server_does_not_stall_the_service,
+    references_to_managed_data_must_be_in_the_registry,
 );
 
+use consistency::{
+    a_number_handed_out_resolves_at_once_on_every_instance, a_projection_stopped_on_an_event_leaves_the_instance_ready,
+    a_transaction_open_elsewhere_on_the_server_does_not_stall_the_service,
+    rebuilds_beside_a_working_service_never_show_a_partial_read_model, references_to_managed_data_must_be_in_the_registry,
+};
 use registry::contracts_decide_a_tickets_contract_and_every_change_is_audited;
 
 /// Scenarios that start their server with their own settings: run on each backend.
@@ -84,6 +95,7 @@ on_both_backends_with_settings!(
     crate::intake::e_mail_becomes_tickets_and_replies_thread_onto_the_right_ones => e_mail_becomes_tickets_and_replies_thread_onto_the_right_ones,
     crate::intake::a_maildir_is_taken_in_once => a_maildir_is_taken_in_once,
     crate::sla::sla_clocks_warn_breach_notify_and_count_across_easter => sla_clocks_warn_breach_notify_and_count_across_easter,
+    crate::consistency::one_clock_for_every_time_the_service_shows => one_clock_for_every_time_the_service_shows,
 );
 
 /// Polls the daily summary until `done` holds for today's row.
@@ -104,6 +116,7 @@ async fn summary_until(app: &TestApp, done: impl Fn(&serde_json::Value) -> bool)
 }
 
 async fn statistics_count_what_happened_also_across_a_crash(mut app: TestApp) {
+    app.register_divisions(&["legal", "it-operations"]).await;
     let id = |answer: &harness::Answer| answer.body["id"].as_str().unwrap().to_owned();
     let (t1, t2, t3) = (id(&app.create_ticket().await), id(&app.create_ticket().await), id(&app.create_ticket().await));
     let investigate =
@@ -335,6 +348,7 @@ fn numbers(items: &[serde_json::Value]) -> Vec<u64> {
 }
 
 async fn queues_follow_the_workflow_and_survive_a_restart(mut app: TestApp) {
+    app.register_divisions(&["legal", "it-operations"]).await;
     let mut tickets = Vec::new();
     for _ in 0..5 {
         let created = app.create_ticket().await;
@@ -466,6 +480,7 @@ async fn the_ticket_as_it_stood_at_any_past_instant(app: TestApp) {
 }
 
 async fn a_ticket_goes_through_its_whole_life(app: TestApp) {
+    app.register_divisions(&["legal", "it-operations"]).await;
     let created = app.create_ticket().await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     let id = created.body["id"].as_str().unwrap().to_owned();
@@ -581,6 +596,7 @@ async fn wait_for_number(app: &TestApp, number: u64, token: &str) -> harness::An
 }
 
 async fn every_refused_transition_is_a_409_that_changes_nothing(app: TestApp) {
+    app.register_divisions(&["legal", "it-operations"]).await;
     let created = app.create_ticket().await;
     let id = created.body["id"].as_str().unwrap().to_owned();
     let refused_when_received = [

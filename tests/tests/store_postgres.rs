@@ -110,3 +110,95 @@ async fn stored_events_cannot_be_altered_or_deleted() {
     }
     assert_eq!(test_store.store.stream_version(&id).await.unwrap(), 1);
 }
+
+/// The URL of another database on the same server (`postgres`), as another application's.
+fn other_database_url() -> String {
+    let url = backends::postgres_url().expect("PostgreSQL is not skipped here");
+    let (server, _database) = url.rsplit_once('/').expect("a URL with a database name");
+    format!("{server}/postgres")
+}
+
+/// A transaction that holds a transaction id open in another database of the server (another
+/// application idle in transaction) must not hold this store's readers back: they wait only
+/// for this store's own appends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_open_in_another_database_does_not_hold_readers_back() {
+    use sqlx::Connection;
+    let Some(test_store) = backends::postgres().await else { return };
+    let store = test_store.store.clone();
+    let mut other = sqlx::PgConnection::connect(&other_database_url()).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    let _xid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text").fetch_one(&mut other).await.unwrap();
+
+    let stream = StreamId::parse("ticket-not-held-back").unwrap();
+    store.append(&stream, ExpectedVersion(0), vec![event("Seen", json!({"i": 0}))]).await.unwrap();
+    let visible = store.read_all(GlobalPosition::START, 100).await.unwrap();
+    assert_eq!(visible.len(), 1, "the committed append is visible at once, whatever other databases hold open");
+    assert_eq!(test_store.store.oldest_append_in_flight(), None, "the other database's transaction is not ours");
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+}
+
+/// The same within this database: a session of another program (no append lock) with a
+/// transaction id open does not hold readers back either — only this store's appends do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_transaction_in_the_same_database_does_not_hold_readers_back() {
+    let Some(test_store) = backends::postgres().await else { return };
+    let postgres = test_store.postgres.clone().unwrap();
+    let mut foreign = postgres.pool().begin().await.unwrap();
+    let _xid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text").fetch_one(&mut *foreign).await.unwrap();
+    let stream = StreamId::parse("ticket-beside-foreign").unwrap();
+    test_store.store.append(&stream, ExpectedVersion(0), vec![event("Seen", json!({"i": 0}))]).await.unwrap();
+    let visible = test_store.store.read_all(GlobalPosition::START, 100).await.unwrap();
+    assert_eq!(visible.len(), 1);
+    foreign.rollback().await.unwrap();
+}
+
+/// An append of this store in flight is shown (backend, database, age), holds readers back,
+/// and is gone once it commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_in_flight_is_reported_with_its_backend_and_age() {
+    let Some(test_store) = backends::postgres().await else { return };
+    let postgres = test_store.postgres.clone().unwrap();
+    let store = test_store.store.clone();
+    let mut slow = postgres.pool().begin().await.unwrap();
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *slow).await.unwrap();
+    postgres
+        .append_in(&mut slow, &StreamId::parse("ticket-in-flight").unwrap(), ExpectedVersion(0), vec![event(
+            "Slow",
+            json!({"i": 0}),
+        )])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store.append(&StreamId::parse("ticket-after").unwrap(), ExpectedVersion(0), vec![event("Fast", json!({}))]).await.unwrap();
+    assert!(store.read_all(GlobalPosition::START, 100).await.unwrap().is_empty(), "readers wait for our own append");
+    let in_flight = store.oldest_append_in_flight().expect("the open append is reported");
+    assert_eq!(in_flight.backend, backend);
+    let url = backends::postgres_url().unwrap();
+    let database = url.rsplit('/').next().unwrap().split('?').next().unwrap();
+    assert_eq!(in_flight.database, database);
+    assert!(in_flight.age >= Duration::from_millis(250), "{in_flight:?}");
+    slow.commit().await.unwrap();
+    assert_eq!(read_all_until(&store, GlobalPosition::START, 2).await.len(), 2);
+    assert_eq!(store.oldest_append_in_flight(), None);
+}
+
+/// A transaction that wrote something else first and then appends could commit below a place
+/// a reader has passed; the store refuses such an append instead of risking a skipped event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_after_another_write_in_its_transaction_is_refused() {
+    let Some(test_store) = backends::postgres().await else { return };
+    let postgres = test_store.postgres.clone().unwrap();
+    let mut transaction = postgres.pool().begin().await.unwrap();
+    let _xid: String =
+        sqlx::query_scalar("SELECT pg_current_xact_id()::text").fetch_one(&mut *transaction).await.unwrap();
+    let error = postgres
+        .append_in(&mut transaction, &StreamId::parse("ticket-late-lock").unwrap(), ExpectedVersion(0), vec![event(
+            "Late",
+            json!({}),
+        )])
+        .await
+        .unwrap_err();
+    assert!(matches!(error, event_store::StoreError::InvalidInput(_)), "{error}");
+    transaction.rollback().await.unwrap();
+}

@@ -63,14 +63,31 @@ impl StoreError {
     /// A database error as the store's error: connection trouble is `Unavailable` (worth a
     /// retry), anything else `Database`. For the crates that keep tables beside the events.
     pub fn from_sqlx(error: sqlx::Error) -> Self {
-        match error {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => Self::Unavailable(error.to_string()),
-            other => Self::Database(other.to_string()),
+        if is_transient(&error) { Self::Unavailable(error.to_string()) } else { Self::Database(error.to_string()) }
+    }
+}
+
+/// Whether a database error may pass if the same work is tried again: connection trouble, and
+/// the refusals a busy database gives — PostgreSQL's serialization failures and deadlocks
+/// (class 40), lock timeouts (55P03), cancelled statements and shutdowns (57), connection
+/// exceptions (class 08); SQLite's BUSY and LOCKED.
+pub fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(database) => {
+            let Some(code) = database.code() else { return false };
+            if let Ok(sqlite) = code.parse::<i32>() {
+                // Extended result codes: the primary code is the low byte.
+                return matches!(sqlite & 0xff, 5 | 6);
+            }
+            code.starts_with("40") || code.starts_with("08") || code.starts_with("57") || code == "55P03"
         }
+        _ => false,
     }
 }
 
@@ -114,6 +131,49 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// Checks that the database answers and its schema is migrated.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The oldest append still in flight that readers wait for, as the last read saw it
+    /// (backends whose appends commit in order have none).
+    fn oldest_append_in_flight(&self) -> Option<AppendInFlight> {
+        None
+    }
+}
+
+/// An append that readers of the global order wait for until it commits or rolls back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppendInFlight {
+    /// The database backend running it (PostgreSQL: `pg_stat_activity.pid`).
+    pub backend: i32,
+    pub database: String,
+    /// How long its transaction has been open.
+    pub age: std::time::Duration,
+}
+
+/// Where a store reads "now" (an event's `recorded_at`): the system clock, unless the service
+/// injects its one clock (`ticketd serve --clock-file`), so that every time it shows agrees.
+#[derive(Clone)]
+pub struct StoreClock(Arc<dyn Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync>);
+
+impl StoreClock {
+    pub fn new(now: impl Fn() -> chrono::DateTime<chrono::Utc> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(now))
+    }
+
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        (self.0)()
+    }
+}
+
+impl Default for StoreClock {
+    fn default() -> Self {
+        Self::new(chrono::Utc::now)
+    }
+}
+
+impl std::fmt::Debug for StoreClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreClock")
+    }
 }
 
 /// A shared handle to any backend.
@@ -137,13 +197,20 @@ pub struct OpenedStore {
 /// Opens (and migrates) the store a URL names: `sqlite:PATH` (or a bare path) or
 /// `postgres://…`.
 pub async fn open(url: &str) -> Result<OpenedStore, StoreError> {
+    open_with_clock(url, StoreClock::default()).await
+}
+
+/// [`open`], with the clock the store records events by.
+pub async fn open_with_clock(url: &str, clock: StoreClock) -> Result<OpenedStore, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store = postgres::PostgresStore::connect(url, postgres::PostgresOptions::default()).await?;
+        let options = postgres::PostgresOptions { clock, ..postgres::PostgresOptions::default() };
+        let store = postgres::PostgresStore::connect(url, options).await?;
         let database = Database::Postgres(store.pool().clone());
         return Ok(OpenedStore { store: Arc::new(store), database });
     }
     let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-    let store = sqlite::SqliteStore::open(std::path::Path::new(path), sqlite::SqliteOptions::default()).await?;
+    let options = sqlite::SqliteOptions { clock, ..sqlite::SqliteOptions::default() };
+    let store = sqlite::SqliteStore::open(std::path::Path::new(path), options).await?;
     let database = Database::Sqlite { write: store.write_pool().clone(), read: store.read_pool().clone() };
     Ok(OpenedStore { store: Arc::new(store), database })
 }

@@ -4,9 +4,10 @@
 //! the events together (`INSERT … SELECT … WHERE max(version) = expected`); two racing appends
 //! that both pass the check are told apart by the `events_stream_version_key` unique index.
 //!
-//! Global order without holes: see the comment in `migrations/postgres/0001_events.sql` and
-//! ARCHITECTURE.md. In short, a position is `(transaction id << 16) | index`, and readers stop
-//! below the oldest transaction still running.
+//! Global order without holes: see ARCHITECTURE.md. In short, a position is
+//! `(transaction id << 16) | index`; every append holds a shared advisory lock (taken before
+//! its transaction id exists), and readers stop below the oldest transaction of this store
+//! that holds it — never waiting for transactions of other databases or programs.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -35,11 +36,19 @@ pub struct PostgresOptions {
     /// biggest batches; more overlap commits but split batches (measured: 1 is best at 8
     /// writers on 2 cores).
     pub batch_writers: usize,
+    /// What `recorded_at` reads.
+    pub clock: StoreClock,
 }
 
 impl Default for PostgresOptions {
     fn default() -> Self {
-        Self { max_connections: 16, acquire_timeout: Duration::from_secs(10), schema: None, batch_writers: 1 }
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(10),
+            schema: None,
+            batch_writers: 1,
+            clock: StoreClock::default(),
+        }
     }
 }
 
@@ -51,6 +60,11 @@ pub struct PostgresStore {
 struct Inner {
     pool: PgPool,
     appended: watch::Sender<u64>,
+    /// The second half of the append lock's key: this store's schema, hashed.
+    lock_key: i32,
+    clock: StoreClock,
+    /// The oldest append in flight as the last horizon read saw it, and when it last warned.
+    in_flight: std::sync::Mutex<(Option<AppendInFlight>, Option<std::time::Instant>)>,
 }
 
 const COLUMNS: &str = "position, stream_id, version, event_id, event_type, schema_version, occurred_at, recorded_at, \
@@ -60,12 +74,14 @@ const COLUMNS: &str = "position, stream_id, version, event_id, event_type, schem
 /// transaction already appended (when a caller appends twice in one transaction), so that
 /// positions stay unique within it; a transaction may hold up to 65,536 events.
 const APPEND_SQL: &str = "\
-    WITH tx AS (SELECT pg_current_xact_id()::text::bigint << 16 AS base), \
+    WITH appending AS (SELECT pg_advisory_xact_lock_shared($11::int4, $12::int4)::text AS taken), \
+         tx AS (SELECT CASE WHEN appending.taken IS NOT NULL THEN pg_current_xact_id()::text::bigint << 16 END AS base \
+                FROM appending), \
          used AS (SELECT count(*) AS n FROM events, tx WHERE position >= tx.base AND position < tx.base + 65536) \
     INSERT INTO events (position, event_id, stream_id, version, event_type, schema_version, occurred_at, \
-                        actor, correlation_id, causation_id, payload) \
+                        recorded_at, actor, correlation_id, causation_id, payload) \
     SELECT tx.base + used.n + e.ord - 1, e.event_id, $1, $2 + e.ord, e.event_type, \
-           e.schema_version, e.occurred_at, e.actor::jsonb, e.correlation_id, e.causation_id, e.payload::jsonb \
+           e.schema_version, e.occurred_at, $13, e.actor::jsonb, e.correlation_id, e.causation_id, e.payload::jsonb \
     FROM tx, used, \
          unnest($3::uuid[], $4::text[], $5::int4[], $6::timestamptz[], $7::text[], $8::uuid[], $9::uuid[], $10::text[]) \
          WITH ORDINALITY AS e(event_id, event_type, schema_version, occurred_at, actor, correlation_id, causation_id, \
@@ -74,8 +90,33 @@ const APPEND_SQL: &str = "\
       AND used.n + cardinality($3::uuid[]) <= 65536 \
     RETURNING position, version, recorded_at";
 
-/// The highest position every reader may see: below the oldest transaction still running.
-const VISIBLE_BOUND: &str = "(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 16)";
+/// The first half of the advisory lock key every append holds (shared, for its transaction):
+/// "tick". The second half is the store's schema ([`Inner::lock_key`]), so stores in other
+/// schemas of one database never wait for each other.
+const APPEND_LOCK_CLASS: i32 = 0x7469_636b;
+
+/// The visibility horizon, in one statement (see `read_all`): the transaction id its snapshot
+/// would give the next transaction (`xmax`), and the oldest of *this store's* appends still in
+/// flight — transactions holding the append lock — with its backend, database and age. The
+/// snapshot is the statement's, taken before the lock table and the backends are read.
+/// `backend_xid` is 32 bits; it is widened against `xmax` (it is older, by less than 2^31).
+const HORIZON_SQL: &str = "\
+    WITH snapshot AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax), \
+         in_flight AS ( \
+           SELECT snapshot.xmax - (((snapshot.xmax & 4294967295) - a.backend_xid::text::bigint + 4294967296) \
+                                   % 4294967296) AS xid, \
+                  a.pid, a.datname::text AS datname, \
+                  EXTRACT(EPOCH FROM clock_timestamp() - a.xact_start)::float8 AS age_seconds \
+           FROM snapshot, pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+           WHERE l.locktype = 'advisory' AND l.granted \
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+             AND l.classid::bigint = $1 AND l.objid::bigint = $2 AND l.objsubid = 2 \
+             AND a.backend_xid IS NOT NULL) \
+    SELECT snapshot.xmax, oldest.xid, oldest.pid, oldest.datname, oldest.age_seconds \
+    FROM snapshot LEFT JOIN (SELECT * FROM in_flight ORDER BY xid LIMIT 1) oldest ON true";
+
+/// An append in flight longer than this is logged as a warning (naming its backend).
+pub const IN_FLIGHT_WARN_AFTER: Duration = Duration::from_secs(5);
 
 impl PostgresStore {
     /// Connects and migrates.
@@ -103,7 +144,17 @@ impl PostgresStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Database(format!("migrating: {e}")))?;
-        let inner = Arc::new(Inner { pool, appended: watch::Sender::new(0) });
+        let lock_key: i32 = sqlx::query_scalar("SELECT hashtext(current_schema()) & 2147483647")
+            .fetch_one(&pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let inner = Arc::new(Inner {
+            pool,
+            appended: watch::Sender::new(0),
+            lock_key,
+            clock: options.clock.clone(),
+            in_flight: std::sync::Mutex::new((None, None)),
+        });
         let batcher = Batcher::start(inner.clone(), options.batch_writers);
         Ok(Self { inner, batcher })
     }
@@ -124,6 +175,24 @@ impl PostgresStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
         check_append(&events)?;
+        // Readers wait only for transactions that hold the append lock; one that wrote
+        // before taking it could commit below a place a reader has already passed.
+        let safe: bool = sqlx::query_scalar(
+            "SELECT pg_current_xact_id_if_assigned() IS NULL OR EXISTS (SELECT 1 FROM pg_locks \
+             WHERE pid = pg_backend_pid() AND locktype = 'advisory' AND classid::bigint = $1 \
+               AND objid::bigint = $2 AND objsubid = 2)",
+        )
+        .bind(i64::from(APPEND_LOCK_CLASS))
+        .bind(i64::from(self.inner.lock_key))
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(StoreError::from_sqlx)?;
+        if !safe {
+            return Err(StoreError::InvalidInput(
+                "append_in must come before any other write of its transaction (readers would not wait for it)"
+                    .into(),
+            ));
+        }
         let outcome = match self.inner.try_insert(connection, stream, expected, &events).await? {
             Some(outcome) => outcome,
             None => return self.inner.explain(stream, expected, &events).await,
@@ -161,6 +230,9 @@ impl Inner {
             .bind(&correlations)
             .bind(&causations)
             .bind(&payloads)
+            .bind(APPEND_LOCK_CLASS)
+            .bind(self.lock_key)
+            .bind(self.clock.now())
             .fetch_all(&mut *connection)
             .await;
         let rows = match result {
@@ -209,6 +281,54 @@ impl Inner {
             .map_err(StoreError::from_sqlx)?;
         let actual = actual as u64;
         explain_refused_append(stream, expected, events, &stored, actual)
+    }
+
+    /// The first transaction id readers may not pass: the snapshot's `xmax`, or the oldest
+    /// append of this store still in flight. Transactions of other stores, other databases or
+    /// other programs never hold readers back.
+    async fn horizon(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query(HORIZON_SQL)
+            .bind(i64::from(APPEND_LOCK_CLASS))
+            .bind(i64::from(self.lock_key))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::from_sqlx)?;
+        let xmax: i64 = row.try_get(0).map_err(StoreError::from_sqlx)?;
+        let oldest: Option<i64> = row.try_get(1).map_err(StoreError::from_sqlx)?;
+        let in_flight = match oldest {
+            Some(_) => Some(AppendInFlight {
+                backend: row.try_get::<Option<i32>, _>(2).map_err(StoreError::from_sqlx)?.unwrap_or_default(),
+                database: row.try_get::<Option<String>, _>(3).map_err(StoreError::from_sqlx)?.unwrap_or_default(),
+                age: Duration::from_secs_f64(
+                    row.try_get::<Option<f64>, _>(4).map_err(StoreError::from_sqlx)?.unwrap_or(0.0).max(0.0),
+                ),
+            }),
+            None => None,
+        };
+        self.note_in_flight(in_flight);
+        Ok(oldest.map_or(xmax, |xid| xid.min(xmax)))
+    }
+
+    /// Keeps the oldest append in flight for `/readyz`, and warns (at most every few seconds)
+    /// when one has been open too long: readers wait for it.
+    fn note_in_flight(&self, in_flight: Option<AppendInFlight>) {
+        let Ok(mut slot) = self.in_flight.lock() else { return };
+        if let Some(append) = &in_flight {
+            let due = slot.1.is_none_or(|warned| warned.elapsed() >= IN_FLIGHT_WARN_AFTER);
+            if append.age >= IN_FLIGHT_WARN_AFTER && due {
+                tracing::warn!(
+                    pid = append.backend,
+                    database = %append.database,
+                    age_seconds = append.age.as_secs_f64(),
+                    "an append to the event store has been in flight for {:.1} s: readers (projections, \
+                     mail, queues) wait for it; see pg_stat_activity for backend {}",
+                    append.age.as_secs_f64(),
+                    append.backend
+                );
+                slot.1 = Some(std::time::Instant::now());
+            }
+        }
+        slot.0 = in_flight;
     }
 
     async fn stored_with_ids(&self, ids: &[Uuid]) -> Result<Vec<RecordedEvent>, StoreError> {
@@ -278,13 +398,17 @@ impl EventStore for PostgresStore {
         // The page is taken in index order first and cut at the visible bound after: with the
         // bound inside the scan's condition the planner cannot estimate the range and may read
         // and sort everything after `$1`.
+        // The horizon is read first, in a statement of its own: the events are then read with a
+        // later snapshot, in which every append below the horizon has finished.
+        let horizon = self.inner.horizon().await?;
         let sql = format!(
             "SELECT * FROM (SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2) page \
-             WHERE position < {VISIBLE_BOUND} ORDER BY position"
+             WHERE position < $3 ORDER BY position"
         );
         let rows = sqlx::query(&sql)
             .bind(after.0)
             .bind(clamp_limit(limit))
+            .bind(horizon << 16)
             .fetch_all(&self.inner.pool)
             .await
             .map_err(StoreError::from_sqlx)?;
@@ -312,6 +436,10 @@ impl EventStore for PostgresStore {
         self.inner.appended.subscribe()
     }
 
+    fn oldest_append_in_flight(&self) -> Option<AppendInFlight> {
+        self.inner.in_flight.lock().ok().and_then(|slot| slot.0.clone())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1 FROM events LIMIT 1")
             .fetch_optional(&self.inner.pool)
@@ -324,15 +452,17 @@ impl EventStore for PostgresStore {
 /// The batch statement: like `APPEND_SQL`, for many streams at once; each stream's events go in
 /// only if that stream passes its own version check.
 const BATCH_SQL: &str = "\
-    WITH tx AS (SELECT pg_current_xact_id()::text::bigint << 16 AS base), \
+    WITH appending AS (SELECT pg_advisory_xact_lock_shared($13::int4, $14::int4)::text AS taken), \
+         tx AS (SELECT CASE WHEN appending.taken IS NOT NULL THEN pg_current_xact_id()::text::bigint << 16 END AS base \
+                FROM appending), \
          used AS (SELECT count(*) AS n FROM events, tx WHERE position >= tx.base AND position < tx.base + 65536), \
          accepted AS (SELECT r.stream_id FROM unnest($1::text[], $2::bigint[]) AS r(stream_id, expected) \
                       WHERE (SELECT COALESCE(MAX(version), 0) FROM events WHERE events.stream_id = r.stream_id) \
                             = r.expected) \
     INSERT INTO events (position, event_id, stream_id, version, event_type, schema_version, occurred_at, \
-                        actor, correlation_id, causation_id, payload) \
+                        recorded_at, actor, correlation_id, causation_id, payload) \
     SELECT tx.base + used.n + e.ord - 1, e.event_id, e.stream_id, e.version, e.event_type, \
-           e.schema_version, e.occurred_at, e.actor::jsonb, e.correlation_id, e.causation_id, e.payload::jsonb \
+           e.schema_version, e.occurred_at, $15, e.actor::jsonb, e.correlation_id, e.causation_id, e.payload::jsonb \
     FROM tx, used, \
          unnest($3::text[], $4::bigint[], $5::uuid[], $6::text[], $7::int4[], $8::timestamptz[], $9::text[], \
                 $10::uuid[], $11::uuid[], $12::text[]) \
@@ -371,6 +501,9 @@ impl BatchBackend for Inner {
             .bind(&correlations)
             .bind(&causations)
             .bind(&payloads)
+            .bind(APPEND_LOCK_CLASS)
+            .bind(self.lock_key)
+            .bind(self.clock.now())
             .fetch_all(&self.pool)
             .await
             .map_err(StoreError::from_sqlx)?;

@@ -30,11 +30,18 @@ pub struct SqliteOptions {
     pub busy_timeout: Duration,
     /// `FULL` by default: the commit is on disk when `append` returns.
     pub synchronous: SqliteSynchronous,
+    /// What `recorded_at` reads.
+    pub clock: crate::StoreClock,
 }
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        Self { read_connections: 4, busy_timeout: Duration::from_secs(5), synchronous: SqliteSynchronous::Full }
+        Self {
+            read_connections: 4,
+            busy_timeout: Duration::from_secs(5),
+            synchronous: SqliteSynchronous::Full,
+            clock: crate::StoreClock::default(),
+        }
     }
 }
 
@@ -61,6 +68,7 @@ struct Inner {
     writer: SqlitePool,
     reader: SqlitePool,
     appended: watch::Sender<u64>,
+    clock: crate::StoreClock,
 }
 
 const COLUMNS: &str = "position, stream_id, version, event_id, event_type, schema_version, occurred_at, recorded_at, \
@@ -102,7 +110,7 @@ impl SqliteStore {
             .connect_with(connect.row_buffer_size(READ_ROW_BUFFER).pragma("mmap_size", READ_MMAP_BYTES.to_string()))
             .await
             .map_err(StoreError::from_sqlx)?;
-        let inner = Arc::new(Inner { writer, reader, appended: watch::Sender::new(0) });
+        let inner = Arc::new(Inner { writer, reader, appended: watch::Sender::new(0), clock: options.clock });
         // One worker: SQLite has one writer connection anyway.
         let batcher = Batcher::start(inner.clone(), 1);
         Ok(Self { inner, batcher, sequence_blocks: Default::default() })
@@ -335,7 +343,7 @@ impl BatchBackend for Inner {
     async fn write_batch(&self, batch: &[AppendRequest]) -> Result<Vec<Option<AppendOutcome>>, StoreError> {
         // One transaction, one statement per append (each with its own constant version
         // check), one commit: the fsync, which dominates, is shared.
-        let recorded_at = Utc::now();
+        let recorded_at = self.clock.now();
         let mut transaction = self.writer.begin().await.map_err(StoreError::from_sqlx)?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for request in batch {
@@ -358,7 +366,7 @@ impl BatchBackend for Inner {
         events: &[NewEvent],
     ) -> Result<AppendOutcome, StoreError> {
         let mut connection = self.writer.acquire().await.map_err(StoreError::from_sqlx)?;
-        let result = self.insert(&mut connection, stream, expected, events, Utc::now()).await;
+        let result = self.insert(&mut connection, stream, expected, events, self.clock.now()).await;
         drop(connection);
         match result {
             Ok(Some(outcome)) => Ok(outcome),

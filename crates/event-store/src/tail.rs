@@ -122,4 +122,8 @@ impl EventStore for SharedTail {
     async fn ping(&self) -> Result<(), StoreError> {
         self.store.ping().await
     }
+
+    fn oldest_append_in_flight(&self) -> Option<crate::AppendInFlight> {
+        self.store.oldest_append_in_flight()
+    }
 }

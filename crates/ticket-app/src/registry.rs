@@ -98,6 +98,19 @@ impl RegistryService {
         }
     }
 
+    /// Checks the references to managed data a command carries (see
+    /// `Registry::check_references`). A reference the cached registry lacks is checked again on
+    /// the registry read now, so a division added a moment ago (on any instance) is known.
+    pub async fn check_references(
+        &self,
+        command: &ticket_domain::TicketCommand,
+    ) -> Result<Result<(), ticket_domain::registry::UnknownReference>, RegistryFailure> {
+        if self.current().await?.check_references(command).is_ok() {
+            return Ok(Ok(()));
+        }
+        Ok(self.load().await?.check_references(command))
+    }
+
     /// Decides and appends a change; a lost race with another writer is decided again.
     pub async fn execute(
         &self,

@@ -230,14 +230,15 @@ impl TicketService {
         Ok(ticket)
     }
 
-    /// The ticket exactly as it stood at `instant`: its events recorded up to then, replayed.
+    /// The ticket exactly as it stood at `instant`: its events that occurred up to then (the
+    /// time the service decided each step, the time the API shows for it), replayed.
     /// `NotFound` if it had not been received yet.
     pub async fn load_as_of(&self, ticket_id: TicketId, instant: DateTime<Utc>) -> Result<Ticket, AppError> {
         let history = self.history(ticket_id).await?;
         let ticket = Ticket::replay(
             history
                 .iter()
-                .take_while(|record| record.recorded_at <= instant)
+                .take_while(|record| record.occurred_at <= instant)
                 .map(|record| (&record.event, record.occurred_at)),
         );
         if ticket.state().is_none() {

@@ -304,7 +304,71 @@ impl ContractTerms {
     }
 }
 
+/// A command names managed data the registry does not hold (or no longer offers).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnknownReference {
+    #[error("no division has the id '{given}'")]
+    Division { given: String, known: Vec<String> },
+    #[error("no live contract has the id '{given}'")]
+    Contract { given: String, known: Vec<String> },
+    #[error("the staff directory has nobody called '{given}'")]
+    Staff { given: String, known: Vec<String> },
+}
+
+impl UnknownReference {
+    /// The request field that carries the reference.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Division { .. } => "division",
+            Self::Contract { .. } => "contract_id",
+            Self::Staff { .. } => "assignee",
+        }
+    }
+
+    /// What the registry does hold, to choose from.
+    pub fn known(&self) -> &[String] {
+        match self {
+            Self::Division { known, .. } | Self::Contract { known, .. } | Self::Staff { known, .. } => known,
+        }
+    }
+}
+
 impl Registry {
+    /// Checks every reference to managed data a command carries: an escalation's division, a
+    /// contract named at intake or linked later (live, not retired), and an assignee — once the
+    /// staff directory has anyone in it (without a directory, names are free text).
+    pub fn check_references(&self, command: &crate::TicketCommand) -> Result<(), UnknownReference> {
+        use crate::TicketCommand;
+        let live_contracts =
+            || self.contracts.iter().filter(|(_, c)| !c.retired).map(|(id, _)| id.to_string()).collect();
+        match command {
+            TicketCommand::Escalate { division, .. } if !self.divisions.contains_key(division) => {
+                Err(UnknownReference::Division {
+                    given: division.to_string(),
+                    known: self.divisions.keys().map(|d| d.to_string()).collect(),
+                })
+            }
+            TicketCommand::Receive(receive)
+                if receive.contract_id.as_ref().is_some_and(|id| self.live(id).is_err()) =>
+            {
+                Err(UnknownReference::Contract {
+                    given: receive.contract_id.as_ref().map(|id| id.to_string()).unwrap_or_default(),
+                    known: live_contracts(),
+                })
+            }
+            TicketCommand::LinkContract { contract_id } if self.live(contract_id).is_err() => {
+                Err(UnknownReference::Contract { given: contract_id.to_string(), known: live_contracts() })
+            }
+            TicketCommand::Assign { assignee } if !self.staff.is_empty() && !self.staff.contains_key(assignee) => {
+                Err(UnknownReference::Staff {
+                    given: assignee.to_string(),
+                    known: self.staff.keys().map(|s| s.to_string()).collect(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn replay<'a>(events: impl IntoIterator<Item = &'a RegistryEvent>) -> Self {
         events.into_iter().fold(Self::default(), |registry, event| registry.evolve(event))
     }

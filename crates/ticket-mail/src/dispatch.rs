@@ -320,7 +320,8 @@ impl Dispatcher {
             .from(self.config.from.clone())
             .to(to.clone())
             .subject(subject)
-            .date_now()
+            // The service's one clock, as every time it records.
+            .date(std::time::SystemTime::from(self.service.clock().now()))
             .raw_header(header("Content-Language", language_code(language)));
         if let Some(copy) = copy {
             builder = builder.cc(copy.clone());

@@ -115,7 +115,7 @@ impl Projection for OutboxProjection {
 
     /// Never used: `ticketd rebuild` does not offer the outbox (a rebuild would send every
     /// mail again). Kept empty so that nothing can empty it by mistake.
-    fn reset_statements(&self) -> &'static [&'static str] {
+    fn tables(&self) -> &'static [&'static str] {
         &[]
     }
 

@@ -92,11 +92,15 @@ enum Command {
     },
     /// Creates or upgrades the database schema, then exits.
     Migrate,
-    /// Empties read models and rebuilds them from the whole log (all, or the ones named). A
-    /// running service keeps answering and follows the rebuilt checkpoints.
+    /// Rebuilds read models from the whole log (all, or the ones named): each is built aside
+    /// and swapped in with one commit, so a running service keeps answering from the old one
+    /// until then, and follows the rebuilt checkpoint after.
     Rebuild {
         /// ticket_index, ticket_view, statistics, sla_clocks; none for all.
         names: Vec<String>,
+        /// Events per transaction while building aside (a progress line is printed after each).
+        #[arg(long, default_value_t = ticket_projections::REBUILD_BATCH_MAX)]
+        page_events: usize,
         /// As for `serve`: the SLA clocks are rebuilt with the same settings.
         #[command(flatten)]
         sla: SlaArgs,
@@ -352,7 +356,19 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let opened = event_store::open(&cli.database_url)
+    // One clock for everything the service reads as "now", the store's `recorded_at` included.
+    let clock: Arc<dyn ticket_app::Clock> = match &cli.command {
+        Command::Serve { clock_file: Some(path), .. } => {
+            tracing::warn!(path = %path.display(), "the clock is read from a file (tests and drills only)");
+            ticket_app::FileClock::new(path.clone())
+        }
+        _ => Arc::new(SystemClock),
+    };
+    let store_clock = {
+        let clock = clock.clone();
+        event_store::StoreClock::new(move || clock.now())
+    };
+    let opened = event_store::open_with_clock(&cli.database_url, store_clock)
         .await
         .with_context(|| format!("opening the store at {}", cli.database_url))?;
     crate::auth::migrate(&opened.database).await?;
@@ -360,17 +376,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     ticket_mail::migrate(&opened.database).await?;
     let store = opened.store.clone();
     match cli.command {
-        Command::Serve { listen, mail, intake, sla_check_seconds, clock_file, sla } => {
+        Command::Serve { listen, mail, intake, sla_check_seconds, clock_file: _, sla } => {
             let mail = mail.settings()?;
             let intake = intake.settings();
             let sla_check = std::time::Duration::from_secs(sla_check_seconds.max(1));
-            let clock: Arc<dyn ticket_app::Clock> = match clock_file {
-                Some(path) => {
-                    tracing::warn!(path = %path.display(), "the clock is read from a file (tests and drills only)");
-                    ticket_app::FileClock::new(path)
-                }
-                None => Arc::new(SystemClock),
-            };
             let config = crate::server::ServeConfig {
                 listen,
                 mail,
@@ -505,7 +514,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Rebuild { names, sla } => {
+        Command::Rebuild { names, sla, page_events } => {
             let view = ticket_projections::ticket_view::TicketView::new(store.clone());
             let known = ["ticket_index", "ticket_view", "statistics", "sla_clocks"];
             if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
@@ -513,16 +522,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             for name in known.into_iter().filter(|n| names.is_empty() || names.iter().any(|m| m == n)) {
                 let started = std::time::Instant::now();
+                let options = || ticket_projections::RebuildOptions {
+                    page_events,
+                    progress: Some(Box::new(move |applied| println!("{name}: {applied} events applied aside"))),
+                };
                 let applied = match name {
                     "ticket_index" => {
-                        ticket_projections::rebuild(
+                        ticket_projections::rebuild_with(
                             &ticket_projections::TicketIndex::default(),
                             &store,
                             &opened.database,
+                            options(),
                         )
                         .await?
                     }
-                    "ticket_view" => ticket_projections::rebuild(&view, &store, &opened.database).await?,
+                    "ticket_view" => ticket_projections::rebuild_with(&view, &store, &opened.database, options()).await?,
                     "sla_clocks" => {
                         let registry =
                             Arc::new(ticket_app::registry::RegistryService::new(store.clone(), Arc::new(SystemClock)));
@@ -530,11 +544,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             ticket_projections::sla_clocks::SlaClocks::new(store.clone(), registry, sla.calendar()?)
                                 .with_statutory_days(sla.statutory_days())
                                 .with_warn_percent(sla.sla_warn_percent);
-                        ticket_projections::rebuild(&clocks, &store, &opened.database).await?
+                        ticket_projections::rebuild_with(&clocks, &store, &opened.database, options()).await?
                     }
                     _ => {
                         let statistics = ticket_projections::statistics::Statistics::new(store.clone());
-                        ticket_projections::rebuild(&statistics, &store, &opened.database).await?
+                        ticket_projections::rebuild_with(&statistics, &store, &opened.database, options()).await?
                     }
                 };
                 let seconds = started.elapsed().as_secs_f64();
@@ -580,7 +594,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let service = TicketService::new(store, Arc::new(SystemClock), ServiceOptions::default());
             let mut history = service.history(ticket_id).await?;
             if let Some(instant) = as_of {
-                history.retain(|record| record.recorded_at <= instant);
+                history.retain(|record| record.occurred_at <= instant);
                 anyhow::ensure!(!history.is_empty(), "ticket {ticket} had not been received at {instant}");
             }
             for record in &history {

@@ -10,6 +10,7 @@ mod cli;
 mod http;
 mod idempotency;
 mod intake;
+mod numbers;
 mod pages;
 mod server;
 

@@ -154,6 +154,7 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         mail_intake_max_bytes: config.intake.mail_max_bytes,
         registry,
         calendar,
+        numbers: Arc::new(crate::numbers::Numbers::new(opened.database.clone())),
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -233,8 +233,8 @@ impl Projection for Statistics {
         "statistics"
     }
 
-    fn reset_statements(&self) -> &'static [&'static str] {
-        &["DELETE FROM stats_days"]
+    fn tables(&self) -> &'static [&'static str] {
+        &["stats_days"]
     }
 
     async fn apply(

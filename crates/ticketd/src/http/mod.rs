@@ -56,6 +56,8 @@ pub struct AppState {
     pub registry: Arc<ticket_app::registry::RegistryService>,
     /// The desk's business calendar (business time left in queues).
     pub calendar: Arc<ticket_domain::calendar::BusinessCalendar>,
+    /// Ticket numbers to ids, reading our own writes.
+    pub numbers: Arc<crate::numbers::Numbers>,
 }
 
 /// The whole HTTP application, without a socket (tests drive it directly too).
@@ -154,9 +156,21 @@ pub struct Health {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
+    /// `ready` (everything follows the log), `degraded` (ready, but a projection has stopped on
+    /// an event it cannot apply: see `projections`), or `not_ready` (the store does not answer).
     pub status: String,
     pub store: String,
+    /// The oldest append of this store still in flight (PostgreSQL), which readers wait for.
+    pub oldest_append_in_flight: Option<AppendInFlightHealth>,
     pub projections: Vec<ProjectionHealth>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppendInFlightHealth {
+    /// The database backend's process id (`pg_stat_activity.pid`).
+    pub backend: i32,
+    pub database: String,
+    pub age_seconds: f64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -164,7 +178,11 @@ pub struct ProjectionHealth {
     pub name: String,
     pub position: i64,
     pub events_applied: u64,
+    /// Why the projection stopped (an event it cannot apply); `null` while it runs.
     pub failed: Option<String>,
+    /// Times the store interrupted it (an outage, a deadlock) and it started again by itself.
+    pub retries: u64,
+    pub last_error: Option<String>,
     /// From an event's recording to the commit of the read model showing it, for the events
     /// recorded since the projection started following the log.
     pub lag: Lag,
@@ -186,7 +204,8 @@ pub async fn healthz() -> axum::Json<Health> {
     axum::Json(Health { status: "ok".into() })
 }
 
-/// Ready: the store answers and its schema is migrated; projections are running.
+/// Ready: the store answers and its schema is migrated. Projections' positions, lag and
+/// failures are in the body (a stopped one makes the status `degraded`, still 200).
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(),
     responses((status = 200, description = "Ready", body = Readiness), (status = 503, description = "Not ready", body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
@@ -211,16 +230,33 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
                     }
                 },
                 failed: status.failed,
+                retries: status.retries,
+                last_error: status.last_error,
             }
         })
         .collect();
-    let ready = store.is_ok() && projections.iter().all(|p| p.failed.is_none());
+    // Ready means the store answers: a projection stopped on one event is the same on every
+    // instance, and taking them all out of the load balancer would stop intake too. It stays in
+    // the body (and was logged as an error when it stopped).
+    let ready = store.is_ok();
+    let degraded = projections.iter().any(|p| p.failed.is_some());
     let body = Readiness {
-        status: if ready { "ready".into() } else { "not_ready".into() },
+        status: match (ready, degraded) {
+            (false, _) => "not_ready".into(),
+            (true, true) => "degraded".into(),
+            (true, false) => "ready".into(),
+        },
         store: match store {
             Ok(()) => "ok".into(),
             Err(error) => error.to_string(),
         },
+        oldest_append_in_flight: state.service.store().oldest_append_in_flight().map(|append| {
+            AppendInFlightHealth {
+                backend: append.backend,
+                database: append.database,
+                age_seconds: (append.age.as_secs_f64() * 1000.0).round() / 1000.0,
+            }
+        }),
         projections,
     };
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };

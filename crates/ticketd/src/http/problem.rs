@@ -33,6 +33,9 @@ pub struct Problem {
     /// For `validation_failed`: one entry per field.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// For `unknown_division`, `unknown_contract`, `unknown_staff`: the ids the registry holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -64,6 +67,7 @@ impl ApiError {
                 allowed_actions: None,
                 current_version: None,
                 errors: None,
+                known: None,
             },
             internal: None,
         }
@@ -129,6 +133,36 @@ impl ApiError {
         );
         error.internal = Some(internal.into());
         error
+    }
+    /// 422: a command names managed data the registry does not hold (`unknown_division`,
+    /// `unknown_contract`, `unknown_staff`), with what it does hold.
+    pub fn unknown_reference(unknown: ticket_domain::registry::UnknownReference) -> Self {
+        use ticket_domain::registry::UnknownReference;
+        let (code, what, listing) = match &unknown {
+            UnknownReference::Division { .. } => ("unknown_division", "division", "GET /api/v1/divisions"),
+            UnknownReference::Contract { .. } => ("unknown_contract", "live contract", "GET /api/v1/contracts"),
+            UnknownReference::Staff { .. } => ("unknown_staff", "member of staff", "GET /api/v1/staff"),
+        };
+        let known = unknown.known();
+        let detail = if known.is_empty() {
+            format!("{unknown}; no {what} is registered yet (an admin adds them; {listing} lists them)")
+        } else {
+            format!("{unknown}; known: {} ({listing})", known.join(", "))
+        };
+        let mut error = Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, "Unknown reference", detail.clone());
+        error.problem.errors = Some(vec![FieldError { field: unknown.field().to_owned(), problem: detail }]);
+        error.problem.known = Some(known.to_vec());
+        error
+    }
+    /// 503: the number index has not caught up with the log in time.
+    pub fn index_behind() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "index_behind",
+            "The ticket number index is behind",
+            "the number index has not caught up with the log in time (see /readyz); retry in a moment, or name the \
+             ticket by its id",
+        )
     }
     /// 503
     pub fn unavailable(internal: impl Into<String>) -> Self {

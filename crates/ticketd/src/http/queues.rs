@@ -122,7 +122,8 @@ pub async fn get_queue(
     let rows = queues::queue(&state.database, queue, &caller.name, &filter)
         .await
         .map_err(|e| ApiError::from(ticket_app::AppError::Store(e)))?;
-    let now = Utc::now();
+    // The service's one clock (`--clock-file` moves it), as every other time it shows.
+    let now = state.service.clock().now();
     let registry = state.registry.current().await.map_err(super::registry::registry_error)?;
     let full = rows.len() as u32 == limit;
     Ok(axum::Json(QueuePage {

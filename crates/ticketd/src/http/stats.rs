@@ -74,12 +74,13 @@ fn allowed(caller: &Caller) -> Result<(), ApiError> {
 }
 
 fn stats_query(
+    now: chrono::DateTime<Utc>,
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
     period: Option<Period>,
     by: Option<Dimension>,
 ) -> Result<StatsQuery, ApiError> {
-    let to = to.unwrap_or_else(|| Utc::now().with_timezone(&REPORTING_TIME_ZONE).date_naive());
+    let to = to.unwrap_or_else(|| now.with_timezone(&REPORTING_TIME_ZONE).date_naive());
     let from = match from {
         Some(from) => from,
         None => to
@@ -148,7 +149,7 @@ async fn report(
     (from, to, period, by): (Option<NaiveDate>, Option<NaiveDate>, Option<Period>, Option<Dimension>),
 ) -> Result<(StatsQuery, query::Report), ApiError> {
     allowed(caller)?;
-    let query = stats_query(from, to, period, by)?;
+    let query = stats_query(state.service.clock().now(), from, to, period, by)?;
     let days =
         state.stats_days.days(&state.database).await.map_err(|e| ApiError::from(ticket_app::AppError::Store(e)))?;
     let report = query::report(&days, &query);
@@ -269,7 +270,7 @@ pub async fn sla(
 ) -> Result<Response, ApiError> {
     allowed(&caller)?;
     let asked = parse(query)?;
-    let period = stats_query(asked.from, asked.to, None, None)?;
+    let period = stats_query(state.service.clock().now(), asked.from, asked.to, None, None)?;
     let midnight = |day: NaiveDate| {
         day.and_hms_opt(0, 0, 0)
             .and_then(|local| REPORTING_TIME_ZONE.from_local_datetime(&local).earliest())

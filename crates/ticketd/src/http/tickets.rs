@@ -361,10 +361,12 @@ async fn resolve_ticket(state: &AppState, id: &str) -> Result<TicketId, ApiError
         .ok()
         .and_then(|n| TicketNumber::new(n).ok())
         .ok_or_else(|| ApiError::not_found(format!("'{id}' is neither a ticket id nor a ticket number")))?;
-    ticket_projections::ticket_by_number(&state.database, number)
-        .await
-        .map_err(|e| ApiError::from(AppError::Store(e)))?
-        .ok_or_else(|| ApiError::not_found(format!("no ticket has the number {number}")))
+    match state.numbers.resolve(number).await {
+        Ok(Some(ticket)) => Ok(ticket),
+        Ok(None) => Err(ApiError::not_found(format!("no ticket has the number {number}"))),
+        Err(crate::numbers::NumberError::Store(e)) => Err(ApiError::from(AppError::Store(e))),
+        Err(crate::numbers::NumberError::IndexBehind) => Err(ApiError::index_behind()),
+    }
 }
 
 fn context(caller: &Caller, correlation_id: uuid::Uuid) -> CommandContext {
@@ -502,15 +504,18 @@ async fn execute(
         Request::Create { body } => {
             // Validate before taking a number, so bad requests use none up.
             let probe = receive_command(body, TicketNumber::new(1).expect("1 is a ticket number"))?;
+            // A contract named at intake must be one the registry holds.
+            if let Some(contract_id) = &probe.contract_id {
+                let link = TicketCommand::LinkContract { contract_id: contract_id.clone() };
+                state
+                    .registry
+                    .check_references(&link)
+                    .await
+                    .map_err(super::registry::registry_error)?
+                    .map_err(ApiError::unknown_reference)?;
+            }
             let registry = state.registry.current().await.map_err(super::registry::registry_error)?;
             let contract_id = match probe.contract_id {
-                // A contract named at intake must be one the registry holds.
-                Some(id) if !registry.contracts.get(&id).is_some_and(|c| !c.retired) => {
-                    return Err(ApiError::validation(
-                        "no live contract has this id; GET /api/v1/contracts lists them",
-                        vec![FieldError { field: "contract_id".into(), problem: "unknown or retired contract".into() }],
-                    ));
-                }
                 Some(id) => Some(id),
                 // Otherwise the reporter's address decides (or the default contract).
                 None => registry.contract_for(probe.reporter_email.as_ref()).cloned(),
@@ -526,6 +531,12 @@ async fn execute(
             (StatusCode::CREATED, outcome)
         }
         Request::Command { ticket_id, command } => {
+            state
+                .registry
+                .check_references(&command)
+                .await
+                .map_err(super::registry::registry_error)?
+                .map_err(ApiError::unknown_reference)?;
             (StatusCode::OK, state.service.execute(ticket_id, if_match, command, &context).await)
         }
     };
@@ -533,6 +544,12 @@ async fn execute(
         Ok(outcome) => {
             let view = view(outcome.ticket_id, &outcome.ticket)
                 .ok_or_else(|| ApiError::internal("no state after a command"))?;
+            if status == StatusCode::CREATED
+                && let Ok(number) = TicketNumber::new(view.number)
+            {
+                // Acting on it by number at once must not depend on the index having caught up.
+                state.numbers.remember(number, outcome.ticket_id);
+            }
             Ok((status, view))
         }
         Err(AppError::Refused(refusal)) => {
@@ -811,18 +828,9 @@ pub async fn link_contract(
     key: IdempotencyKey,
     json: ApiJson<ContractBody>,
 ) -> Result<Response, ApiError> {
-    let registry = state.registry.current().await.map_err(super::registry::registry_error)?;
-    let live = ContractId::parse(&json.value.contract_id)
-        .ok()
-        .filter(|id| registry.contracts.get(id).is_some_and(|contract| !contract.retired));
-    if live.is_none() {
-        return Err(ApiError::validation(
-            "no live contract has this id; GET /api/v1/contracts lists them",
-            vec![FieldError { field: "contract_id".into(), problem: "unknown or retired contract".into() }],
-        ));
-    }
-    command(state, caller, id, if_match, key, json, move |_, _| {
-        live.map(|contract_id| TicketCommand::LinkContract { contract_id })
+    // Whether the registry holds it is checked with every other reference, before running.
+    command(state, caller, id, if_match, key, json, |b, f| {
+        Some(TicketCommand::LinkContract { contract_id: f.check("contract_id", ContractId::parse(&b.contract_id))? })
     })
     .await
 }
@@ -1072,7 +1080,7 @@ pub async fn get_sla(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let ticket_id = resolve_ticket(&state, &id).await?;
-    let now = Utc::now();
+    let now = state.service.clock().now();
     let clocks = ticket_projections::sla_clocks::clocks_of(&state.database, ticket_id)
         .await
         .map_err(|e| ApiError::from(AppError::Store(e)))?;
