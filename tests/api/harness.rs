@@ -135,6 +135,33 @@ impl TestApp {
         self.child = Some(child);
     }
 
+    /// Starts a second server process on the same store and settings (another instance), on
+    /// its own free port; it is stopped when the returned handle is dropped.
+    pub fn start_sibling(&self) -> Sibling {
+        let mut child = Command::new(binary())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("TICKETD_DATABASE_URL", &self.database_url)
+            .env("TICKETD_LOG", std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()))
+            .env("TICKETD_OUTBOX_DIR", self.dir.path().join("outbox"))
+            .env("TICKETD_ATTACHMENTS_DIR", self.dir.path().join("attachments"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var_os("TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
+            .spawn()
+            .expect("ticketd serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("ticketd prints its address");
+        let address =
+            line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}"));
+        Sibling { base: address.to_owned(), child }
+    }
+
+    /// The server's database URL (a PostgreSQL URL selects the test's schema).
+    pub fn database_url(&self) -> &str {
+        &self.database_url
+    }
+
     /// The app's temporary folder (its SQLite file, its mail outbox folder, …).
     pub fn dir(&self) -> &std::path::Path {
         self.dir.path()
@@ -184,7 +211,20 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> Answer {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        self.request_at(&self.base, method, path, token, headers, body).await
+    }
+
+    /// [`request`](Self::request) to the server at `base` (a [`Sibling`]'s, or this app's).
+    pub async fn request_at(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = self.client.request(method, format!("{base}{path}"));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -265,6 +305,19 @@ impl TestApp {
 
     pub async fn get(&self, path: &str, token: &str) -> Answer {
         self.request(Method::GET, path, Some(token), &[], None).await
+    }
+}
+
+/// A second server process on a [`TestApp`]'s store ([`TestApp::start_sibling`]).
+pub struct Sibling {
+    pub base: String,
+    child: Child,
+}
+
+impl Drop for Sibling {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod browser;
 mod harness;
+mod idempotency;
 mod intake;
 mod mail;
 mod registry;
@@ -84,6 +85,7 @@ on_both_backends_with_settings!(
     crate::intake::e_mail_becomes_tickets_and_replies_thread_onto_the_right_ones => e_mail_becomes_tickets_and_replies_thread_onto_the_right_ones,
     crate::intake::a_maildir_is_taken_in_once => a_maildir_is_taken_in_once,
     crate::sla::sla_clocks_warn_breach_notify_and_count_across_easter => sla_clocks_warn_breach_notify_and_count_across_easter,
+    crate::idempotency::a_slow_append_is_applied_once_while_the_client_repeats => a_slow_append_is_applied_once_while_the_client_repeats,
 );
 
 /// Polls the daily summary until `done` holds for today's row.

@@ -56,6 +56,8 @@ pub struct AppState {
     pub registry: Arc<ticket_app::registry::RegistryService>,
     /// The desk's business calendar (business time left in queues).
     pub calendar: Arc<ticket_domain::calendar::BusinessCalendar>,
+    /// How long an `Idempotency-Key` claim may go unanswered before a repeat takes it over.
+    pub idempotency_stale: std::time::Duration,
 }
 
 /// The whole HTTP application, without a socket (tests drive it directly too).
