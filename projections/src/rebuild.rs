@@ -172,7 +172,10 @@ impl Scratch {
                         return Err(StoreError::Database(format!("the read model table {table} does not exist")).into());
                     }
                     for definition in definitions {
-                        sqlx::query(&definition).execute(&pool).await.map_err(database_error("creating scratch tables"))?;
+                        sqlx::query(&definition)
+                            .execute(&pool)
+                            .await
+                            .map_err(database_error("creating scratch tables"))?;
                     }
                 }
                 Ok(Self::Sqlite { pool, path, _lock: lock })
@@ -201,7 +204,10 @@ impl Scratch {
                     statements.push(format!("CREATE TABLE {schema}.{table} (LIKE {live}.{table} INCLUDING ALL)"));
                 }
                 for statement in statements {
-                    sqlx::query(&statement).execute(&mut *lock).await.map_err(database_error("creating scratch tables"))?;
+                    sqlx::query(&statement)
+                        .execute(&mut *lock)
+                        .await
+                        .map_err(database_error("creating scratch tables"))?;
                 }
                 Ok(Self::Postgres { pool: pool.clone(), live, schema, lock: Some(lock) })
             }
@@ -227,7 +233,10 @@ impl Scratch {
                 for statement in
                     [format!("SET LOCAL search_path TO {schema}, {live}"), "SET LOCAL synchronous_commit = off".into()]
                 {
-                    sqlx::query(&statement).execute(&mut *transaction).await.map_err(database_error("building aside"))?;
+                    sqlx::query(&statement)
+                        .execute(&mut *transaction)
+                        .await
+                        .map_err(database_error("building aside"))?;
                 }
                 apply_events(projection, &mut Transaction::Postgres(&mut transaction), decoded, batch).await?;
                 transaction.commit().await.map_err(database_error("building aside"))?;
@@ -371,7 +380,8 @@ impl Scratch {
             Self::Postgres { schema, lock, .. } => {
                 if let Some(mut lock) = lock {
                     let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut *lock).await;
-                    let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))").bind(&schema).execute(&mut *lock).await;
+                    let _ =
+                        sqlx::query("SELECT pg_advisory_unlock(hashtext($1))").bind(&schema).execute(&mut *lock).await;
                 }
             }
         }

@@ -38,7 +38,12 @@ async fn get(client: &reqwest::Client, base: &str, token: &str, path: &str) -> (
 }
 
 /// Other writers meanwhile: tickets created and worked by id, until `stop`.
-fn spawn_writers(app: &TestApp, writers: usize, stop: Arc<AtomicBool>, created: Arc<AtomicU64>) -> Vec<tokio::task::JoinHandle<()>> {
+fn spawn_writers(
+    app: &TestApp,
+    writers: usize,
+    stop: Arc<AtomicBool>,
+    created: Arc<AtomicU64>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     (0..writers)
         .map(|w| {
             let (client, base, token) = (app.client.clone(), app.base.clone(), app.agent.clone());
@@ -47,14 +52,19 @@ fn spawn_writers(app: &TestApp, writers: usize, stop: Arc<AtomicBool>, created: 
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    let (status, ticket) = post(&client, &base, &token, "/api/v1/tickets", intake_body(1_000_000 * (w as u64 + 1) + i)).await;
+                    let (status, ticket) =
+                        post(&client, &base, &token, "/api/v1/tickets", intake_body(1_000_000 * (w as u64 + 1) + i))
+                            .await;
                     assert_eq!(status, StatusCode::CREATED, "{ticket}");
                     created.fetch_add(1, Ordering::Relaxed);
                     let id = ticket["id"].as_str().unwrap().to_owned();
-                    let (status, body) = post(&client, &base, &token, &format!("/api/v1/tickets/{id}/acknowledge"), json!({})).await;
+                    let (status, body) =
+                        post(&client, &base, &token, &format!("/api/v1/tickets/{id}/acknowledge"), json!({})).await;
                     assert_eq!(status, StatusCode::OK, "{body}");
-                    let investigate = json!({"category": "complaint", "service_area": "norma", "contact_method": "phone"});
-                    let (status, body) = post(&client, &base, &token, &format!("/api/v1/tickets/{id}/investigate"), investigate).await;
+                    let investigate =
+                        json!({"category": "complaint", "service_area": "norma", "contact_method": "phone"});
+                    let (status, body) =
+                        post(&client, &base, &token, &format!("/api/v1/tickets/{id}/investigate"), investigate).await;
                     assert_eq!(status, StatusCode::OK, "{body}");
                 }
             })
@@ -65,7 +75,8 @@ fn spawn_writers(app: &TestApp, writers: usize, stop: Arc<AtomicBool>, created: 
 /// A number the service has handed out resolves at once — on the instance that handed it out and
 /// on another one sharing the store — while other writers keep the log busy.
 pub async fn a_number_handed_out_resolves_at_once_on_every_instance(app: TestApp) {
-    let (mut other, other_base) = app.start_another();
+    let other = app.start_sibling();
+    let other_base = other.base.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let writers = spawn_writers(&app, 2, stop.clone(), Arc::default());
     let client = app.client.clone();
@@ -91,9 +102,13 @@ pub async fn a_number_handed_out_resolves_at_once_on_every_instance(app: TestApp
     for writer in writers {
         writer.await.unwrap();
     }
-    let _ = other.kill();
-    let _ = other.wait();
-    assert!(not_found.is_empty(), "{} of 1,000 numbers did not resolve at once: {:?}", not_found.len(), &not_found[..not_found.len().min(5)]);
+    drop(other);
+    assert!(
+        not_found.is_empty(),
+        "{} of 1,000 numbers did not resolve at once: {:?}",
+        not_found.len(),
+        &not_found[..not_found.len().min(5)]
+    );
     // A number nobody handed out is still a 404, at once.
     let (status, body) = get(&client, &app.base, &app.agent, "/api/v1/tickets/987654321").await;
     assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("not_found")), "{body}");
@@ -106,7 +121,8 @@ async fn observed(app: &TestApp) -> Vec<i64> {
         counts.push(app.query_count(&format!("SELECT count(*) FROM {table}")).await);
     }
     let today = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Budapest).date_naive();
-    let summary = app.get(&format!("/api/v1/stats/summary?period=day&from={today}&to={today}"), &app.quality_manager).await;
+    let summary =
+        app.get(&format!("/api/v1/stats/summary?period=day&from={today}&to={today}"), &app.quality_manager).await;
     counts.push(summary.body["rows"][0]["received"].as_i64().unwrap_or(0));
     counts
 }
@@ -141,7 +157,10 @@ async fn caught_up(app: &TestApp, tickets: i64) {
         if views == tickets && behind == 0 {
             return;
         }
-        assert!(Instant::now() < deadline, "the read models never caught up: {views} of {tickets} tickets, {behind} behind");
+        assert!(
+            Instant::now() < deadline,
+            "the read models never caught up: {views} of {tickets} tickets, {behind} behind"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -336,7 +355,8 @@ pub async fn a_transaction_open_elsewhere_on_the_server_does_not_stall_the_servi
         Some(url) => {
             let mut connection = sqlx::PgConnection::connect(url).await.unwrap();
             sqlx::query("BEGIN").execute(&mut connection).await.unwrap();
-            let _: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text").fetch_one(&mut connection).await.unwrap();
+            let _: String =
+                sqlx::query_scalar("SELECT pg_current_xact_id()::text").fetch_one(&mut connection).await.unwrap();
             Some(connection)
         }
         None => None,
@@ -382,10 +402,20 @@ pub async fn references_to_managed_data_must_be_in_the_registry(app: TestApp) {
 
     // No division registered at all, then two: an unknown one is refused and the known listed.
     let refused = app.act(&id, "escalate", json!({"division": "it-operations", "reason": "needs a fix"})).await;
-    assert_eq!((refused.status, refused.code()), (StatusCode::UNPROCESSABLE_ENTITY, "unknown_division"), "{}", refused.body);
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "unknown_division"),
+        "{}",
+        refused.body
+    );
     app.register_divisions(&["legal", "billing"]).await;
     let refused = app.act(&id, "escalate", json!({"division": "it-operations", "reason": "needs a fix"})).await;
-    assert_eq!((refused.status, refused.code()), (StatusCode::UNPROCESSABLE_ENTITY, "unknown_division"), "{}", refused.body);
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "unknown_division"),
+        "{}",
+        refused.body
+    );
     assert_eq!(refused.body["known"], json!(["billing", "legal"]), "{}", refused.body);
     assert_eq!(refused.body["errors"][0]["field"], "division");
     assert!(refused.body["detail"].as_str().unwrap().contains("billing, legal"), "{}", refused.body);
@@ -397,9 +427,19 @@ pub async fn references_to_managed_data_must_be_in_the_registry(app: TestApp) {
     let mut body = intake_body(7);
     body["contract_id"] = json!("no-such-contract");
     let refused = app.create_ticket_with(body).await;
-    assert_eq!((refused.status, refused.code()), (StatusCode::UNPROCESSABLE_ENTITY, "unknown_contract"), "{}", refused.body);
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "unknown_contract"),
+        "{}",
+        refused.body
+    );
     let refused = app.act(&id, "contract", json!({"contract_id": "no-such-contract"})).await;
-    assert_eq!((refused.status, refused.code()), (StatusCode::UNPROCESSABLE_ENTITY, "unknown_contract"), "{}", refused.body);
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "unknown_contract"),
+        "{}",
+        refused.body
+    );
 
     // Staff: free names until the directory is kept, then only its members.
     assert_eq!(app.act(&id, "assign", json!({"assignee": "anyone"})).await.status, StatusCode::OK);
@@ -407,7 +447,12 @@ pub async fn references_to_managed_data_must_be_in_the_registry(app: TestApp) {
     let saved = app.request(Method::PUT, "/api/v1/staff/kata", Some(&app.admin), &[], Some(staff)).await;
     assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
     let refused = app.act(&id, "assign", json!({"assignee": "nobody"})).await;
-    assert_eq!((refused.status, refused.code()), (StatusCode::UNPROCESSABLE_ENTITY, "unknown_staff"), "{}", refused.body);
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "unknown_staff"),
+        "{}",
+        refused.body
+    );
     assert_eq!(refused.body["known"], json!(["kata"]));
     assert_eq!(app.act(&id, "assign", json!({"assignee": "kata"})).await.status, StatusCode::OK);
 }
@@ -417,11 +462,9 @@ pub async fn references_to_managed_data_must_be_in_the_registry(app: TestApp) {
 /// SLA clocks, and the `Date:` of its mail.
 pub async fn one_clock_for_every_time_the_service_shows(backend: crate::harness::Backend) {
     use chrono::{DateTime, Utc};
-    let Some(app) = crate::harness::spawn_app_with(
-        backend,
-        &[("TICKETD_MAIL", "files"), ("TICKETD_CLOCK_FILE", "{dir}/now")],
-    )
-    .await
+    let Some(app) =
+        crate::harness::spawn_app_with(backend, &[("TICKETD_MAIL", "files"), ("TICKETD_CLOCK_FILE", "{dir}/now")])
+            .await
     else {
         return;
     };
@@ -440,8 +483,11 @@ pub async fn one_clock_for_every_time_the_service_shows(backend: crate::harness:
     assert_eq!(created.body["received_at"], "2026-03-02T09:00:00Z", "{}", created.body);
     let history = app.get(&format!("/api/v1/tickets/{id}/events"), &app.auditor).await;
     let received = &history.body["events"][0];
-    assert_eq!((received["occurred_at"].as_str(), received["recorded_at"].as_str()),
-        (Some("2026-03-02T09:00:00Z"), Some("2026-03-02T09:00:00Z")), "{received}");
+    assert_eq!(
+        (received["occurred_at"].as_str(), received["recorded_at"].as_str()),
+        (Some("2026-03-02T09:00:00Z"), Some("2026-03-02T09:00:00Z")),
+        "{received}"
+    );
     // The confirmation mail is dated by the same clock.
     let outbox = app.dir().join("outbox");
     let dates = loop {
@@ -452,7 +498,9 @@ pub async fn one_clock_for_every_time_the_service_shows(backend: crate::harness:
                     .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
                     .filter_map(|e| std::fs::read(e.path()).ok())
                     .filter_map(|bytes| {
-                        mail_parser::MessageParser::default().parse(&bytes).and_then(|m| m.date().map(|d| d.to_timestamp()))
+                        mail_parser::MessageParser::default()
+                            .parse(&bytes)
+                            .and_then(|m| m.date().map(|d| d.to_timestamp()))
                     })
                     .collect()
             })

@@ -135,14 +135,14 @@ impl TestApp {
         self.child = Some(child);
     }
 
-    /// Starts a second server process on the same store (another instance of a fleet); it is
-    /// killed when the returned child is dropped by the caller (`kill`).
-    pub fn start_another(&self) -> (Child, String) {
+    /// Starts a second server process on the same store and settings (another instance), on
+    /// its own free port; it is stopped when the returned handle is dropped.
+    pub fn start_sibling(&self) -> Sibling {
         let mut child = Command::new(binary())
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("TICKETD_DATABASE_URL", &self.database_url)
             .env("TICKETD_LOG", std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()))
-            .env("TICKETD_OUTBOX_DIR", self.dir.path().join("outbox-2"))
+            .env("TICKETD_OUTBOX_DIR", self.dir.path().join("outbox"))
             .env("TICKETD_ATTACHMENTS_DIR", self.dir.path().join("attachments"))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
@@ -154,7 +154,7 @@ impl TestApp {
         BufReader::new(stdout).read_line(&mut line).expect("ticketd prints its address");
         let address =
             line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}"));
-        (child, address.to_owned())
+        Sibling { base: address.to_owned(), child }
     }
 
     /// Starts `ticketd` with these arguments against the same database, its stdout piped.
@@ -180,7 +180,9 @@ impl TestApp {
                 .await
                 .unwrap();
             let row = columns.iter().map(|c| format!("quote(\"{c}\")")).collect::<Vec<_>>().join(" || ',' || ");
-            let sql = format!("SELECT COALESCE(group_concat(r, char(10)), '') FROM (SELECT {row} AS r FROM {table} ORDER BY r)");
+            let sql = format!(
+                "SELECT COALESCE(group_concat(r, char(10)), '') FROM (SELECT {row} AS r FROM {table} ORDER BY r)"
+            );
             sqlx::query_scalar(&sql).fetch_one(&mut connection).await.unwrap()
         } else {
             let mut connection = sqlx::PgConnection::connect(&self.database_url).await.unwrap();
@@ -189,7 +191,7 @@ impl TestApp {
         }
     }
 
-    /// The store's URL, as the server gets it.
+    /// The server's database URL (a PostgreSQL URL selects the test's schema).
     pub fn database_url(&self) -> &str {
         &self.database_url
     }
@@ -248,7 +250,20 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> Answer {
-        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        self.request_at(&self.base, method, path, token, headers, body).await
+    }
+
+    /// [`request`](Self::request) to the server at `base` (a [`Sibling`]'s, or this app's).
+    pub async fn request_at(
+        &self,
+        base: &str,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request = self.client.request(method, format!("{base}{path}"));
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
@@ -320,7 +335,8 @@ impl TestApp {
     /// escalated to them.
     pub async fn register_divisions(&self, ids: &[&str]) {
         for id in ids {
-            let body = json!({"name": format!("Division {id}"), "notification_email": format!("{id}@divisions.example")});
+            let body =
+                json!({"name": format!("Division {id}"), "notification_email": format!("{id}@divisions.example")});
             let saved =
                 self.request(Method::PUT, &format!("/api/v1/divisions/{id}"), Some(&self.admin), &[], Some(body)).await;
             assert_eq!(saved.status, StatusCode::OK, "{}", saved.body);
@@ -340,6 +356,19 @@ impl TestApp {
 
     pub async fn get(&self, path: &str, token: &str) -> Answer {
         self.request(Method::GET, path, Some(token), &[], None).await
+    }
+}
+
+/// A second server process on a [`TestApp`]'s store ([`TestApp::start_sibling`]).
+pub struct Sibling {
+    pub base: String,
+    child: Child,
+}
+
+impl Drop for Sibling {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

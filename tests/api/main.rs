@@ -4,6 +4,7 @@
 mod browser;
 mod consistency;
 mod harness;
+mod idempotency;
 mod intake;
 mod mail;
 mod registry;
@@ -62,7 +63,8 @@ on_both_backends!(
 use consistency::{
     a_number_handed_out_resolves_at_once_on_every_instance, a_projection_stopped_on_an_event_leaves_the_instance_ready,
     a_transaction_open_elsewhere_on_the_server_does_not_stall_the_service,
-    rebuilds_beside_a_working_service_never_show_a_partial_read_model, references_to_managed_data_must_be_in_the_registry,
+    rebuilds_beside_a_working_service_never_show_a_partial_read_model,
+    references_to_managed_data_must_be_in_the_registry,
 };
 use registry::contracts_decide_a_tickets_contract_and_every_change_is_audited;
 
@@ -96,6 +98,7 @@ on_both_backends_with_settings!(
     crate::intake::a_maildir_is_taken_in_once => a_maildir_is_taken_in_once,
     crate::sla::sla_clocks_warn_breach_notify_and_count_across_easter => sla_clocks_warn_breach_notify_and_count_across_easter,
     crate::consistency::one_clock_for_every_time_the_service_shows => one_clock_for_every_time_the_service_shows,
+    crate::idempotency::a_slow_append_is_applied_once_while_the_client_repeats => a_slow_append_is_applied_once_while_the_client_repeats,
 );
 
 /// Polls the daily summary until `done` holds for today's row.

@@ -163,14 +163,19 @@ async fn an_append_in_flight_is_reported_with_its_backend_and_age() {
     let mut slow = postgres.pool().begin().await.unwrap();
     let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&mut *slow).await.unwrap();
     postgres
-        .append_in(&mut slow, &StreamId::parse("ticket-in-flight").unwrap(), ExpectedVersion(0), vec![event(
-            "Slow",
-            json!({"i": 0}),
-        )])
+        .append_in(
+            &mut slow,
+            &StreamId::parse("ticket-in-flight").unwrap(),
+            ExpectedVersion(0),
+            vec![event("Slow", json!({"i": 0}))],
+        )
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    store.append(&StreamId::parse("ticket-after").unwrap(), ExpectedVersion(0), vec![event("Fast", json!({}))]).await.unwrap();
+    store
+        .append(&StreamId::parse("ticket-after").unwrap(), ExpectedVersion(0), vec![event("Fast", json!({}))])
+        .await
+        .unwrap();
     assert!(store.read_all(GlobalPosition::START, 100).await.unwrap().is_empty(), "readers wait for our own append");
     let in_flight = store.oldest_append_in_flight().expect("the open append is reported");
     assert_eq!(in_flight.backend, backend);
@@ -193,10 +198,12 @@ async fn an_append_after_another_write_in_its_transaction_is_refused() {
     let _xid: String =
         sqlx::query_scalar("SELECT pg_current_xact_id()::text").fetch_one(&mut *transaction).await.unwrap();
     let error = postgres
-        .append_in(&mut transaction, &StreamId::parse("ticket-late-lock").unwrap(), ExpectedVersion(0), vec![event(
-            "Late",
-            json!({}),
-        )])
+        .append_in(
+            &mut transaction,
+            &StreamId::parse("ticket-late-lock").unwrap(),
+            ExpectedVersion(0),
+            vec![event("Late", json!({}))],
+        )
         .await
         .unwrap_err();
     assert!(matches!(error, event_store::StoreError::InvalidInput(_)), "{error}");

@@ -189,8 +189,7 @@ impl PostgresStore {
         .map_err(StoreError::from_sqlx)?;
         if !safe {
             return Err(StoreError::InvalidInput(
-                "append_in must come before any other write of its transaction (readers would not wait for it)"
-                    .into(),
+                "append_in must come before any other write of its transaction (readers would not wait for it)".into(),
             ));
         }
         let outcome = match self.inner.try_insert(connection, stream, expected, &events).await? {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 pub use envelope::{CommandContext, TicketRecord};
-pub use service::{AppError, CommandOutcome, ServiceOptions, TicketService};
+pub use service::{AppError, CommandOutcome, ServiceOptions, TicketService, idempotent_event_id};
 
 /// Where "now" comes from. Tests move a manual clock; the service reads the system's.
 pub trait Clock: Send + Sync + 'static {

@@ -42,6 +42,10 @@ pub struct CommandOutcome {
     pub ticket: Ticket,
     /// The events the command appended, as stored.
     pub records: Vec<TicketRecord>,
+    /// True when the command had already been applied by an earlier attempt with the same
+    /// correlation id ([`TicketService::execute_once`]): `ticket` and `records` are that
+    /// attempt's outcome, read back from the stream, and nothing was appended now.
+    pub already_applied: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +136,43 @@ impl TicketService {
         self.execute_on(ticket_id, expected_version, command, context, Known::Unread).await
     }
 
+    /// Runs `command` at most once for `context.correlation_id` (one per `Idempotency-Key`),
+    /// however many attempts run it, in however many processes, at whatever time.
+    ///
+    /// - Its events get ids derived from the correlation id ([`idempotent_event_id`]), so two
+    ///   applications cannot both be stored: the store's unique event id refuses the second
+    ///   (`DuplicateEvent`, or `already_stored` at the same place).
+    /// - Every decision made on the stream as read from the store first looks for an event
+    ///   carrying the correlation id; a lost race, a refused duplicate or a refusal decided on
+    ///   the cache reads the store again. When the command was already applied, the answer is
+    ///   that application's outcome (the ticket replayed up to its last event,
+    ///   `already_applied`), never a second application or a refusal of the repeat.
+    ///
+    /// `new`: the ticket id was made up for this attempt, so its stream is taken to be empty
+    /// without reading it (the append's version check catches it if not).
+    pub async fn execute_once(
+        &self,
+        ticket_id: TicketId,
+        expected_version: Option<u64>,
+        command: TicketCommand,
+        context: &CommandContext,
+        new: bool,
+    ) -> Result<CommandOutcome, AppError> {
+        let known = if new { Known::New } else { Known::Unread };
+        self.execute_with(ticket_id, expected_version, command, context, known, Once::Yes).await
+    }
+
+    /// What a command with this correlation id did to the ticket, if it was applied: the
+    /// ticket replayed up to the last event carrying it, and those events.
+    pub async fn applied(
+        &self,
+        ticket_id: TicketId,
+        correlation_id: uuid::Uuid,
+    ) -> Result<Option<CommandOutcome>, AppError> {
+        let records = self.records(&stream_id(ticket_id)).await?;
+        Ok(applied_outcome(ticket_id, &records, correlation_id))
+    }
+
     /// Runs `command` on a ticket whose id the caller has just made up (a new random id), without
     /// reading its stream first: it is empty. Were it not, the append's version check would
     /// refuse the write and the command be decided again on what is stored.
@@ -144,7 +185,6 @@ impl TicketService {
         self.execute_on(ticket_id, None, command, context, Known::New).await
     }
 
-    #[tracing::instrument(level = "debug", skip(self, command, context), fields(command = command.kind().name()))]
     async fn execute_on(
         &self,
         ticket_id: TicketId,
@@ -153,6 +193,20 @@ impl TicketService {
         context: &CommandContext,
         known: Known,
     ) -> Result<CommandOutcome, AppError> {
+        self.execute_with(ticket_id, expected_version, command, context, known, Once::No).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, command, context), fields(command = command.kind().name()))]
+    async fn execute_with(
+        &self,
+        ticket_id: TicketId,
+        expected_version: Option<u64>,
+        command: TicketCommand,
+        context: &CommandContext,
+        known: Known,
+        once: Once,
+    ) -> Result<CommandOutcome, AppError> {
+        let once = once == Once::Yes;
         let stream = stream_id(ticket_id);
         let stripe = (ticket_id.as_uuid().as_u128() % TICKET_LOCK_STRIPES as u128) as usize;
         let _turn = self.ticket_locks[stripe].lock().await;
@@ -162,6 +216,19 @@ impl TicketService {
             // A belief about the stream (the cache, or "it is new") is checked by the append.
             let (ticket, from_cache) = if std::mem::take(&mut known_new) {
                 (Ticket::default(), true)
+            } else if once {
+                match self.cached(ticket_id).filter(|_| from_cache_allowed) {
+                    Some(ticket) => (ticket, true),
+                    None => {
+                        // What the store holds: if this command was applied already, that is
+                        // the answer.
+                        let records = self.records(&stream).await?;
+                        if let Some(outcome) = applied_outcome(ticket_id, &records, context.correlation_id) {
+                            return Ok(outcome);
+                        }
+                        (Ticket::replay(records.iter().map(|r| (&r.event, r.occurred_at))), false)
+                    }
+                }
             } else {
                 self.load_folded(ticket_id, &stream, from_cache_allowed).await?
             };
@@ -178,10 +245,40 @@ impl TicketService {
             }
             // Stored timestamps keep microseconds; so does what we answer from memory.
             let now = self.clock.now().trunc_subsecs(6);
-            let events = ticket.decide(command.clone(), now)?;
-            let new_events: Vec<_> = events.iter().map(|event| to_new_event(event, context, now)).collect();
+            let events = match ticket.decide(command.clone(), now) {
+                Ok(events) => events,
+                Err(_) if once && from_cache => {
+                    // The cache cannot say whether an earlier attempt applied this command (and
+                    // so made it refusable): decide again on what the store holds.
+                    from_cache_allowed = false;
+                    continue;
+                }
+                Err(refusal) => return Err(refusal.into()),
+            };
+            let new_events: Vec<_> = events
+                .iter()
+                .enumerate()
+                .map(|(index, event)| {
+                    let mut new_event = to_new_event(event, context, now);
+                    if once {
+                        new_event.event_id = idempotent_event_id(context.correlation_id, index);
+                    }
+                    new_event
+                })
+                .collect();
             let event_ids: Vec<_> = new_events.iter().map(|e| e.event_id).collect();
             match self.store.append(&stream, ExpectedVersion(ticket.version()), new_events).await {
+                Ok(outcome) if outcome.already_stored => {
+                    // Another attempt stored these very events (same ids, same place) first:
+                    // answer what it stored, not what this attempt decided.
+                    self.forget(ticket_id);
+                    return self.applied(ticket_id, context.correlation_id).await?.ok_or_else(|| {
+                        StoreError::Database(format!(
+                            "{stream}: the store reported events as already stored that it does not hold"
+                        ))
+                        .into()
+                    });
+                }
                 Ok(outcome) => {
                     let mut ticket = ticket;
                     let mut records = Vec::with_capacity(events.len());
@@ -200,13 +297,23 @@ impl TicketService {
                         });
                     }
                     self.remember(ticket_id, &ticket);
-                    return Ok(CommandOutcome { ticket_id, ticket, records });
+                    return Ok(CommandOutcome { ticket_id, ticket, records, already_applied: false });
+                }
+                Err(StoreError::DuplicateEvent { event_id }) if once => {
+                    // Another attempt applied this command on another version of the stream.
+                    self.forget(ticket_id);
+                    return self.applied(ticket_id, context.correlation_id).await?.ok_or_else(|| {
+                        StoreError::Database(format!("{stream}: event {event_id} is stored, but not in this stream"))
+                            .into()
+                    });
                 }
                 Err(StoreError::VersionConflict { actual, .. }) => {
                     self.forget(ticket_id);
                     from_cache_allowed = false;
+                    // Once: the next round looks for this command's events before the version.
                     if let Some(expected) = expected_version
                         && !from_cache
+                        && !once
                     {
                         return Err(AppError::VersionMismatch { expected, actual });
                     }
@@ -249,11 +356,19 @@ impl TicketService {
 
     /// Every event of the ticket, in order, with its envelope.
     pub async fn history(&self, ticket_id: TicketId) -> Result<Vec<TicketRecord>, AppError> {
-        let stream = stream_id(ticket_id);
+        let records = self.records(&stream_id(ticket_id)).await?;
+        if records.is_empty() {
+            return Err(AppError::NotFound(ticket_id));
+        }
+        Ok(records)
+    }
+
+    /// Every event of the stream (none if it does not exist), read from the store.
+    async fn records(&self, stream: &StreamId) -> Result<Vec<TicketRecord>, AppError> {
         let mut records = Vec::new();
         loop {
             let after = records.last().map_or(0, |r: &TicketRecord| r.version);
-            let page = self.store.read_stream(&stream, after, READ_EVENTS_MAX).await?;
+            let page = self.store.read_stream(stream, after, READ_EVENTS_MAX).await?;
             let done = page.len() < READ_EVENTS_MAX;
             for recorded in &page {
                 records.push(decode(recorded)?);
@@ -261,9 +376,6 @@ impl TicketService {
             if done {
                 break;
             }
-        }
-        if records.is_empty() {
-            return Err(AppError::NotFound(ticket_id));
         }
         Ok(records)
     }
@@ -295,6 +407,10 @@ impl TicketService {
         Ok((ticket, false))
     }
 
+    fn cached(&self, ticket_id: TicketId) -> Option<Ticket> {
+        self.cache.as_ref().and_then(|cache| cache.lock().expect("cache lock").get(&ticket_id).cloned())
+    }
+
     fn remember(&self, ticket_id: TicketId, ticket: &Ticket) {
         if let Some(cache) = &self.cache {
             cache.lock().expect("cache lock").put(ticket_id, ticket.clone());
@@ -306,6 +422,32 @@ impl TicketService {
             cache.lock().expect("cache lock").pop(&ticket_id);
         }
     }
+}
+
+/// Whether a command is applied at most once per correlation id ([`TicketService::execute_once`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Once {
+    No,
+    Yes,
+}
+
+/// The id of the `index`-th event a command applied at most once
+/// ([`TicketService::execute_once`]) appends: the same for every attempt with this correlation
+/// id, so the store's unique event id stores only one application.
+pub fn idempotent_event_id(correlation_id: uuid::Uuid, index: usize) -> uuid::Uuid {
+    uuid::Uuid::new_v5(&correlation_id, format!("ticketd/idempotent-event/{index}").as_bytes())
+}
+
+/// The outcome of the command with this correlation id, if the records hold its events.
+fn applied_outcome(
+    ticket_id: TicketId,
+    records: &[TicketRecord],
+    correlation_id: uuid::Uuid,
+) -> Option<CommandOutcome> {
+    let last = records.iter().rposition(|r| r.correlation_id == correlation_id)?;
+    let ticket = Ticket::replay(records[..=last].iter().map(|r| (&r.event, r.occurred_at)));
+    let records = records[..=last].iter().filter(|r| r.correlation_id == correlation_id).cloned().collect();
+    Some(CommandOutcome { ticket_id, ticket, records, already_applied: true })
 }
 
 /// What a command may assume about its ticket's stream before reading it.

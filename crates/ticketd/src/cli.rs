@@ -45,6 +45,12 @@ enum Command {
         /// How often (seconds) the SLA scheduler records the warnings and breaches due.
         #[arg(long, env = "TICKETD_SLA_CHECK_SECONDS", default_value_t = 15)]
         sla_check_seconds: u64,
+        /// How long (seconds) a request with an `Idempotency-Key` may go unanswered before a
+        /// repeat with the key takes it over (running the command again with the same ids, so
+        /// at most once); until then repeats get `409 request_in_progress` with `Retry-After`.
+        #[arg(long, env = "TICKETD_IDEMPOTENCY_STALE_SECONDS", default_value_t = crate::idempotency::CLAIM_STALE_AFTER.as_secs(),
+              value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        idempotency_stale_seconds: u64,
         /// For tests and drills only: read "now" from this file (one RFC 3339 instant) instead
         /// of the system clock, so that time can be moved through a running service.
         #[arg(long, env = "TICKETD_CLOCK_FILE")]
@@ -376,7 +382,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     ticket_mail::migrate(&opened.database).await?;
     let store = opened.store.clone();
     match cli.command {
-        Command::Serve { listen, mail, intake, sla_check_seconds, clock_file: _, sla } => {
+        Command::Serve { listen, mail, intake, sla_check_seconds, idempotency_stale_seconds, clock_file: _, sla } => {
             let mail = mail.settings()?;
             let intake = intake.settings();
             let sla_check = std::time::Duration::from_secs(sla_check_seconds.max(1));
@@ -389,6 +395,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 statutory_days: sla.statutory_days(),
                 warn_percent: sla.sla_warn_percent,
                 calendar: sla.calendar()?,
+                idempotency_stale: std::time::Duration::from_secs(idempotency_stale_seconds),
             };
             crate::server::serve(opened, config).await?;
         }
@@ -536,7 +543,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         )
                         .await?
                     }
-                    "ticket_view" => ticket_projections::rebuild_with(&view, &store, &opened.database, options()).await?,
+                    "ticket_view" => {
+                        ticket_projections::rebuild_with(&view, &store, &opened.database, options()).await?
+                    }
                     "sla_clocks" => {
                         let registry =
                             Arc::new(ticket_app::registry::RegistryService::new(store.clone(), Arc::new(SystemClock)));

@@ -2,10 +2,17 @@
 //! answer, and appends nothing new — also after a restart.
 //!
 //! The key is claimed (a row with no answer yet) before the command runs, with the ticket id
-//! and correlation id the command will use; the answer is stored after. A repeat that finds the
-//! claim unanswered either waits for the first request (answer `request_in_progress`) or, when
-//! the first request died after appending, finds its events by correlation id and answers from
-//! them instead of running the command again.
+//! and correlation id the command will use; the first answer is stored after (a later one never
+//! replaces it). A repeat that finds the claim unanswered is told `request_in_progress` (with
+//! `Retry-After`) until the claim is older than the stale limit; then one repeat at a time
+//! takes the claim over (its age starts again) and runs the command with the *same* ids.
+//!
+//! That is safe whatever the first attempt is still doing: the command runs through
+//! `TicketService::execute_once`, whose events' ids derive from the correlation id, so the
+//! store keeps only one application, and every attempt that finds the command applied answers
+//! from the stored events. A request that failed in a way worth retrying (5xx) leaves its claim
+//! stale at once rather than deleting it: its append may have committed unseen, so its retry
+//! must use the same ids.
 
 use std::time::Duration;
 
@@ -15,8 +22,11 @@ use sha2::{Digest, Sha256};
 use ticket_domain::vocabulary::TicketId;
 use uuid::Uuid;
 
-/// How long an unanswered claim is taken to belong to a request still running.
+/// How long an unanswered claim is taken to belong to a request still running, unless
+/// `ticketd serve --idempotency-stale-seconds` says otherwise.
 pub const CLAIM_STALE_AFTER: Duration = Duration::from_secs(30);
+/// How long a client told `request_in_progress` is asked to wait (`Retry-After`, seconds).
+pub const RETRY_AFTER_SECONDS: u64 = 1;
 pub const KEY_CHARS_MAX: usize = 200;
 
 pub enum Claim {
@@ -28,7 +38,9 @@ pub enum Claim {
     Mismatch,
     /// The first request with this key is still being handled.
     InProgress,
-    /// The first request stopped without an answer: take it over with its ids.
+    /// The first request has not answered within the stale limit: this request has taken the
+    /// claim over and runs the command with the same ids (at most once, whatever the first is
+    /// still doing).
     Abandoned { ticket_id: TicketId, correlation_id: Uuid },
 }
 
@@ -51,9 +63,10 @@ pub async fn claim(
     key: &str,
     hash: &str,
     ticket_id: TicketId,
+    stale_after: Duration,
 ) -> Result<Claim, StoreError> {
     let correlation_id = Uuid::now_v7();
-    let stale_micros = Utc::now().timestamp_micros() - CLAIM_STALE_AFTER.as_micros() as i64;
+    let stale_micros = Utc::now().timestamp_micros() - stale_after.as_micros() as i64;
     let (inserted, existing): (u64, Option<Row>) = match database {
         Database::Sqlite { write, .. } => {
             let inserted = sqlx::query(
@@ -108,7 +121,7 @@ pub async fn claim(
                 )
                 .bind(actor)
                 .bind(key)
-                .bind(CLAIM_STALE_AFTER.as_secs_f64())
+                .bind(stale_after.as_secs_f64())
                 .fetch_optional(pool)
                 .await
                 .map_err(StoreError::from_sqlx)?
@@ -122,7 +135,7 @@ pub async fn claim(
         return Ok(Claim::Claimed { ticket_id, correlation_id });
     }
     let Some((stored_hash, ticket, correlation, status, body, stale)) = existing else {
-        // Released between our insert and our read: try once more next time.
+        // Deleted between our insert and our read (by hand): try once more next time.
         return Ok(Claim::InProgress);
     };
     if stored_hash != hash {
@@ -130,58 +143,129 @@ pub async fn claim(
     }
     Ok(match (status, body) {
         (Some(status), Some(body)) => Claim::Answered { status: status as u16, body },
-        _ if stale => Claim::Abandoned { ticket_id: TicketId::from_uuid(ticket), correlation_id: correlation },
+        _ if stale && take_over(database, actor, key, stale_after).await? => {
+            Claim::Abandoned { ticket_id: TicketId::from_uuid(ticket), correlation_id: correlation }
+        }
         _ => Claim::InProgress,
     })
 }
 
-/// Stores the answer to a claimed key.
-pub async fn complete(database: &Database, actor: &str, key: &str, status: u16, body: &str) -> Result<(), StoreError> {
-    match database {
+/// Takes a stale, unanswered claim over: its age starts again, so that repeats arriving
+/// meanwhile wait for this attempt instead of each running the command. False when another
+/// repeat took it first (or it was answered meanwhile).
+async fn take_over(database: &Database, actor: &str, key: &str, stale_after: Duration) -> Result<bool, StoreError> {
+    let taken = match database {
         Database::Sqlite { write, .. } => {
-            sqlx::query("UPDATE idempotency_keys SET status = ?3, body = ?4 WHERE actor = ?1 AND key = ?2")
+            let now = Utc::now().timestamp_micros();
+            sqlx::query(
+                "UPDATE idempotency_keys SET created_at = ?3 \
+                 WHERE actor = ?1 AND key = ?2 AND status IS NULL AND created_at < ?4",
+            )
+            .bind(actor)
+            .bind(key)
+            .bind(now)
+            .bind(now - stale_after.as_micros() as i64)
+            .execute(write)
+            .await
+            .map(|done| done.rows_affected())
+        }
+        Database::Postgres(pool) => sqlx::query(
+            "UPDATE idempotency_keys SET created_at = now() \
+                 WHERE actor = $1 AND key = $2 AND status IS NULL \
+                   AND created_at < now() - make_interval(secs => $3)",
+        )
+        .bind(actor)
+        .bind(key)
+        .bind(stale_after.as_secs_f64())
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()),
+    }
+    .map_err(StoreError::from_sqlx)?;
+    Ok(taken == 1)
+}
+
+/// The stored answer to a key, if it has one.
+pub async fn answer(database: &Database, actor: &str, key: &str) -> Result<Option<(u16, String)>, StoreError> {
+    let row: Option<(Option<i32>, Option<String>)> = match database {
+        Database::Sqlite { write, .. } => {
+            sqlx::query_as("SELECT status, body FROM idempotency_keys WHERE actor = ?1 AND key = ?2")
                 .bind(actor)
                 .bind(key)
-                .bind(i32::from(status))
-                .bind(body)
-                .execute(write)
+                .fetch_optional(write)
                 .await
-                .map(|_| ())
         }
         Database::Postgres(pool) => {
-            sqlx::query("UPDATE idempotency_keys SET status = $3, body = $4 WHERE actor = $1 AND key = $2")
+            sqlx::query_as("SELECT status, body FROM idempotency_keys WHERE actor = $1 AND key = $2")
                 .bind(actor)
                 .bind(key)
-                .bind(i32::from(status))
-                .bind(body)
-                .execute(pool)
+                .fetch_optional(pool)
                 .await
-                .map(|_| ())
         }
     }
     .map_err(StoreError::from_sqlx)?;
-    Ok(())
+    Ok(match row {
+        Some((Some(status), Some(body))) => Some((status as u16, body)),
+        _ => None,
+    })
 }
 
-/// Forgets a claim whose request failed in a way worth retrying (the database was down).
+/// Stores the answer to a claimed key, unless an answer is stored already (the first answer
+/// stays). True when this answer was stored.
+pub async fn complete(
+    database: &Database,
+    actor: &str,
+    key: &str,
+    status: u16,
+    body: &str,
+) -> Result<bool, StoreError> {
+    let stored = match database {
+        Database::Sqlite { write, .. } => sqlx::query(
+            "UPDATE idempotency_keys SET status = ?3, body = ?4 WHERE actor = ?1 AND key = ?2 AND status IS NULL",
+        )
+        .bind(actor)
+        .bind(key)
+        .bind(i32::from(status))
+        .bind(body)
+        .execute(write)
+        .await
+        .map(|done| done.rows_affected()),
+        Database::Postgres(pool) => sqlx::query(
+            "UPDATE idempotency_keys SET status = $3, body = $4 WHERE actor = $1 AND key = $2 AND status IS NULL",
+        )
+        .bind(actor)
+        .bind(key)
+        .bind(i32::from(status))
+        .bind(body)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()),
+    }
+    .map_err(StoreError::from_sqlx)?;
+    Ok(stored == 1)
+}
+
+/// Lets the next repeat take over at once a claim whose request failed in a way worth retrying
+/// (the database was down). The claim keeps its ids: the failed attempt's append may have
+/// committed without its answer reaching us, and the takeover then finds it.
 pub async fn release(database: &Database, actor: &str, key: &str) -> Result<(), StoreError> {
     match database {
         Database::Sqlite { write, .. } => {
-            sqlx::query("DELETE FROM idempotency_keys WHERE actor = ?1 AND key = ?2 AND status IS NULL")
+            sqlx::query("UPDATE idempotency_keys SET created_at = 0 WHERE actor = ?1 AND key = ?2 AND status IS NULL")
                 .bind(actor)
                 .bind(key)
                 .execute(write)
                 .await
                 .map(|_| ())
         }
-        Database::Postgres(pool) => {
-            sqlx::query("DELETE FROM idempotency_keys WHERE actor = $1 AND key = $2 AND status IS NULL")
-                .bind(actor)
-                .bind(key)
-                .execute(pool)
-                .await
-                .map(|_| ())
-        }
+        Database::Postgres(pool) => sqlx::query(
+            "UPDATE idempotency_keys SET created_at = '-infinity' WHERE actor = $1 AND key = $2 AND status IS NULL",
+        )
+        .bind(actor)
+        .bind(key)
+        .execute(pool)
+        .await
+        .map(|_| ()),
     }
     .map_err(StoreError::from_sqlx)?;
     Ok(())

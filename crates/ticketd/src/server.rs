@@ -24,6 +24,8 @@ pub struct ServeConfig {
     pub warn_percent: u8,
     /// The base business calendar (contracts may set their own hours and zone on it).
     pub calendar: Arc<ticket_domain::calendar::BusinessCalendar>,
+    /// How long an `Idempotency-Key` claim may go unanswered before a repeat takes it over.
+    pub idempotency_stale: std::time::Duration,
 }
 
 /// The public contact form's limits and where attachments go.
@@ -155,6 +157,7 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         registry,
         calendar,
         numbers: Arc::new(crate::numbers::Numbers::new(opened.database.clone())),
+        idempotency_stale: config.idempotency_stale,
     };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

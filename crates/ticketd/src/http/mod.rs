@@ -58,6 +58,8 @@ pub struct AppState {
     pub calendar: Arc<ticket_domain::calendar::BusinessCalendar>,
     /// Ticket numbers to ids, reading our own writes.
     pub numbers: Arc<crate::numbers::Numbers>,
+    /// How long an `Idempotency-Key` claim may go unanswered before a repeat takes it over.
+    pub idempotency_stale: std::time::Duration,
 }
 
 /// The whole HTTP application, without a socket (tests drive it directly too).
@@ -250,12 +252,10 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             Ok(()) => "ok".into(),
             Err(error) => error.to_string(),
         },
-        oldest_append_in_flight: state.service.store().oldest_append_in_flight().map(|append| {
-            AppendInFlightHealth {
-                backend: append.backend,
-                database: append.database,
-                age_seconds: (append.age.as_secs_f64() * 1000.0).round() / 1000.0,
-            }
+        oldest_append_in_flight: state.service.store().oldest_append_in_flight().map(|append| AppendInFlightHealth {
+            backend: append.backend,
+            database: append.database,
+            age_seconds: (append.age.as_secs_f64() * 1000.0).round() / 1000.0,
         }),
         projections,
     };

@@ -120,7 +120,7 @@ fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static str)>
                 "409",
                 "The workflow does not allow this now (`invalid_transition`, with `current_status` and `allowed_actions`), \
                  nothing would change (`nothing_to_change`), the ticket is busy (`contended`), or the first request with \
-                 this Idempotency-Key is still running (`request_in_progress`)",
+                 this Idempotency-Key is still running (`request_in_progress`, with `Retry-After`)",
             ),
             ("413", "The body is too large (`payload_too_large`)"),
             ("415", "The body is not `application/json` (`unsupported_media_type`)"),

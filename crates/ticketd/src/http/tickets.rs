@@ -397,15 +397,15 @@ async fn run<T>(
         Request::Create { .. } => TicketId::new(),
     };
     let Some(key) = key else {
-        let (status, view) =
-            execute(state, caller, if_match, request, preset_ticket, uuid::Uuid::now_v7(), Fresh::Yes).await?;
+        let (status, view, _) =
+            execute(state, caller, if_match, request, preset_ticket, uuid::Uuid::now_v7(), Keyed::No).await?;
         return Ok(ticket_response(status, &view, false));
     };
     let hash = idempotency::request_hash(json.method.as_str(), &json.path, &json.raw);
-    let claim = idempotency::claim(&state.database, &caller.name, &key, &hash, preset_ticket)
+    let claim = idempotency::claim(&state.database, &caller.name, &key, &hash, preset_ticket, state.idempotency_stale)
         .await
         .map_err(|e| ApiError::from(AppError::Store(e)))?;
-    let (ticket_id, correlation_id, fresh) = match claim {
+    let (ticket_id, correlation_id, keyed) = match claim {
         Claim::Answered { status, body } => return Ok(replay(status, &body)),
         Claim::Mismatch => {
             return Err(ApiError::new(
@@ -416,56 +416,63 @@ async fn run<T>(
             ));
         }
         Claim::InProgress => {
-            return Err(ApiError::new(
+            let mut response = ApiError::new(
                 StatusCode::CONFLICT,
                 "request_in_progress",
                 "The first request with this Idempotency-Key is still running",
-                "retry in a moment to get its answer",
-            ));
+                format!("retry in {} s to get its answer", idempotency::RETRY_AFTER_SECONDS),
+            )
+            .into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(idempotency::RETRY_AFTER_SECONDS));
+            return Ok(response);
         }
-        Claim::Claimed { ticket_id, correlation_id } => (ticket_id, correlation_id, Fresh::Yes),
-        Claim::Abandoned { ticket_id, correlation_id } => {
-            // The first attempt died: if its events were stored, answer from them.
-            if let Ok(history) = state.service.history(ticket_id).await
-                && let Some(last) = history.iter().rposition(|r| r.correlation_id == correlation_id)
-            {
-                let ticket = Ticket::replay(history[..=last].iter().map(|r| (&r.event, r.occurred_at)));
-                let status =
-                    if matches!(request, Request::Create { .. }) { StatusCode::CREATED } else { StatusCode::OK };
-                if let Some(view) = view(ticket_id, &ticket) {
-                    remember(state, caller, &key, status, &serde_json::to_string(&view).unwrap_or_default()).await;
-                    return Ok(ticket_response(status, &view, true));
-                }
-            }
-            (ticket_id, correlation_id, Fresh::No)
-        }
+        Claim::Claimed { ticket_id, correlation_id } => (ticket_id, correlation_id, Keyed::First),
+        // The first attempt has not answered in time (it died, or is merely slow): run the
+        // command again with its ids. `execute_once` answers from its events if it applied.
+        Claim::Abandoned { ticket_id, correlation_id } => (ticket_id, correlation_id, Keyed::TakenOver),
     };
     let request = match request {
         Request::Command { command, .. } => Request::Command { ticket_id, command },
         create => create,
     };
-    match execute(state, caller, if_match, request, ticket_id, correlation_id, fresh).await {
-        Ok((status, view)) => {
-            remember(state, caller, &key, status, &serde_json::to_string(&view).unwrap_or_default()).await;
-            Ok(ticket_response(status, &view, false))
+    match execute(state, caller, if_match, request, ticket_id, correlation_id, keyed).await {
+        Ok((status, view, already_applied)) => {
+            let body = serde_json::to_string(&view).unwrap_or_default();
+            Ok(remember(state, caller, &key, status, &body).await.unwrap_or(ticket_response(
+                status,
+                &view,
+                already_applied,
+            )))
         }
         Err(error) if error.status.is_server_error() => {
-            // Worth retrying: let the retry run the command again.
+            // Worth retrying: the next repeat takes the claim over at once, with the same ids.
             let _ = idempotency::release(&state.database, &caller.name, &key).await;
             Err(error)
         }
         Err(error) => {
             let body = serde_json::to_string(&error.problem).unwrap_or_default();
-            remember(state, caller, &key, error.status, &body).await;
-            Err(error)
+            match remember(state, caller, &key, error.status, &body).await {
+                Some(first) => Ok(first),
+                None => Err(error),
+            }
         }
     }
 }
 
-async fn remember(state: &AppState, caller: &Caller, key: &str, status: StatusCode, body: &str) {
+/// Stores the answer to a key. `None` when it was stored; the first answer, when another attempt
+/// stored one first (it is the answer to every attempt).
+async fn remember(state: &AppState, caller: &Caller, key: &str, status: StatusCode, body: &str) -> Option<Response> {
     let status = status.as_u16();
-    if let Err(error) = idempotency::complete(&state.database, &caller.name, key, status, body).await {
-        tracing::warn!(%error, "could not store an idempotent answer; a retry will be answered from the events");
+    match idempotency::complete(&state.database, &caller.name, key, status, body).await {
+        Ok(true) => None,
+        Ok(false) => match idempotency::answer(&state.database, &caller.name, key).await {
+            Ok(Some((status, body))) => Some(replay(status, &body)),
+            _ => None,
+        },
+        Err(error) => {
+            tracing::warn!(%error, "could not store an idempotent answer; a retry will be answered from the events");
+            None
+        }
     }
 }
 
@@ -482,12 +489,14 @@ fn replay(status: u16, body: &str) -> Response {
     response
 }
 
-/// Whether a new ticket's id was made up for this request (so its stream is empty), or comes
-/// from an earlier attempt that may have written it.
+/// How a request runs: without an `Idempotency-Key`; as the first attempt under its key (a new
+/// ticket's id was made up for it, so its stream is empty); or as the takeover of a stale claim
+/// (the first attempt may have applied the command, or may yet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fresh {
-    Yes,
+enum Keyed {
     No,
+    First,
+    TakenOver,
 }
 
 async fn execute(
@@ -497,8 +506,8 @@ async fn execute(
     request: Request<'_>,
     ticket_id: TicketId,
     correlation_id: uuid::Uuid,
-    fresh: Fresh,
-) -> Result<(StatusCode, TicketView), ApiError> {
+    keyed: Keyed,
+) -> Result<(StatusCode, TicketView, bool), ApiError> {
     let context = context(caller, correlation_id);
     let (status, outcome) = match request {
         Request::Create { body } => {
@@ -524,9 +533,10 @@ async fn execute(
             let mut receive = receive_command(body, number)?;
             receive.contract_id = contract_id;
             let command = TicketCommand::Receive(receive);
-            let outcome = match fresh {
-                Fresh::Yes => state.service.execute_new(ticket_id, command, &context).await,
-                Fresh::No => state.service.execute(ticket_id, None, command, &context).await,
+            let outcome = match keyed {
+                Keyed::No => state.service.execute_new(ticket_id, command, &context).await,
+                Keyed::First => state.service.execute_once(ticket_id, None, command, &context, true).await,
+                Keyed::TakenOver => state.service.execute_once(ticket_id, None, command, &context, false).await,
             };
             (StatusCode::CREATED, outcome)
         }
@@ -537,7 +547,13 @@ async fn execute(
                 .await
                 .map_err(super::registry::registry_error)?
                 .map_err(ApiError::unknown_reference)?;
-            (StatusCode::OK, state.service.execute(ticket_id, if_match, command, &context).await)
+            let outcome = match keyed {
+                Keyed::No => state.service.execute(ticket_id, if_match, command, &context).await,
+                Keyed::First | Keyed::TakenOver => {
+                    state.service.execute_once(ticket_id, if_match, command, &context, false).await
+                }
+            };
+            (StatusCode::OK, outcome)
         }
     };
     match outcome {
@@ -550,7 +566,7 @@ async fn execute(
                 // Acting on it by number at once must not depend on the index having caught up.
                 state.numbers.remember(number, outcome.ticket_id);
             }
-            Ok((status, view))
+            Ok((status, view, outcome.already_applied))
         }
         Err(AppError::Refused(refusal)) => {
             let mut error = ApiError::from(AppError::Refused(refusal));
