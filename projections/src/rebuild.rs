@@ -253,11 +253,10 @@ impl Scratch {
         store: &SharedStore,
         database: &Database,
         decoded: &DecodedEvents,
-        mut position: GlobalPosition,
+        position: GlobalPosition,
     ) -> Result<u64, ProjectionError> {
         let name = projection.name();
-        let mut applied = 0;
-        match (self, database) {
+        let applied = match (self, database) {
             (Self::Sqlite { path, .. }, Database::Sqlite { write, .. }) => {
                 let mut connection = write.acquire().await.map_err(database_error("swapping in"))?;
                 sqlx::query("ATTACH DATABASE ?1 AS rebuild")
@@ -296,13 +295,9 @@ impl Scratch {
                                 .map_err(database_error("swapping in"))?;
                         }
                     }
-                    loop {
-                        let batch = store.read_all(position, REBUILD_BATCH_MAX).await?;
-                        let Some(last) = batch.last().map(|e| e.position) else { break };
-                        apply_events(projection, &mut Transaction::Sqlite(&mut transaction), decoded, &batch).await?;
-                        position = last;
-                        applied += batch.len() as u64;
-                    }
+                    let (position, applied) =
+                        catch_up(projection, store, &mut Transaction::Sqlite(&mut transaction), decoded, position)
+                            .await?;
                     sqlx::query("UPDATE projection_checkpoints SET position = ?1, updated_at = ?2 WHERE name = ?3")
                         .bind(position.0)
                         .bind(chrono::Utc::now().timestamp_micros())
@@ -311,7 +306,7 @@ impl Scratch {
                         .await
                         .map_err(database_error("swapping in"))?;
                     transaction.commit().await.map_err(database_error("swapping in"))?;
-                    Ok::<(), ProjectionError>(())
+                    Ok::<u64, ProjectionError>(applied)
                 }
                 .await;
                 let detached = sqlx::query("DETACH DATABASE rebuild").execute(&mut *connection).await;
@@ -319,7 +314,7 @@ impl Scratch {
                     // Never hand the store's writer back with the scratch file attached.
                     connection.detach();
                 }
-                swapped?;
+                swapped?
             }
             (Self::Postgres { pool, live, schema, .. }, Database::Postgres(_)) => {
                 let mut transaction = pool.begin().await.map_err(database_error("swapping in"))?;
@@ -349,13 +344,9 @@ impl Scratch {
                             .map_err(database_error("swapping in"))?;
                     }
                 }
-                loop {
-                    let batch = store.read_all(position, REBUILD_BATCH_MAX).await?;
-                    let Some(last) = batch.last().map(|e| e.position) else { break };
-                    apply_events(projection, &mut Transaction::Postgres(&mut transaction), decoded, &batch).await?;
-                    position = last;
-                    applied += batch.len() as u64;
-                }
+                let (position, applied) =
+                    catch_up(projection, store, &mut Transaction::Postgres(&mut transaction), decoded, position)
+                        .await?;
                 sqlx::query("UPDATE projection_checkpoints SET position = $1, updated_at = now() WHERE name = $2")
                     .bind(position.0)
                     .bind(name)
@@ -363,9 +354,10 @@ impl Scratch {
                     .await
                     .map_err(database_error("swapping in"))?;
                 transaction.commit().await.map_err(database_error("swapping in"))?;
+                applied
             }
             _ => return Err(StoreError::InvalidInput("the scratch copy is of another database".into()).into()),
-        }
+        };
         Ok(applied)
     }
 
@@ -385,6 +377,25 @@ impl Scratch {
                 }
             }
         }
+    }
+}
+
+/// Applies, in the swap's transaction, every event after `position` until the log has no more:
+/// returns the new position and the events applied.
+async fn catch_up<P: Projection>(
+    projection: &P,
+    store: &SharedStore,
+    transaction: &mut Transaction<'_>,
+    decoded: &DecodedEvents,
+    mut position: GlobalPosition,
+) -> Result<(GlobalPosition, u64), ProjectionError> {
+    let mut applied = 0;
+    loop {
+        let batch = store.read_all(position, REBUILD_BATCH_MAX).await?;
+        let Some(last) = batch.last().map(|e| e.position) else { return Ok((position, applied)) };
+        apply_events(projection, transaction, decoded, &batch).await?;
+        position = last;
+        applied += batch.len() as u64;
     }
 }
 

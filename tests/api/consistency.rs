@@ -273,18 +273,9 @@ impl WatchedApp {
     }
 
     async fn observed(&self) -> Vec<i64> {
-        use sqlx::Connection;
         let mut counts = Vec::new();
-        if self.database_url.starts_with("sqlite:") {
-            let mut connection = sqlx::SqliteConnection::connect(&self.database_url).await.unwrap();
-            for sql in &self.counts {
-                counts.push(sqlx::query_scalar(sql).fetch_one(&mut connection).await.unwrap());
-            }
-        } else {
-            let mut connection = sqlx::PgConnection::connect(&self.database_url).await.unwrap();
-            for sql in &self.counts {
-                counts.push(sqlx::query_scalar(sql).fetch_one(&mut connection).await.unwrap());
-            }
+        for sql in &self.counts {
+            counts.push(crate::harness::count(&self.database_url, sql).await);
         }
         let today = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Budapest).date_naive();
         let (status, summary) = get(

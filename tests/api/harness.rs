@@ -47,6 +47,18 @@ impl Answer {
     }
 }
 
+/// One number from the database at `database_url` (the same statement on both backends).
+pub async fn count(database_url: &str, sql: &str) -> i64 {
+    use sqlx::Connection;
+    if database_url.starts_with("sqlite:") {
+        let mut connection = sqlx::SqliteConnection::connect(database_url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut connection).await.unwrap()
+    } else {
+        let mut connection = sqlx::PgConnection::connect(database_url).await.unwrap();
+        sqlx::query_scalar(sql).fetch_one(&mut connection).await.unwrap()
+    }
+}
+
 fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_ticketd")
 }
@@ -115,29 +127,20 @@ pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> Option<Te
 impl TestApp {
     /// Starts (or restarts) the server process.
     pub fn start(&mut self) {
-        let mut child = Command::new(binary())
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("TICKETD_DATABASE_URL", &self.database_url)
-            .env("TICKETD_LOG", std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()))
-            .env("TICKETD_OUTBOX_DIR", self.dir.path().join("outbox"))
-            .env("TICKETD_ATTACHMENTS_DIR", self.dir.path().join("attachments"))
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
-            .spawn()
-            .expect("ticketd serve starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("ticketd prints its address");
-        let address =
-            line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}"));
-        self.base = address.to_owned();
+        let (base, child) = self.spawn_server();
+        self.base = base;
         self.child = Some(child);
     }
 
     /// Starts a second server process on the same store and settings (another instance), on
     /// its own free port; it is stopped when the returned handle is dropped.
     pub fn start_sibling(&self) -> Sibling {
+        let (base, child) = self.spawn_server();
+        Sibling { base, child }
+    }
+
+    /// A `ticketd serve` on a free port against this app's store and settings: its address.
+    fn spawn_server(&self) -> (String, Child) {
         let mut child = Command::new(binary())
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("TICKETD_DATABASE_URL", &self.database_url)
@@ -154,7 +157,7 @@ impl TestApp {
         BufReader::new(stdout).read_line(&mut line).expect("ticketd prints its address");
         let address =
             line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line}"));
-        Sibling { base: address.to_owned(), child }
+        (address.to_owned(), child)
     }
 
     /// Starts `ticketd` with these arguments against the same database, its stdout piped.
@@ -216,14 +219,7 @@ impl TestApp {
 
     /// One number from the server's database (the same statement on both backends).
     pub async fn query_count(&self, sql: &str) -> i64 {
-        use sqlx::Connection;
-        if self.database_url.starts_with("sqlite:") {
-            let mut connection = sqlx::SqliteConnection::connect(&self.database_url).await.unwrap();
-            sqlx::query_scalar(sql).fetch_one(&mut connection).await.unwrap()
-        } else {
-            let mut connection = sqlx::PgConnection::connect(&self.database_url).await.unwrap();
-            sqlx::query_scalar(sql).fetch_one(&mut connection).await.unwrap()
-        }
+        count(&self.database_url, sql).await
     }
 
     /// Stops the server process with SIGTERM and waits for it.
