@@ -7,6 +7,7 @@ mod intake;
 mod mail;
 mod registry;
 mod sla;
+mod spreadsheets;
 
 use harness::{Backend, TestApp, spawn_app};
 use reqwest::{Method, StatusCode};
@@ -51,9 +52,37 @@ on_both_backends!(
     auditors_export_every_complaint_of_a_period_with_its_history,
     statistics_count_what_happened_also_across_a_crash,
     contracts_decide_a_tickets_contract_and_every_change_is_audited,
+    every_csv_neutralises_formulas_in_text_cells_and_keeps_numbers,
+    the_front_page_sends_a_browser_to_the_contact_form,
 );
 
 use registry::contracts_decide_a_tickets_contract_and_every_change_is_audited;
+use spreadsheets::every_csv_neutralises_formulas_in_text_cells_and_keeps_numbers;
+
+/// `GET /` is where a customer's browser lands: it is sent on to the contact form.
+async fn the_front_page_sends_a_browser_to_the_contact_form(app: TestApp) {
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for (path, location) in [("/", "/contact"), ("/?lang=en", "/contact?lang=en")] {
+        let answer = browser
+            .get(format!("{}{path}", app.base))
+            .header("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(answer.headers()["location"], location, "{path}");
+    }
+    // Followed, as a browser follows it: the form, in the language asked for.
+    let page = app.client.get(format!("{}/?lang=en", app.base)).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.url().path(), "/contact");
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<form") && html.contains("lang=\"en\""), "{html}");
+    // Only GET (and HEAD) is a page; anything else is still a clear error.
+    let post = app.request(Method::POST, "/", None, &[], Some(json!({}))).await;
+    assert_eq!((post.status, post.code()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+}
 
 /// Scenarios that start their server with their own settings: run on each backend.
 macro_rules! on_both_backends_with_settings {
