@@ -112,6 +112,7 @@ on_both_backends_with_settings!(
     crate::browser::a_customer_reports_through_the_contact_form_in_a_browser => a_customer_reports_through_the_contact_form_in_a_browser,
     crate::intake::e_mail_becomes_tickets_and_replies_thread_onto_the_right_ones => e_mail_becomes_tickets_and_replies_thread_onto_the_right_ones,
     crate::intake::a_maildir_is_taken_in_once => a_maildir_is_taken_in_once,
+    crate::intake::nothing_a_customer_wrote_is_lost_or_misread => nothing_a_customer_wrote_is_lost_or_misread,
     crate::sla::sla_clocks_warn_breach_notify_and_count_across_easter => sla_clocks_warn_breach_notify_and_count_across_easter,
 );
 
