@@ -288,3 +288,109 @@ pub async fn a_maildir_is_taken_in_once(backend: Backend) {
     assert_eq!(ticket["channel"], "email");
     assert_eq!(ticket["reporter"]["attachments"][0]["file_name"], "számla_március.pdf");
 }
+
+/// What customers wrote reaches the ticket whole: a subject too long for a ticket's, a
+/// quoted-printable body with a bare `=`, and a `Reply-To:` (a secretary writing for someone),
+/// whose address then gets the customer mail while the ticket keeps both.
+pub async fn nothing_a_customer_wrote_is_lost_or_misread(backend: Backend) {
+    let Some(app) = spawn_app_with(
+        backend,
+        &[("TICKETD_MAIL", "files"), ("TICKETD_MAIL_FROM", "Support <support@tickets.example>")],
+    )
+    .await
+    else {
+        return;
+    };
+    let intake = app.cli(&["token", "create", "--role", "intake", "--name", "mailserver"]).trim().to_owned();
+    let ticket_of = |created: &Value| created["ticket_id"].as_str().unwrap().to_owned();
+
+    // A 1,000-character subject, and a body that only points to it.
+    let mut subject = String::from("Árajánlat kérése:");
+    let mut item = 1;
+    while subject.chars().count() < 1000 {
+        subject.push_str(&format!(" {item}. tétel – éves licenc,"));
+        item += 1;
+    }
+    let subject: String = subject.chars().take(1000).collect::<String>().trim_end().to_owned();
+    let long = reply("Kiss Béla <bela@example.hu>", &subject, None, "<long-1@example.hu>", "Lásd a tárgyat.", &[]);
+    let (status, created) = deliver(&app, &intake, &long).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let long_id = ticket_of(&created);
+    let ticket = app.get(&format!("/api/v1/tickets/{long_id}"), &app.agent).await.body;
+    assert_eq!(ticket["reporter"]["reply_to"], Value::Null, "no Reply-To, no second address");
+    let cut = ticket["subject"].as_str().unwrap();
+    assert_eq!(cut.chars().count(), 300, "the ticket's subject is cut to its limit: {cut}");
+    let events = history(&app, &ticket_of(&created)).await;
+    let message = events[0]["payload"]["personal"]["message"].as_str().unwrap();
+    assert_eq!(message, format!("Tárgy: {subject}\n\nLásd a tárgyat."), "the whole subject heads the message");
+
+    // Quoted-printable as some clients write it: the `=` of the text left unencoded.
+    let bare_equals = "From: =?utf-8?Q?Szab=C3=B3_G=C3=A1bor?= <gabor@example.hu>\r\n\
+        To: support@tickets.example\r\n\
+        Subject: =?utf-8?Q?=C3=81raj=C3=A1nlat?=\r\n\
+        Message-ID: <qp-1@example.hu>\r\n\
+        MIME-Version: 1.0\r\n\
+        Content-Type: text/plain; charset=\"utf-8\"\r\n\
+        Content-Transfer-Encoding: quoted-printable\r\n\r\n\
+        J=C3=B3 napot!\r\n\r\n\
+        A havi d=C3=ADj = 89 900 Ft, ez t=C3=B6bb, mint a szerz=C5=91d=C3=A9sben =\r\n\
+        =C3=A1ll=C3=B3 79 900 Ft.\r\n";
+    let (status, created) = deliver(&app, &intake, bare_equals.as_bytes()).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let events = history(&app, &ticket_of(&created)).await;
+    let message = events[0]["payload"]["personal"]["message"].as_str().unwrap();
+    assert!(message.contains("A havi díj = 89 900 Ft, ez több, mint a szerződésben álló 79 900 Ft."), "{message:?}");
+    assert!(!message.contains('\u{FFFD}'), "{message:?}");
+
+    // A secretary writes for her manager: the ticket keeps both, the mail goes to the manager.
+    let for_manager = Message::builder()
+        .from(mailbox("Titkárság <titkarsag@acme.example>"))
+        .reply_to(mailbox("Dr. Nagy Ferenc <nagy.ferenc@acme.example>"))
+        .to(mailbox("support@tickets.example"))
+        .subject("Hibás számla")
+        .message_id(Some("<secretary-1@acme.example>".into()))
+        .singlepart(SinglePart::plain("Dr. Nagy Ferenc megbízásából: a számla hibás.".to_owned()))
+        .unwrap()
+        .formatted();
+    let (status, created) = deliver(&app, &intake, &for_manager).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let id = ticket_of(&created);
+    let number = created["number"].as_u64().unwrap();
+    let ticket = app.get(&format!("/api/v1/tickets/{id}"), &app.agent).await.body;
+    assert_eq!(ticket["reporter"]["email"], "titkarsag@acme.example");
+    assert_eq!(ticket["reporter"]["reply_to"], "nagy.ferenc@acme.example");
+    let events = history(&app, &id).await;
+    assert_eq!(events[0]["payload"]["personal"]["reply_to"], "nagy.ferenc@acme.example");
+    assert!(events[0]["payload"].as_object().unwrap().keys().all(|k| k == "personal" || !k.contains("reply")));
+    assert_eq!(events[0]["schema_version"], 4);
+
+    let tagged = format!("[#{number}]");
+    let confirmation = wait_for_mails(&app.dir().join("outbox"), 3)
+        .await
+        .into_iter()
+        .find(|m| m.subject.starts_with(&tagged))
+        .expect("a confirmation");
+    assert_eq!(confirmation.to, "nagy.ferenc@acme.example", "{confirmation:?}");
+    ticket_until(&app, &id, |t| t["status"] == "acknowledged").await;
+    let replied = app.act(&id, "replies", json!({"body": "Megvizsgáljuk a számlát."})).await;
+    assert_eq!(replied.status, StatusCode::OK, "{}", replied.body);
+    let mails = wait_for_mails(&app.dir().join("outbox"), 4).await;
+    let answer = mails.iter().find(|m| m.body.contains("Megvizsgáljuk a számlát.")).expect("the agent's reply");
+    assert_eq!(answer.to, "nagy.ferenc@acme.example", "{answer:?}");
+    // The manager answering with the ticket's tag is the reporter too.
+    ticket_until(&app, &number.to_string(), |t| t["number"] == number).await;
+    let from_manager = reply(
+        "Dr. Nagy Ferenc <nagy.ferenc@acme.example>",
+        &format!("{tagged} kiegészítés"),
+        None,
+        "<manager-1@acme.example>",
+        "A márciusi számláról van szó.",
+        &[],
+    );
+    let (_, answered) = deliver(&app, &intake, &from_manager).await;
+    assert_eq!(
+        (answered["outcome"].as_str(), answered["number"].as_u64()),
+        (Some("replied"), Some(number)),
+        "{answered}"
+    );
+}

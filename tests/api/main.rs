@@ -9,6 +9,7 @@ mod intake;
 mod mail;
 mod registry;
 mod sla;
+mod spreadsheets;
 
 use harness::{Backend, TestApp, spawn_app};
 use reqwest::{Method, StatusCode};
@@ -58,6 +59,8 @@ on_both_backends!(
     a_projection_stopped_on_an_event_leaves_the_instance_ready,
     a_transaction_open_elsewhere_on_the_server_does_not_stall_the_service,
     references_to_managed_data_must_be_in_the_registry,
+    every_csv_neutralises_formulas_in_text_cells_and_keeps_numbers,
+    the_front_page_sends_a_browser_to_the_contact_form,
 );
 
 use consistency::{
@@ -67,6 +70,32 @@ use consistency::{
     references_to_managed_data_must_be_in_the_registry,
 };
 use registry::contracts_decide_a_tickets_contract_and_every_change_is_audited;
+use spreadsheets::every_csv_neutralises_formulas_in_text_cells_and_keeps_numbers;
+
+/// `GET /` is where a customer's browser lands: it is sent on to the contact form.
+async fn the_front_page_sends_a_browser_to_the_contact_form(app: TestApp) {
+    let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for (path, location) in [("/", "/contact"), ("/?lang=en", "/contact?lang=en")] {
+        let answer = browser
+            .get(format!("{}{path}", app.base))
+            .header("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(answer.headers()["location"], location, "{path}");
+    }
+    // Followed, as a browser follows it: the form, in the language asked for.
+    let page = app.client.get(format!("{}/?lang=en", app.base)).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(page.url().path(), "/contact");
+    assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    let html = page.text().await.unwrap();
+    assert!(html.contains("<form") && html.contains("lang=\"en\""), "{html}");
+    // Only GET (and HEAD) is a page; anything else is still a clear error.
+    let post = app.request(Method::POST, "/", None, &[], Some(json!({}))).await;
+    assert_eq!((post.status, post.code()), (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+}
 
 /// Scenarios that start their server with their own settings: run on each backend.
 macro_rules! on_both_backends_with_settings {
@@ -96,6 +125,7 @@ on_both_backends_with_settings!(
     crate::browser::a_customer_reports_through_the_contact_form_in_a_browser => a_customer_reports_through_the_contact_form_in_a_browser,
     crate::intake::e_mail_becomes_tickets_and_replies_thread_onto_the_right_ones => e_mail_becomes_tickets_and_replies_thread_onto_the_right_ones,
     crate::intake::a_maildir_is_taken_in_once => a_maildir_is_taken_in_once,
+    crate::intake::nothing_a_customer_wrote_is_lost_or_misread => nothing_a_customer_wrote_is_lost_or_misread,
     crate::sla::sla_clocks_warn_breach_notify_and_count_across_easter => sla_clocks_warn_breach_notify_and_count_across_easter,
     crate::consistency::one_clock_for_every_time_the_service_shows => one_clock_for_every_time_the_service_shows,
     crate::idempotency::a_slow_append_is_applied_once_while_the_client_repeats => a_slow_append_is_applied_once_while_the_client_repeats,

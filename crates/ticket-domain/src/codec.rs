@@ -41,7 +41,16 @@ pub const UPCASTERS: &[Upcaster] = &[
     Upcaster { event_type: "Resolved", from: 1, upcast: upheld },
     // v3: a report carries its priority; older ones were normal.
     Upcaster { event_type: "Received", from: 2, upcast: normal_priority },
+    // v4: a report may name a reply-to address besides the reporter's; older ones had none.
+    Upcaster { event_type: "Received", from: 3, upcast: no_reply_to },
 ];
+
+fn no_reply_to(mut payload: Value) -> Value {
+    if let Some(personal) = payload.get_mut("personal").and_then(Value::as_object_mut) {
+        personal.entry("reply_to").or_insert(Value::Null);
+    }
+    payload
+}
 
 fn normal_priority(mut payload: Value) -> Value {
     if let Some(object) = payload.as_object_mut() {

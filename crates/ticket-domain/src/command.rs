@@ -16,6 +16,8 @@ pub struct ReceiveTicket {
     pub language: Language,
     pub reporter_name: PersonName,
     pub reporter_email: Option<EmailAddress>,
+    /// Where customer mail goes instead of `reporter_email` (an e-mail's `Reply-To:`).
+    pub reporter_reply_to: Option<EmailAddress>,
     pub reporter_phone: Option<PhoneNumber>,
     pub subject: Subject,
     pub message: MessageBody,

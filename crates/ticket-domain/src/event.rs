@@ -35,7 +35,11 @@ pub struct Received {
 pub struct ReporterDetails {
     pub name: PersonName,
     /// Missing only for reports taken by phone or letter from someone without an address.
+    /// For an e-mail, its `From:`.
     pub email: Option<EmailAddress>,
+    /// Where answers go when it is not `email`: an e-mail's `Reply-To:` (a secretary sending
+    /// for someone). Customer mail is sent here (since schema version 4 of `Received`).
+    pub reply_to: Option<EmailAddress>,
     pub phone: Option<PhoneNumber>,
     pub subject: Subject,
     pub message: MessageBody,
@@ -304,7 +308,7 @@ macro_rules! ticket_events {
 }
 
 ticket_events! {
-    Received = 3,
+    Received = 4,
     Acknowledged = 1,
     Investigated = 1,
     Escalated = 1,

@@ -21,6 +21,7 @@ pub fn receive(number: u64) -> ReceiveTicket {
         language: Language::Hu,
         reporter_name: text(PersonName::parse, "Kovács Anna"),
         reporter_email: Some(EmailAddress::parse("kovacs.anna@example.hu").expect("valid")),
+        reporter_reply_to: None,
         reporter_phone: Some(text(PhoneNumber::parse, "+36 30 123 4567")),
         subject: text(Subject::parse, "Nem tudok belépni a Normába"),
         message: text(MessageBody::parse, "Tegnap óta hibát kapok belépéskor: „érvénytelen munkamenet”."),

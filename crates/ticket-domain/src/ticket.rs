@@ -455,6 +455,7 @@ fn received(receive: ReceiveTicket) -> TicketEvent {
         personal: ev::ReporterDetails {
             name: receive.reporter_name,
             email: receive.reporter_email,
+            reply_to: receive.reporter_reply_to,
             phone: receive.reporter_phone,
             subject: receive.subject,
             message: receive.message,

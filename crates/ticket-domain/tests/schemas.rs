@@ -129,8 +129,12 @@ fn personal_data_sits_only_under_personal() {
 
 const FIXTURE: &str = "schemas/fixtures/ticket-events.v1.jsonl";
 /// Events of the types and versions added since: v2 of Received and CustomerReplied, …; v3 of
-/// Received (with its priority) and Prioritised.
-const LATER_FIXTURES: &[&str] = &["schemas/fixtures/ticket-events.v2.jsonl", "schemas/fixtures/ticket-events.v3.jsonl"];
+/// Received (with its priority) and Prioritised; v4 of Received (with a reply-to address).
+const LATER_FIXTURES: &[&str] = &[
+    "schemas/fixtures/ticket-events.v2.jsonl",
+    "schemas/fixtures/ticket-events.v3.jsonl",
+    "schemas/fixtures/ticket-events.v4.jsonl",
+];
 
 /// Reads a fixture: every line validates against its version's schema and decodes.
 fn read_fixture(relative: &str) -> Vec<(String, TicketEvent)> {
@@ -158,6 +162,9 @@ fn every_event_type_is_in_a_fixture_and_later_versions_load() {
                 assert_eq!(received.personal.attachments.len(), 1, "v2 keeps attachments");
                 let expected = if fixture.ends_with("v2.jsonl") { Priority::Normal } else { Priority::Urgent };
                 assert_eq!(received.priority, expected, "{fixture}: a report older than v3 reads as normal");
+                let reply_to = received.personal.reply_to.as_ref().map(|r| r.as_str());
+                let expected = fixture.ends_with("v4.jsonl").then_some("nagy.ferenc@acme.hu");
+                assert_eq!(reply_to, expected, "{fixture}: a report older than v4 has no reply-to address");
             }
             types.insert(event_type);
         }

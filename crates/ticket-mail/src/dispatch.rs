@@ -211,7 +211,8 @@ impl Dispatcher {
                     None => return Ok(Outcome::Skipped("no agents' address is configured".into())),
                 }
             } else {
-                let Some(email) = &state.reporter.email else {
+                // The address the reporter asked answers to go to (`Reply-To:`), else theirs.
+                let Some(email) = state.reporter.reply_to.as_ref().or(state.reporter.email.as_ref()) else {
                     return Ok(Outcome::Skipped("the reporter gave no e-mail address".into()));
                 };
                 let address = email.as_str().parse().map_err(|e| {

@@ -20,7 +20,9 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use event_store::{Database, StoreError};
-use mail_parser::{HeaderValue, MessageParser, MimeHeaders};
+use mail_parser::decoders::charsets::map::charset_decoder;
+use mail_parser::decoders::html::html_to_text;
+use mail_parser::{HeaderValue, Message, MessageParser, MimeHeaders, PartType};
 use sha2::{Digest, Sha256};
 use ticket_app::attachments::AttachmentStore;
 use ticket_app::{AppError, CommandContext, TicketService};
@@ -39,6 +41,8 @@ pub struct IncomingMail {
     pub message_id: Option<String>,
     pub from: Option<EmailAddress>,
     pub from_name: Option<String>,
+    /// The `Reply-To:` address, when it names another address than `From:`.
+    pub reply_to: Option<EmailAddress>,
     pub subject: String,
     /// The text body (an HTML-only message's text, converted).
     pub body: String,
@@ -137,6 +141,13 @@ pub fn parse(raw: &[u8]) -> Result<IncomingMail, IntakeError> {
     } else {
         None
     };
+    let from_email = from_address.as_deref().and_then(|a| EmailAddress::parse(a).ok());
+    let reply_to = message
+        .reply_to()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .and_then(|a| EmailAddress::parse(a).ok())
+        .filter(|r| from_email.as_ref().is_none_or(|f| !f.as_str().eq_ignore_ascii_case(r.as_str())));
     let mut answers = texts(message.in_reply_to());
     answers.extend(texts(message.references()));
     let language = match header("Content-Language") {
@@ -156,10 +167,11 @@ pub fn parse(raw: &[u8]) -> Result<IncomingMail, IntakeError> {
         .collect();
     Ok(IncomingMail {
         message_id: message.message_id().map(angle),
-        from: from_address.as_deref().and_then(|a| EmailAddress::parse(a).ok()),
+        from: from_email,
         from_name,
+        reply_to,
         subject: message.subject().unwrap_or_default().trim().to_owned(),
-        body: message.body_text(0).map(|b| b.trim().to_owned()).unwrap_or_default(),
+        body: body_text(&message).map(|b| b.trim().to_owned()).unwrap_or_default(),
         answers,
         language,
         automatic,
@@ -168,12 +180,86 @@ pub fn parse(raw: &[u8]) -> Result<IncomingMail, IntakeError> {
     })
 }
 
+/// The first text body. A quoted-printable one is decoded again from its raw bytes with
+/// [`quoted_printable_tolerant`]: mail-parser reads a bare `=` (`díj = 89 900 Ft`, as people
+/// type it and some clients send it unencoded) as an escape and yields U+FFFD or gives up.
+fn body_text<'x>(message: &'x Message<'x>) -> Option<std::borrow::Cow<'x, str>> {
+    let redecoded = message.text_part(0).and_then(|part| {
+        let encoding = part.content_transfer_encoding()?;
+        if !encoding.trim().eq_ignore_ascii_case("quoted-printable") {
+            return None;
+        }
+        let raw = message.raw_message.get(part.raw_body_offset() as usize..part.raw_end_offset() as usize)?;
+        let bytes = quoted_printable_tolerant(raw);
+        let charset =
+            part.content_type().and_then(|ct| ct.attribute("charset")).and_then(|c| charset_decoder(c.as_bytes()));
+        let text = match charset {
+            Some(decode) => decode(&bytes),
+            None => String::from_utf8_lossy(&bytes).into_owned(),
+        };
+        match &part.body {
+            PartType::Html(_) => Some(html_to_text(&text)),
+            PartType::Text(_) => Some(text),
+            _ => None,
+        }
+    });
+    redecoded.map(Into::into).or_else(|| message.body_text(0))
+}
+
+/// Decodes quoted-printable (RFC 2045 §6.7) leniently, as §6.7's note on robust decoders
+/// advises: an `=` not followed by two hex digits stays an `=` with what follows it; `=`
+/// at the end of a line is a soft line break; trailing blanks on a line are transport padding
+/// and go; any other byte (also an unencoded 8-bit one) is kept as it is. Line ends come out
+/// as the input has them (CRLF if it has any CR, else LF), like mail-parser's own decoder.
+pub fn quoted_printable_tolerant(raw: &[u8]) -> Vec<u8> {
+    let newline: &[u8] = if raw.contains(&b'\r') { b"\r\n" } else { b"\n" };
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut lines = raw.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let last = lines.peek().is_none();
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let end = line.iter().rposition(|&b| b != b' ' && b != b'\t').map_or(0, |at| at + 1);
+        let line = &line[..end];
+        let (line, soft_break) = match line.strip_suffix(b"=") {
+            Some(rest) => (rest, true),
+            None => (line, false),
+        };
+        let mut at = 0;
+        while at < line.len() {
+            match (line[at], line.get(at + 1).copied().and_then(hex), line.get(at + 2).copied().and_then(hex)) {
+                (b'=', Some(high), Some(low)) => {
+                    out.push(high << 4 | low);
+                    at += 3;
+                }
+                (byte, _, _) => {
+                    out.push(byte);
+                    at += 1;
+                }
+            }
+        }
+        if !soft_break && !last {
+            out.extend_from_slice(newline);
+        }
+    }
+    out
+}
+
 /// The ticket number a subject carries as `[#123]`, if any.
 pub fn subject_tag(subject: &str) -> Option<TicketNumber> {
     subject.match_indices("[#").find_map(|(at, _)| {
         let rest = &subject[at + 2..];
         let end = rest.find(']')?;
         rest[..end].trim().parse::<u64>().ok().and_then(|n| TicketNumber::new(n).ok())
+    })
+}
+
+/// A subject longer than a ticket's subject may be, as a line to put at the top of the
+/// message, so that nothing the customer wrote is lost when the subject is cut.
+fn whole_subject(subject: &str, language: Language) -> Option<String> {
+    (subject.chars().count() > Subject::CHARS_MAX).then(|| match language {
+        Language::Hu => format!("Tárgy: {subject}"),
+        Language::En => format!("Subject: {subject}"),
     })
 }
 
@@ -249,7 +335,13 @@ impl MailIntake {
             Language::Hu => "(üres üzenet)",
             Language::En => "(empty message)",
         };
-        let text = cut(if body.trim().is_empty() { empty(mail.language) } else { body.trim() }, MessageBody::CHARS_MAX);
+        let mut text = if body.trim().is_empty() { empty(mail.language).to_owned() } else { body.trim().to_owned() };
+        if !exists {
+            if let Some(whole) = whole_subject(&mail.subject, mail.language) {
+                text = format!("{whole}\n\n{text}");
+            }
+        }
+        let text = cut(&text, MessageBody::CHARS_MAX);
         let body = MessageBody::parse(&text).map_err(|e| IntakeError::Unreadable(e.to_string()))?;
         let result = if exists {
             let command = TicketCommand::RecordCustomerReply {
@@ -293,6 +385,7 @@ impl MailIntake {
                     language,
                     reporter_name: name,
                     reporter_email: Some(from),
+                    reporter_reply_to: mail.reply_to.clone(),
                     reporter_phone: None,
                     subject,
                     message: body,
@@ -336,8 +429,14 @@ impl MailIntake {
             Err(AppError::NotFound(_)) => return Ok(None),
             Err(error) => return Err(IntakeError::Unavailable(error.to_string())),
         };
-        let reporter = ticket.state().and_then(|s| s.reporter.email.as_ref()).map(|e| e.as_str().to_ascii_lowercase());
-        Ok((reporter.as_deref() == Some(from.as_str().to_ascii_lowercase().as_str())).then_some(ticket_id))
+        // The reporter is the ticket's sender, or the address they asked answers to go to.
+        let reporter = ticket.state().map(|s| [s.reporter.email.as_ref(), s.reporter.reply_to.as_ref()]);
+        let is_reporter = reporter
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|address| address.as_str().eq_ignore_ascii_case(from.as_str()));
+        Ok(is_reporter.then_some(ticket_id))
     }
 
     /// Stores what may be stored; what may not is named in the body instead.
@@ -392,6 +491,87 @@ mod tests {
         assert_eq!(subject_tag("[#abc] [#9]").map(|n| n.get()), Some(9));
         assert_eq!(subject_tag("no tag [#0]"), None);
         assert_eq!(subject_tag("Invoice #42"), None);
+    }
+
+    fn qp(text: &str) -> String {
+        String::from_utf8(quoted_printable_tolerant(text.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn a_bare_equals_sign_in_quoted_printable_is_kept() {
+        assert_eq!(qp("d=C3=ADj =3D 89 900 Ft"), "díj = 89 900 Ft");
+        assert_eq!(qp("d=C3=ADj = 89 900 Ft"), "díj = 89 900 Ft", "'= 8' is not an escape");
+        assert_eq!(qp("a=b, x==3D y, 100%=\r\n"), "a=b, x== y, 100%");
+        assert_eq!(qp("ends with ="), "ends with ");
+        assert_eq!(quoted_printable_tolerant(b"=e1=E9 =zz =4"), b"\xe1\xe9 =zz =4", "lowercase hex is hex");
+        assert_eq!(quoted_printable_tolerant("8-bit: díj".as_bytes()), "8-bit: díj".as_bytes(), "raw bytes stay");
+    }
+
+    #[test]
+    fn valid_quoted_printable_decodes_as_mail_parser_decodes_it() {
+        for text in [
+            "Hello=20world\r\nsecond line   \r\nsoft=\r\nbreak\r\n",
+            "K=C3=B6sz=C3=B6n=C3=B6m!\n\n> id=C3=A9zet\n",
+            "trailing padding =  \r\njoined\r\n\r\n",
+            "=3D=3d\tend",
+        ] {
+            let ours = quoted_printable_tolerant(text.as_bytes());
+            let theirs = mail_parser::decoders::quoted_printable::quoted_printable_decode(text.as_bytes()).unwrap();
+            assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs), "{text:?}");
+        }
+    }
+
+    fn message(headers: &str, body: &str) -> Vec<u8> {
+        format!("From: Titkárság <titkarsag@example.hu>\r\nTo: support@tickets.example\r\n{headers}\r\n{body}")
+            .into_bytes()
+    }
+
+    #[test]
+    fn a_quoted_printable_body_with_a_bare_equals_sign_reads_as_written() {
+        let single = message(
+            "Subject: Ajanlat\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n",
+            "A d=C3=ADj = 89 900 Ft, a kedvezm=C3=A9ny = 10%.\r\n",
+        );
+        assert_eq!(parse(&single).unwrap().body, "A díj = 89 900 Ft, a kedvezmény = 10%.");
+        let latin2 = message(
+            "Subject: x\r\nContent-Type: text/plain; charset=iso-8859-2\r\nContent-Transfer-Encoding: Quoted-Printable\r\n",
+            "d=EDj = 89 900 Ft, a=b\r\n",
+        );
+        assert_eq!(parse(&latin2).unwrap().body, "díj = 89 900 Ft, a=b");
+        let alternative = message(
+            "Subject: x\r\nContent-Type: multipart/alternative; boundary=\"b1\"\r\n",
+            "--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+             d=C3=ADj = 89 900 Ft\r\n--b1\r\nContent-Type: text/html; charset=utf-8\r\n\
+             Content-Transfer-Encoding: quoted-printable\r\n\r\n<p>d=C3=ADj = 89 900 Ft</p>\r\n--b1--\r\n",
+        );
+        assert_eq!(parse(&alternative).unwrap().body, "díj = 89 900 Ft");
+        let html_only = message(
+            "Subject: x\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n",
+            "<p>d=C3=ADj = 89 900 Ft</p>\r\n",
+        );
+        assert_eq!(parse(&html_only).unwrap().body, "díj = 89 900 Ft");
+        let plain = message("Subject: x\r\n", "d\u{ed}j = 89 900 Ft\r\n");
+        assert_eq!(parse(&plain).unwrap().body, "díj = 89 900 Ft", "no transfer encoding: as it is");
+    }
+
+    #[test]
+    fn reply_to_is_read_when_it_names_another_address() {
+        let mail =
+            parse(&message("Reply-To: Dr. Nagy Ferenc <Nagy.Ferenc@example.hu>\r\nSubject: x\r\n", "y")).unwrap();
+        assert_eq!(mail.from.as_ref().map(EmailAddress::as_str), Some("titkarsag@example.hu"));
+        assert_eq!(mail.reply_to.as_ref().map(EmailAddress::as_str), Some("Nagy.Ferenc@example.hu"));
+        let same = parse(&message("Reply-To: TITKARSAG@example.hu\r\nSubject: x\r\n", "y")).unwrap();
+        assert_eq!(same.reply_to, None, "the sender's own address is no second address");
+        assert_eq!(parse(&message("Reply-To: not an address\r\nSubject: x\r\n", "y")).unwrap().reply_to, None);
+    }
+
+    #[test]
+    fn a_subject_too_long_for_a_ticket_is_kept_whole_for_the_message() {
+        assert_eq!(whole_subject(&"a".repeat(Subject::CHARS_MAX), Language::Hu), None);
+        let long = "é".repeat(Subject::CHARS_MAX + 1);
+        assert_eq!(whole_subject(&long, Language::En), Some(format!("Subject: {long}")));
+        assert_eq!(whole_subject(&long, Language::Hu), Some(format!("Tárgy: {long}")));
     }
 
     #[test]

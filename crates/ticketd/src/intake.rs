@@ -176,6 +176,7 @@ pub async fn submit(
             language: submission.language,
             reporter_name: name,
             reporter_email: Some(email),
+            reporter_reply_to: None,
             reporter_phone: None,
             subject,
             message,

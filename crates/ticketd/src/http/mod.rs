@@ -109,6 +109,7 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(openapi::serve));
     Router::new()
         .nest("/api/v1", api)
+        .route("/", get(home))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/survey/{token}", get(crate::pages::survey::show).post(crate::pages::survey::answer))
@@ -122,6 +123,18 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { problem::from_status(StatusCode::METHOD_NOT_ALLOWED) })
         .layer(middleware::from_fn(log_requests))
         .with_state(state)
+}
+
+/// `GET /`: whoever opens the service's own address (a customer's browser) gets the contact
+/// form, by `303 See Other` to `/contact`, with the query kept (`/?lang=en`).
+async fn home(uri: axum::http::Uri) -> Response {
+    let location = match uri.query() {
+        Some(query) => format!("/contact?{query}"),
+        None => "/contact".to_owned(),
+    };
+    // A parsed URI's query holds only visible ASCII, so it is always a valid header value.
+    let location = HeaderValue::from_str(&location).unwrap_or(HeaderValue::from_static("/contact"));
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }
 
 /// Logs each request once, with the internal detail of a 5xx (never sent to the client).

@@ -110,6 +110,46 @@ fn wants_csv(headers: &HeaderMap) -> bool {
         .any(|media| media.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("text/csv")))
 }
 
+/// What a spreadsheet takes for the start of a formula (OWASP's "CSV Injection"; ASVS 5.0
+/// 1.2.10): a text cell beginning with one of these is written with a `'` before it.
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A text cell as a spreadsheet shows it and never runs it.
+pub(crate) fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(FORMULA_STARTS) { format!("'{cell}").into() } else { cell.into() }
+}
+
+/// Every CSV the service writes is written here: one record per row (the header from the first
+/// row's field names), every text cell [`neutralise`]d. Numbers are written as they are (a
+/// negative number is a number, not a formula): the csv crate writes the rows as usual, and
+/// each row's serialisation as JSON says which of its columns are text.
+pub(crate) fn csv_body<Row: Serialize>(rows: &[Row]) -> Result<Vec<u8>, ApiError> {
+    fn failed(error: impl std::fmt::Display) -> ApiError {
+        ApiError::internal(format!("writing CSV: {error}"))
+    }
+    let mut plain = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        plain.serialize(row).map_err(failed)?;
+    }
+    let plain = plain.into_inner().map_err(failed)?;
+    let mut reader = csv::Reader::from_reader(plain.as_slice());
+    let columns = reader.headers().map_err(failed)?.clone();
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    if !columns.is_empty() {
+        writer.write_record(&columns).map_err(failed)?;
+    }
+    for (record, row) in reader.records().zip(rows) {
+        let record = record.map_err(failed)?;
+        let json = serde_json::to_value(row).map_err(failed)?;
+        let cells = record.iter().zip(columns.iter()).map(|(cell, column)| match json.get(column) {
+            Some(serde_json::Value::String(_)) => neutralise(cell),
+            _ => cell.into(),
+        });
+        writer.write_record(cells.collect::<Vec<_>>().iter().map(|c| c.as_bytes())).map_err(failed)?;
+    }
+    writer.into_inner().map_err(failed)
+}
+
 fn respond<Row: Serialize + ToSchema>(
     headers: &HeaderMap,
     query: &StatsQuery,
@@ -117,11 +157,7 @@ fn respond<Row: Serialize + ToSchema>(
     file: &str,
 ) -> Result<Response, ApiError> {
     if wants_csv(headers) {
-        let mut writer = csv::Writer::from_writer(Vec::new());
-        for row in &rows {
-            writer.serialize(row).map_err(|e| ApiError::internal(format!("writing CSV: {e}")))?;
-        }
-        let body = writer.into_inner().map_err(|e| ApiError::internal(format!("writing CSV: {e}")))?;
+        let body = csv_body(&rows)?;
         let mut response = (StatusCode::OK, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
@@ -284,11 +320,7 @@ pub async fn sla(
         .await
         .map_err(|e| ApiError::from(ticket_app::AppError::Store(e)))?;
     if wants_csv(&headers) {
-        let mut writer = csv::Writer::from_writer(Vec::new());
-        for row in &rows {
-            writer.serialize(row).map_err(|e| ApiError::internal(format!("writing CSV: {e}")))?;
-        }
-        let body = writer.into_inner().map_err(|e| ApiError::internal(format!("writing CSV: {e}")))?;
+        let body = csv_body(&rows)?;
         let mut response = (StatusCode::OK, body).into_response();
         response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv; charset=utf-8"));
         return Ok(response);
@@ -302,4 +334,54 @@ pub async fn sla(
         rows,
     };
     Ok(axum::Json(report).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Row {
+        label: String,
+        group: Option<String>,
+        count: i64,
+        change: f64,
+        share: Option<f64>,
+    }
+
+    fn csv_of(rows: &[Row]) -> String {
+        String::from_utf8(csv_body(rows).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn text_cells_that_start_a_formula_are_neutralised_and_numbers_stay_numbers() {
+        let row = |label: &str, group: Option<&str>, count: i64, change: f64| Row {
+            label: label.into(),
+            group: group.map(Into::into),
+            count,
+            change,
+            share: Some(-0.5),
+        };
+        let text = csv_of(&[
+            row("=HYPERLINK(\"http://x\",\"y\")", Some("+1"), -3, -1.5),
+            row("-2+3", Some("@SUM(A1)"), 0, 2.0),
+            row("\tx", Some("\rx"), 1, 0.0),
+            row("plain, with \"quotes\"", None, 7, -0.25),
+            row("a=b", Some("'quoted already"), 8, 1e-3),
+        ]);
+        let mut reader = csv::Reader::from_reader(text.as_bytes());
+        assert_eq!(reader.headers().unwrap(), vec!["label", "group", "count", "change", "share"]);
+        let rows: Vec<Vec<String>> = reader.records().map(|r| r.unwrap().iter().map(str::to_owned).collect()).collect();
+        assert_eq!(
+            rows,
+            [
+                ["'=HYPERLINK(\"http://x\",\"y\")", "'+1", "-3", "-1.5", "-0.5"],
+                ["'-2+3", "'@SUM(A1)", "0", "2.0", "-0.5"],
+                ["'\tx", "'\rx", "1", "0.0", "-0.5"],
+                ["plain, with \"quotes\"", "", "7", "-0.25", "-0.5"],
+                ["a=b", "'quoted already", "8", "0.001", "-0.5"],
+            ]
+        );
+        assert_eq!(csv_of(&[]), "", "no rows, no header (as before)");
+    }
 }

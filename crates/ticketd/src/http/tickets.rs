@@ -53,7 +53,12 @@ pub struct TicketView {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ReporterView {
     pub name: String,
+    /// For an e-mail, its `From:` address.
     pub email: Option<String>,
+    /// Where customer mail goes instead of `email`: the e-mail's `Reply-To:` when it named
+    /// another address.
+    #[serde(default)]
+    pub reply_to: Option<String>,
     pub phone: Option<String>,
     /// Files sent with the report: `GET /api/v1/tickets/{id}/attachments/{sha256}` serves each.
     pub attachments: Vec<ticket_domain::vocabulary::AttachmentRef>,
@@ -76,6 +81,7 @@ fn view(ticket_id: TicketId, ticket: &Ticket) -> Option<TicketView> {
         reporter: ReporterView {
             name: state.reporter.name.to_string(),
             email: state.reporter.email.as_ref().map(|e| e.to_string()),
+            reply_to: state.reporter.reply_to.as_ref().map(|e| e.to_string()),
             phone: state.reporter.phone.as_ref().map(|p| p.to_string()),
             attachments: state.reporter.attachments.clone(),
         },
@@ -339,6 +345,7 @@ fn receive_command(body: &CreateTicket, number: TicketNumber) -> Result<ReceiveT
             language: body.language.unwrap_or_default(),
             reporter_name: name?,
             reporter_email: Some(email?),
+            reporter_reply_to: None,
             reporter_phone: phone.clone(),
             subject: subject?,
             message: message?,
