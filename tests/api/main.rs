@@ -4,6 +4,7 @@
 mod browser;
 mod harness;
 mod intake;
+mod limits;
 mod mail;
 mod registry;
 mod sla;
@@ -84,6 +85,7 @@ on_both_backends_with_settings!(
     crate::intake::e_mail_becomes_tickets_and_replies_thread_onto_the_right_ones => e_mail_becomes_tickets_and_replies_thread_onto_the_right_ones,
     crate::intake::a_maildir_is_taken_in_once => a_maildir_is_taken_in_once,
     crate::sla::sla_clocks_warn_breach_notify_and_count_across_easter => sla_clocks_warn_breach_notify_and_count_across_easter,
+    crate::limits::the_document_states_every_limit_the_server_checks => the_document_states_every_limit_the_server_checks,
 );
 
 /// Polls the daily summary until `done` holds for today's row.
