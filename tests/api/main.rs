@@ -6,6 +6,7 @@ mod consistency;
 mod harness;
 mod idempotency;
 mod intake;
+mod limits;
 mod mail;
 mod registry;
 mod sla;
@@ -129,6 +130,7 @@ on_both_backends_with_settings!(
     crate::sla::sla_clocks_warn_breach_notify_and_count_across_easter => sla_clocks_warn_breach_notify_and_count_across_easter,
     crate::consistency::one_clock_for_every_time_the_service_shows => one_clock_for_every_time_the_service_shows,
     crate::idempotency::a_slow_append_is_applied_once_while_the_client_repeats => a_slow_append_is_applied_once_while_the_client_repeats,
+    crate::limits::the_document_states_every_limit_the_server_checks => the_document_states_every_limit_the_server_checks,
 );
 
 /// Polls the daily summary until `done` holds for today's row.

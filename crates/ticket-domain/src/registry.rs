@@ -18,7 +18,7 @@ use crate::vocabulary::{Category, ContractId, DivisionId, EmailAddress, Priority
 pub const REGISTRY_STREAM: &str = "registry";
 
 /// SLA targets in business minutes of the contract's calendar; `None`: no target.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SlaTargets {
@@ -26,6 +26,25 @@ pub struct SlaTargets {
     pub first_contact_minutes: Option<u32>,
     /// From receipt to the resolution (policy §7.4).
     pub resolution_minutes: Option<u32>,
+}
+
+impl<'de> Deserialize<'de> for SlaTargets {
+    /// From an object only: a derived `Deserialize` also reads a struct from an array
+    /// (`[60, null]`), which the documented schema does not allow.
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields {
+            #[serde(default, deserialize_with = "crate::vocabulary::whole::option")]
+            first_contact_minutes: Option<u32>,
+            #[serde(default, deserialize_with = "crate::vocabulary::whole::option")]
+            resolution_minutes: Option<u32>,
+        }
+        let object = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let fields: Fields =
+            serde_json::from_value(serde_json::Value::Object(object)).map_err(serde::de::Error::custom)?;
+        Ok(Self { first_contact_minutes: fields.first_contact_minutes, resolution_minutes: fields.resolution_minutes })
+    }
 }
 
 /// A customer's service contract.
@@ -66,7 +85,7 @@ pub struct ContractTerms {
     pub pause_while_waiting_for_customer: bool,
     /// The share of a target (1-99%) at which its clock warns; default: the service's
     /// `--sla-warn-percent` (80).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "crate::vocabulary::whole::option")]
     pub warn_percent: Option<u8>,
 }
 
@@ -103,10 +122,18 @@ impl WorkingHours {
 
 const WEEKDAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
-fn parse_hours(text: &str) -> Result<Hours, String> {
+pub fn parse_hours(text: &str) -> Result<Hours, String> {
     let wrong = || format!("'{text}' is not like 08:00-16:00");
     let (open, close) = text.split_once('-').ok_or_else(wrong)?;
-    let time = |t: &str| chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M").map_err(|_| wrong());
+    // Exactly two digits each: what the OpenAPI document's pattern for a day says.
+    let time = |t: &str| {
+        let digits =
+            t.len() == 5 && t.bytes().enumerate().all(|(i, b)| if i == 2 { b == b':' } else { b.is_ascii_digit() });
+        if !digits {
+            return Err(wrong());
+        }
+        chrono::NaiveTime::parse_from_str(t, "%H:%M").map_err(|_| wrong())
+    };
     Hours::new(time(open)?, time(close)?).map_err(|_| format!("'{text}' must open before it closes"))
 }
 
@@ -127,6 +154,7 @@ pub struct DivisionTerms {
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = "email"))]
     pub notification_email: EmailAddress,
     /// Business minutes within which the division should answer an escalation.
+    #[serde(default, deserialize_with = "crate::vocabulary::whole::option")]
     pub answer_minutes: Option<u32>,
 }
 
@@ -218,20 +246,57 @@ pub struct Registry {
     pub default_contract: Option<ContractId>,
 }
 
-fn normalise(list: &[String]) -> Vec<String> {
-    let mut list: Vec<String> =
-        list.iter().map(|s| s.trim().trim_start_matches('@').to_ascii_lowercase()).filter(|s| !s.is_empty()).collect();
+/// Lower-case, sorted, without duplicates.
+fn normalise<'a>(list: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut list: Vec<String> = list.into_iter().map(str::to_ascii_lowercase).collect();
     list.sort();
     list.dedup();
     list
 }
 
+/// A mail domain as a contract names it: labels of letters, digits and inner hyphens (at most
+/// 63 each), at least two, at most 253 characters in all; an IDN is given in its `xn--` form.
+pub fn is_mail_domain(domain: &str) -> bool {
+    let label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    domain.len() <= MAIL_DOMAIN_BYTES_MAX && domain.contains('.') && domain.split('.').all(label)
+}
+
+/// [`is_mail_domain`] as a regex for the OpenAPI document, with the leading `@` and the white
+/// space around that a contract's list may have.
+pub fn mail_domain_pattern() -> String {
+    let space = crate::vocabulary::SPACE;
+    let label = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+    format!("^[{space}]*@?{label}(?:\\.{label})+[{space}]*$")
+}
+
+/// A weekday's working hours as `parse_hours` reads them (opening before closing is checked
+/// on top).
+pub const HOURS_PATTERN: &str = "^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$";
+
+/// The longest mail domain (RFC 1035).
+pub const MAIL_DOMAIN_BYTES_MAX: usize = 253;
+/// The longest SLA target or answer time: a year of minutes.
+pub const MINUTES_MAX: u32 = 60 * 24 * 366;
+/// The range of `warn_percent`.
+pub const WARN_PERCENT_MIN: u8 = 1;
+pub const WARN_PERCENT_MAX: u8 = 99;
+/// The longest customer (contract) or division name.
+pub const NAME_CHARS_MAX: usize = 200;
+
+/// Every IANA time zone name a contract may give (`time_zone`).
+pub fn time_zone_names() -> impl Iterator<Item = &'static str> {
+    chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name())
+}
+
 fn check_minutes(what: &str, minutes: Option<u32>) -> Result<(), RegistryError> {
     match minutes {
         Some(0) => Err(RegistryError::Invalid(format!("{what} must be at least one minute"))),
-        Some(m) if m > 60 * 24 * 366 => {
-            Err(RegistryError::Invalid(format!("{what} must be at most a year of minutes")))
-        }
+        Some(m) if m > MINUTES_MAX => Err(RegistryError::Invalid(format!("{what} must be at most a year of minutes"))),
         _ => Ok(()),
     }
 }
@@ -239,13 +304,16 @@ fn check_minutes(what: &str, minutes: Option<u32>) -> Result<(), RegistryError> 
 impl ContractTerms {
     /// The terms as stored: addresses and domains lower-case, sorted, without duplicates.
     fn checked(mut self) -> Result<Self, RegistryError> {
-        self.customer = self.customer.trim().to_owned();
-        if self.customer.is_empty() || self.customer.chars().count() > 200 {
-            return Err(RegistryError::Invalid("customer must be 1-200 characters".into()));
-        }
-        self.email_domains = normalise(&self.email_domains);
-        self.email_addresses = normalise(&self.email_addresses);
-        if let Some(domain) = self.email_domains.iter().find(|d| !d.contains('.') || d.contains('@') || d.len() > 253) {
+        self.customer = crate::vocabulary::bounded_text("customer", &self.customer, NAME_CHARS_MAX)
+            .map_err(|e| RegistryError::Invalid(e.to_string()))?
+            .to_owned();
+        // A domain may be written with a leading '@' ("@example.hu").
+        self.email_domains = normalise(self.email_domains.iter().map(|d| {
+            let d = d.trim();
+            d.strip_prefix('@').unwrap_or(d)
+        }));
+        self.email_addresses = normalise(self.email_addresses.iter().map(|a| a.trim()));
+        if let Some(domain) = self.email_domains.iter().find(|d| !is_mail_domain(d)) {
             return Err(RegistryError::Invalid(format!("'{domain}' is not a mail domain (like example.hu)")));
         }
         if let Some(address) = self.email_addresses.iter().find(|a| EmailAddress::parse(a).is_err()) {
@@ -263,7 +331,7 @@ impl ContractTerms {
         if let Some(hours) = &self.working_hours {
             hours.weekly().map_err(RegistryError::Invalid)?;
         }
-        if self.warn_percent.is_some_and(|p| !(1..=99).contains(&p)) {
+        if self.warn_percent.is_some_and(|p| !(WARN_PERCENT_MIN..=WARN_PERCENT_MAX).contains(&p)) {
             return Err(RegistryError::Invalid("warn_percent must be 1 to 99".into()));
         }
         if let Some(zone) = &self.time_zone {
@@ -445,10 +513,9 @@ impl Registry {
                 RegistryEvent::DefaultContractSet { contract_id }
             }
             RegistryCommand::SaveDivision { division_id, mut terms } => {
-                terms.name = terms.name.trim().to_owned();
-                if terms.name.is_empty() || terms.name.chars().count() > 200 {
-                    return Err(RegistryError::Invalid("name must be 1-200 characters".into()));
-                }
+                terms.name = crate::vocabulary::bounded_text("name", &terms.name, NAME_CHARS_MAX)
+                    .map_err(|e| RegistryError::Invalid(e.to_string()))?
+                    .to_owned();
                 check_minutes("answer_minutes", terms.answer_minutes)?;
                 // Deserialisation does not check addresses (old events must stay readable): here it is.
                 terms.notification_email = EmailAddress::parse(terms.notification_email.as_str())
@@ -688,5 +755,94 @@ mod tests {
         assert!(payload.get("event_type").is_none() && payload["terms"]["customer"] == "ACME");
         assert_eq!(RegistryEvent::from_stored(event.event_type(), payload).unwrap(), event);
         assert!(RegistryEvent::from_stored("Teleported", serde_json::json!({})).is_err());
+    }
+
+    /// The patterns the OpenAPI document states accept exactly what the checks here accept.
+    mod document_patterns {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn matches(pattern: &str, value: &str) -> bool {
+            let schema = serde_json::json!({"type": "string", "pattern": pattern});
+            jsonschema::validator_for(&schema).expect("a valid pattern").is_valid(&serde_json::json!(value))
+        }
+
+        fn domain_accepted(domain: &str) -> bool {
+            let terms = ContractTerms {
+                customer: "Acme".into(),
+                email_domains: vec![domain.to_owned()],
+                email_addresses: vec![],
+                sla: SlaTargets::default(),
+                sla_by_category: BTreeMap::new(),
+                sla_by_priority: BTreeMap::new(),
+                calendar: "hu".into(),
+                working_hours: None,
+                time_zone: None,
+                pause_while_waiting_for_customer: false,
+                warn_percent: None,
+            };
+            terms.checked().is_ok()
+        }
+
+        fn hours_readable(text: &str) -> bool {
+            match parse_hours(text) {
+                Ok(_) => true,
+                Err(why) => why.contains("must open before it closes"),
+            }
+        }
+
+        #[test]
+        fn examples() {
+            for (domain, ok) in [
+                ("example.hu", true),
+                (" @Acme.HU ", true),
+                ("xn--pda-bma.hu", true),
+                ("a-b.c", true),
+                ("acme", false),
+                ("-a.hu", false),
+                ("a-.hu", false),
+                ("a..hu", false),
+                ("@ a.hu", false),
+                ("", false),
+                ("a b.hu", false),
+                ("példa.hu", false),
+            ] {
+                assert_eq!(domain_accepted(domain), ok, "{domain:?}");
+                assert_eq!(matches(&mail_domain_pattern(), domain), ok, "{domain:?}");
+            }
+            let long = format!("{}.{}.{}.{}", "a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61));
+            assert_eq!(long.len(), MAIL_DOMAIN_BYTES_MAX);
+            assert!(domain_accepted(&long) && matches(&mail_domain_pattern(), &long));
+            for (hours, ok) in [
+                ("08:00-16:00", true),
+                ("23:59-00:00", true),
+                ("8:00-16:00", false),
+                ("24:00-25:00", false),
+                (" 08:00-16:00", false),
+                ("08:00 - 16:00", false),
+            ] {
+                assert_eq!(hours_readable(hours), ok, "{hours:?}");
+                assert_eq!(matches(HOURS_PATTERN, hours), ok, "{hours:?}");
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn the_mail_domain_pattern_is_the_check(
+                chars in prop::collection::vec(prop::sample::select(vec!['a', 'Z', '0', '-', '.', '@', ' ', '\t', '\u{a0}', 'é', '\u{0}']), 0..12)
+            ) {
+                let domain: String = chars.into_iter().collect();
+                prop_assert_eq!(matches(&mail_domain_pattern(), &domain), domain_accepted(&domain), "{:?}", domain);
+            }
+
+            #[test]
+            fn the_hours_pattern_is_the_parser(
+                chars in prop::collection::vec(prop::sample::select(vec!['0', '1', '2', '3', '5', '9', ':', '-', ' ']), 0..13)
+            ) {
+                let text: String = chars.into_iter().collect();
+                prop_assert_eq!(matches(HOURS_PATTERN, &text), hours_readable(&text), "{:?}", text);
+            }
+        }
     }
 }

@@ -211,9 +211,11 @@ pub struct EmailAddress(String);
 impl EmailAddress {
     pub const BYTES_MAX: usize = 254;
 
+    /// At most `BYTES_MAX` bytes as given, white space around included (then trimmed).
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
+        let too_long = value.len() > Self::BYTES_MAX;
         let value = value.trim();
-        if value.len() > Self::BYTES_MAX {
+        if too_long {
             return Err(InvalidValue::new("email", format!("longer than {} bytes", Self::BYTES_MAX)));
         }
         // The crate accepts display-name forms ("Name <a@b>"); we want the bare address.
@@ -233,6 +235,38 @@ impl fmt::Display for EmailAddress {
     }
 }
 
+/// The rule of every free-text value: at most `chars_max` characters as given (white space
+/// around included, as JSON Schema's `maxLength` counts), and trimmed (Unicode white space) it
+/// is not empty and has no control characters but line breaks and tabs. The OpenAPI document
+/// states it as [`text_pattern`] and `maxLength` (a test holds the pattern to this function).
+pub fn bounded_text<'a>(field: &'static str, value: &'a str, chars_max: usize) -> Result<&'a str, InvalidValue> {
+    let chars = value.chars().count();
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(InvalidValue::new(field, "must not be empty"));
+    }
+    if chars > chars_max {
+        return Err(InvalidValue::new(field, format!("is {chars} characters long; at most {chars_max} are allowed")));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
+        return Err(InvalidValue::new(field, "contains control characters"));
+    }
+    Ok(value)
+}
+
+/// White space as `str::trim` removes it (Unicode `White_Space`), as the body of a regex class.
+pub const SPACE: &str = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+
+/// [`bounded_text`] as a regex (ECMA-262 and Python alike: explicit classes, no `\s` or `.`),
+/// for the OpenAPI document: white space around, then a character that is neither white space
+/// nor a control character, and inside anything but control characters other than line breaks
+/// and tabs. The length is `maxLength` beside it.
+pub fn text_pattern() -> String {
+    let visible = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]";
+    let inner = r"[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]";
+    format!("^[{SPACE}]*{visible}(?:{inner}*{visible})?[{SPACE}]*$")
+}
+
 /// Declares a text newtype that is trimmed, non-empty and at most `$max` characters.
 macro_rules! bounded_text {
     ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr) => {
@@ -245,21 +279,7 @@ macro_rules! bounded_text {
             pub const CHARS_MAX: usize = $max;
 
             pub fn parse(value: &str) -> Result<Self, InvalidValue> {
-                let value = value.trim();
-                if value.is_empty() {
-                    return Err(InvalidValue::new($field, "must not be empty"));
-                }
-                let chars = value.chars().count();
-                if chars > Self::CHARS_MAX {
-                    return Err(InvalidValue::new(
-                        $field,
-                        format!("is {chars} characters long; at most {} are allowed", Self::CHARS_MAX),
-                    ));
-                }
-                if value.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
-                    return Err(InvalidValue::new($field, "contains control characters"));
-                }
-                Ok(Self(value.to_owned()))
+                bounded_text($field, value, Self::CHARS_MAX).map(|value| Self(value.to_owned()))
             }
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -355,6 +375,30 @@ impl AttachmentRef {
     }
 }
 
+/// Whole numbers as JSON Schema counts them: `2.0` is the integer 2 (a client's JSON library
+/// may write it so), `2.5` is not. For `#[serde(deserialize_with = ...)]` on unsigned fields.
+pub mod whole {
+    use serde::de::{Deserialize, Deserializer, Error};
+
+    fn from_number<T: TryFrom<u64>, E: Error>(number: serde_json::Number) -> Result<T, E> {
+        let whole = number.as_u64().or_else(|| {
+            // Below 2^53 every float is exact; larger ones are refused rather than guessed.
+            number.as_f64().filter(|f| f.fract() == 0.0 && (0.0..9_007_199_254_740_992.0).contains(f)).map(|f| f as u64)
+        });
+        whole
+            .and_then(|n| T::try_from(n).ok())
+            .ok_or_else(|| E::custom(format!("invalid value: {number}, expected a whole number in range")))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>, T: TryFrom<u64>>(deserializer: D) -> Result<T, D::Error> {
+        from_number(serde_json::Number::deserialize(deserializer)?)
+    }
+
+    pub fn option<'de, D: Deserializer<'de>, T: TryFrom<u64>>(deserializer: D) -> Result<Option<T>, D::Error> {
+        Option::<serde_json::Number>::deserialize(deserializer)?.map(from_number).transpose()
+    }
+}
+
 /// A satisfaction score, 1 (worst) to 5 (best).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(transparent)]
@@ -418,5 +462,51 @@ mod tests {
             "process_improvement_consulting"
         );
         assert_eq!(names(serde_json::to_value(Role::QualityManager).unwrap()), "quality_manager");
+    }
+
+    /// The pattern the OpenAPI document states is exactly `bounded_text` (but for the length,
+    /// `maxLength` beside it).
+    mod document_pattern {
+        use proptest::prelude::*;
+
+        use super::super::*;
+
+        fn matches(value: &str) -> bool {
+            let schema = serde_json::json!({"type": "string", "pattern": text_pattern()});
+            jsonschema::validator_for(&schema).expect("a valid pattern").is_valid(&serde_json::json!(value))
+        }
+
+        const CHARS: &[char] = &[
+            'a', 'é', '😀', ' ', '\t', '\n', '\r', '\u{b}', '\u{c}', '\u{0}', '\u{1f}', '\u{7f}', '\u{85}', '\u{9f}',
+            '\u{a0}', '\u{1680}', '\u{2000}', '\u{200b}', '\u{2028}', '\u{3000}', '\u{feff}', '\u{1c}',
+        ];
+
+        #[test]
+        fn examples() {
+            for (text, ok) in [
+                ("Hiba", true),
+                ("  Hiba a számlán \n", true),
+                ("sor\nsor\tvége", true),
+                ("\u{feff}", true),
+                ("", false),
+                ("   ", false),
+                ("\u{3000}\u{a0}", false),
+                ("a\u{0}b", false),
+                ("a\u{85}b", false),
+                ("\u{b}a\u{c}", true),
+                ("\u{1c}", false),
+            ] {
+                assert_eq!(bounded_text("t", text, usize::MAX).is_ok(), ok, "{text:?}");
+                assert_eq!(matches(text), ok, "{text:?}");
+            }
+        }
+
+        proptest! {
+            #[test]
+            fn the_text_pattern_is_bounded_text(chars in prop::collection::vec(prop::sample::select(CHARS), 0..6)) {
+                let text: String = chars.into_iter().collect();
+                prop_assert_eq!(matches(&text), bounded_text("t", &text, usize::MAX).is_ok(), "{:?}", text);
+            }
+        }
     }
 }

@@ -52,6 +52,9 @@ use super::{Health, ProjectionHealth, Readiness};
 )]
 struct ApiDoc;
 
+/// Stands for the 413 answer; `build` says the limit in bytes.
+const BODY_TOO_LARGE: &str = "The body is too large (`payload_too_large`)";
+
 /// Which error statuses an operation can answer, with what each means.
 fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static str)> {
     if !path.starts_with("/api/v1/") {
@@ -61,7 +64,7 @@ fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static str)>
         // Public: no token, no roles, no workflow.
         return vec![
             ("400", "The body is not JSON (`malformed_json`)"),
-            ("413", "The body is too large (`payload_too_large`)"),
+            ("413", BODY_TOO_LARGE),
             ("415", "The body is not `application/json` (`unsupported_media_type`)"),
             (
                 "422",
@@ -103,7 +106,7 @@ fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static str)>
                  address another contract has, the default contract retired, a retired contract made default \
                  (`registry_conflict`)",
             ),
-            ("413", "The body is too large (`payload_too_large`)"),
+            ("413", BODY_TOO_LARGE),
             ("415", "The body is not `application/json` (`unsupported_media_type`)"),
             ("422", "The body does not describe valid terms (`validation_failed`, with `errors`)"),
         ]);
@@ -122,7 +125,7 @@ fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static str)>
                  nothing would change (`nothing_to_change`), the ticket is busy (`contended`), or the first request with \
                  this Idempotency-Key is still running (`request_in_progress`, with `Retry-After`)",
             ),
-            ("413", "The body is too large (`payload_too_large`)"),
+            ("413", BODY_TOO_LARGE),
             ("415", "The body is not `application/json` (`unsupported_media_type`)"),
             (
                 "422",
@@ -137,6 +140,194 @@ fn error_statuses(method: &str, path: &str) -> Vec<(&'static str, &'static str)>
     statuses
 }
 
+/// Standard, padded base64 of at least one byte (with zero trailing bits, as the decoder
+/// wants), white space around.
+fn base64_pattern() -> String {
+    use ticket_domain::vocabulary::SPACE;
+    let b = "[A-Za-z0-9+/]";
+    format!("^[{SPACE}]*(?:{b}{{4}})*(?:{b}{{4}}|{b}[AQgw]==|{b}{{2}}[AEIMQUYcgkosw048]=)[{SPACE}]*$")
+}
+
+/// What the server checks of one value, stated in the schema.
+enum Rule {
+    /// `bounded_text` with this many characters at most.
+    Text(usize),
+    /// `EmailAddress::parse`.
+    Email,
+    Integer {
+        minimum: i64,
+        maximum: i64,
+    },
+    Pattern(fn() -> String, Option<usize>),
+    /// One of these strings.
+    OneOf(fn() -> Vec<Value>),
+}
+
+/// Every constrained property of a request schema: (component, property, rule). The numbers
+/// are the constants the parsers use; `tests/api` sends each limit and one beyond it.
+fn rules() -> Vec<(&'static str, &'static str, Rule)> {
+    use Rule::*;
+    use ticket_domain::registry::{self, MINUTES_MAX, NAME_CHARS_MAX, WARN_PERCENT_MAX, WARN_PERCENT_MIN};
+    use ticket_domain::vocabulary::*;
+    let minutes = || Integer { minimum: 1, maximum: i64::from(MINUTES_MAX) };
+    let hours = || Pattern(|| registry::HOURS_PATTERN.to_owned(), None);
+    vec![
+        ("CreateTicket", "subject", Text(Subject::CHARS_MAX)),
+        ("CreateTicket", "message", Text(MessageBody::CHARS_MAX)),
+        ("CreateTicket", "contract_id", Text(ContractId::CHARS_MAX)),
+        ("ReporterInput", "name", Text(PersonName::CHARS_MAX)),
+        ("ReporterInput", "email", Email),
+        ("ReporterInput", "phone", Text(PhoneNumber::CHARS_MAX)),
+        ("ContractBody", "contract_id", Text(ContractId::CHARS_MAX)),
+        ("DefaultContractBody", "contract_id", Text(ContractId::CHARS_MAX)),
+        ("AcknowledgeBody", "message_id", Text(MessageId::CHARS_MAX)),
+        ("EscalateBody", "division", Text(DivisionId::CHARS_MAX)),
+        ("EscalateBody", "reason", Text(Reason::CHARS_MAX)),
+        ("EscalationAnswerBody", "outcome", Text(Reason::CHARS_MAX)),
+        ("ResolveBody", "resolution", Text(MessageBody::CHARS_MAX)),
+        ("ResolveBody", "root_cause", Text(RootCause::CHARS_MAX)),
+        ("ResolveBody", "rejection_reasons", Text(MessageBody::CHARS_MAX)),
+        ("ReasonBody", "reason", Text(Reason::CHARS_MAX)),
+        ("AssignBody", "assignee", Text(StaffName::CHARS_MAX)),
+        ("PriorityBody", "reason", Text(Reason::CHARS_MAX)),
+        ("ReclassifyBody", "reason", Text(Reason::CHARS_MAX)),
+        ("MessageBodyInput", "body", Text(MessageBody::CHARS_MAX)),
+        (
+            "SurveyAnswerBody",
+            "score",
+            Integer { minimum: i64::from(SurveyScore::MIN), maximum: i64::from(SurveyScore::MAX) },
+        ),
+        ("SurveyAnswerBody", "comment", Text(MessageBody::CHARS_MAX)),
+        ("ContactRequest", "name", Text(PersonName::CHARS_MAX)),
+        ("ContactRequest", "email", Email),
+        ("ContactRequest", "subject", Text(Subject::CHARS_MAX)),
+        ("ContactRequest", "message", Text(MessageBody::CHARS_MAX)),
+        ("ContactAttachment", "content_base64", Pattern(base64_pattern, None)),
+        ("ContractTerms", "customer", Text(NAME_CHARS_MAX)),
+        (
+            "ContractTerms",
+            "email_domains",
+            Pattern(registry::mail_domain_pattern, Some(registry::MAIL_DOMAIN_BYTES_MAX)),
+        ),
+        ("ContractTerms", "email_addresses", Email),
+        ("ContractTerms", "calendar", OneOf(|| registry::CALENDARS.iter().map(|c| json!(c)).collect())),
+        ("ContractTerms", "time_zone", OneOf(|| registry::time_zone_names().map(|z| json!(z)).collect())),
+        (
+            "ContractTerms",
+            "warn_percent",
+            Integer { minimum: i64::from(WARN_PERCENT_MIN), maximum: i64::from(WARN_PERCENT_MAX) },
+        ),
+        ("SlaTargets", "first_contact_minutes", minutes()),
+        ("SlaTargets", "resolution_minutes", minutes()),
+        ("DivisionTerms", "name", Text(NAME_CHARS_MAX)),
+        ("DivisionTerms", "notification_email", Email),
+        ("DivisionTerms", "answer_minutes", minutes()),
+        ("StaffTerms", "email", Email),
+        ("WorkingHours", "mon", hours()),
+        ("WorkingHours", "tue", hours()),
+        ("WorkingHours", "wed", hours()),
+        ("WorkingHours", "thu", hours()),
+        ("WorkingHours", "fri", hours()),
+        ("WorkingHours", "sat", hours()),
+        ("WorkingHours", "sun", hours()),
+    ]
+}
+
+/// States `rule` on a property's schema (on the items of an array).
+fn constrain(schema: &mut Value, rule: &Rule) {
+    if schema.get("type").is_some_and(|t| t == "array") {
+        return constrain(&mut schema["items"], rule);
+    }
+    let nullable = schema.get("type").is_some_and(|t| t.as_array().is_some_and(|t| t.contains(&json!("null"))));
+    match rule {
+        Rule::Text(chars_max) => {
+            schema["pattern"] = json!(ticket_domain::vocabulary::text_pattern());
+            schema["minLength"] = json!(1);
+            schema["maxLength"] = json!(chars_max);
+        }
+        Rule::Email => {
+            schema["format"] = json!("email");
+            schema["maxLength"] = json!(ticket_domain::vocabulary::EmailAddress::BYTES_MAX);
+        }
+        Rule::Integer { minimum, maximum } => {
+            schema["minimum"] = json!(minimum);
+            schema["maximum"] = json!(maximum);
+        }
+        Rule::Pattern(pattern, max_length) => {
+            schema["pattern"] = json!(pattern());
+            if let Some(max_length) = max_length {
+                schema["maxLength"] = json!(max_length);
+            }
+        }
+        Rule::OneOf(values) => {
+            let mut values = values();
+            if nullable {
+                values.push(Value::Null);
+            }
+            schema["enum"] = Value::Array(values);
+        }
+    }
+}
+
+/// Completes the request schemas with what the server checks beyond types.
+fn state_constraints(document: &mut Value) {
+    let schemas = &mut document["components"]["schemas"];
+    for (component, property, rule) in rules() {
+        let schema = &mut schemas[component]["properties"][property];
+        // A nullable reference (`oneOf: [$ref, null]`) has no string schema of its own.
+        assert!(schema.is_object(), "{component}.{property} is not in the document");
+        constrain(schema, &rule);
+    }
+    // `property` is given, and matches `schema`.
+    let given = |property: &str, schema: Value| {
+        let properties: serde_json::Map<String, Value> = [(property.to_owned(), schema)].into_iter().collect();
+        json!({"required": [property], "properties": properties})
+    };
+    // Reclassify changes something: a category, a service area, or both.
+    schemas["ReclassifyBody"]["anyOf"] =
+        json!(["category", "service_area"].map(|p| given(p, json!({"not": {"type": "null"}}))));
+    // Working hours open on at least one weekday.
+    schemas["WorkingHours"]["anyOf"] =
+        json!(["mon", "tue", "wed", "thu", "fri", "sat", "sun"].map(|p| given(p, json!({"type": "string"}))));
+    // Rejection reasons belong to a rejection, whole or in part, which needs them.
+    schemas["ResolveBody"]["if"] = json!({"properties": {"complaint_outcome": {"enum": ["partly_upheld", "rejected"]}}, "required": ["complaint_outcome"]});
+    schemas["ResolveBody"]["then"] =
+        json!({"required": ["rejection_reasons"], "properties": {"rejection_reasons": {"type": "string"}}});
+    schemas["ResolveBody"]["else"] = json!({"properties": {"rejection_reasons": {"type": "null"}}});
+    let limit = super::REQUEST_BODY_BYTES_MAX;
+    let Some(paths) = document.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else { continue };
+        for operation in item.values_mut() {
+            for parameter in operation.get_mut("parameters").and_then(Value::as_array_mut).into_iter().flatten() {
+                let instant = json!({"type": "string", "format": "date-time"});
+                let schema = match parameter["name"].as_str() {
+                    // RFC 3339 instants (`DateTime::parse_from_rfc3339`).
+                    Some("as_of") => instant,
+                    Some("from" | "to") if path == "/api/v1/audit/export" => instant,
+                    Some("If-Match") => json!({"type": "string", "pattern": "^(W/)?\"?[0-9]{1,19}\"?$"}),
+                    Some("Idempotency-Key") => json!({
+                        "type": "string",
+                        "pattern": format!("^[!-~]{{1,{}}}$", crate::idempotency::KEY_CHARS_MAX),
+                    }),
+                    Some("limit") => {
+                        json!({"type": "integer", "minimum": 1, "maximum": ticket_projections::queues::QUEUE_PAGE_MAX})
+                    }
+                    _ => continue,
+                };
+                parameter["schema"] = schema;
+            }
+            let json_body =
+                operation.get("requestBody").is_some_and(|body| body["content"].get("application/json").is_some());
+            if json_body {
+                operation["requestBody"]["description"] = json!(format!(
+                    "At most {limit} bytes (413 `payload_too_large` beyond); text limits count characters."
+                ));
+            }
+        }
+    }
+}
+
 fn build() -> Value {
     let mut document = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document is JSON");
     let problem = json!({"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}});
@@ -146,6 +337,11 @@ fn build() -> Value {
             for (method, operation) in item.iter_mut() {
                 let Some(responses) = operation.get_mut("responses").and_then(Value::as_object_mut) else { continue };
                 for (status, description) in error_statuses(method, path) {
+                    let description = if description == BODY_TOO_LARGE {
+                        format!("The body is larger than {} bytes (`payload_too_large`)", super::REQUEST_BODY_BYTES_MAX)
+                    } else {
+                        description.to_owned()
+                    };
                     responses
                         .insert(status.to_owned(), json!({"description": description, "content": problem.clone()}));
                 }
@@ -170,6 +366,7 @@ fn build() -> Value {
             "responses": {"200": {"description": "The OpenAPI document", "content": {"application/json": {"schema": {"type": "object"}}}}}
         }
     });
+    state_constraints(&mut document);
     document["components"]["securitySchemes"] = json!({"bearer": {"type": "http", "scheme": "bearer", "description": "An API token from `ticketd token create`"}});
     document["security"] = json!([{"bearer": []}]);
     document

@@ -288,6 +288,7 @@ pub struct MessageBodyInput {
 #[serde(deny_unknown_fields)]
 pub struct SurveyAnswerBody {
     /// 1 (worst) to 5 (best).
+    #[serde(deserialize_with = "ticket_domain::vocabulary::whole::deserialize")]
     pub score: u8,
     pub comment: Option<String>,
 }
@@ -792,6 +793,19 @@ pub async fn resolve(
         let root_cause = f.check("root_cause", RootCause::parse(&b.root_cause));
         let rejection_reasons = f.optional("rejection_reasons", b.rejection_reasons.as_deref(), MessageBody::parse);
         if b.rejection_reasons.is_some() && rejection_reasons.is_none() {
+            return None;
+        }
+        // What the body alone says is checked before the ticket is read (the domain checks it
+        // again, with whether the ticket is a complaint).
+        let rejection =
+            matches!(b.complaint_outcome, Some(ComplaintOutcome::PartlyUpheld | ComplaintOutcome::Rejected));
+        if rejection != b.rejection_reasons.is_some() {
+            let problem = if rejection {
+                "a rejection, whole or in part, gives its reasons"
+            } else {
+                "rejection reasons belong to a rejection"
+            };
+            f.0.push(FieldError { field: "rejection_reasons".into(), problem: problem.into() });
             return None;
         }
         Some(TicketCommand::Resolve {
