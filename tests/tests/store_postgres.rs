@@ -209,3 +209,60 @@ async fn an_append_after_another_write_in_its_transaction_is_refused() {
     assert!(matches!(error, event_store::StoreError::InvalidInput(_)), "{error}");
     transaction.rollback().await.unwrap();
 }
+
+/// A running transaction's 32-bit id is widened against the snapshot's `xmax` whichever side of
+/// it the id is on (a running append's id may be above `xmax`, which counts completed ones):
+/// widened wrongly, the horizon fell to nothing and readers saw an empty log for a moment.
+#[tokio::test]
+async fn transaction_ids_are_widened_on_either_side_of_the_snapshot() {
+    let Some(test_store) = backends::postgres().await else { return };
+    let pool = test_store.postgres.as_ref().unwrap().pool();
+    let epoch = 3i64 << 32;
+    for (xmax, xid32, full) in [
+        (epoch + 1_000, 995, epoch + 995),
+        (epoch + 1_000, 1_005, epoch + 1_005),
+        (epoch + 1_000, 1_000, epoch + 1_000),
+        (epoch + 2, (1i64 << 32) - 3, epoch - 3),
+        (epoch + (1i64 << 32) - 2, 3, epoch + (1i64 << 32) + 3),
+    ] {
+        let sql = format!(
+            "SELECT {}",
+            event_store::postgres::WIDEN_XID_SQL
+                .replace("{xmax}", &format!("{xmax}::bigint"))
+                .replace("{xid}", &format!("{xid32}::bigint"))
+        );
+        let widened: i64 = sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap();
+        assert_eq!(widened, full, "xmax {xmax}, xid {xid32}");
+    }
+}
+
+/// A committed event stays visible while an append of ours that began after a transaction
+/// elsewhere is still in flight (its id may then be above the snapshot's `xmax`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_events_stay_visible_beside_an_append_in_flight() {
+    use sqlx::Connection;
+    let Some(test_store) = backends::postgres().await else { return };
+    let postgres = test_store.postgres.clone().unwrap();
+    let store = test_store.store.clone();
+    let first = StreamId::parse("ticket-committed-first").unwrap();
+    store.append(&first, ExpectedVersion(0), vec![event("First", json!({}))]).await.unwrap();
+    let mut other = sqlx::PgConnection::connect(&other_database_url()).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    let _: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text").fetch_one(&mut other).await.unwrap();
+    let mut slow = postgres.pool().begin().await.unwrap();
+    postgres
+        .append_in(
+            &mut slow,
+            &StreamId::parse("ticket-in-flight-late").unwrap(),
+            ExpectedVersion(0),
+            vec![event("Late", json!({}))],
+        )
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        let visible = store.read_all(GlobalPosition::START, 100).await.unwrap();
+        assert_eq!(visible.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(), vec!["First"]);
+    }
+    slow.rollback().await.unwrap();
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+}

@@ -99,12 +99,14 @@ const APPEND_LOCK_CLASS: i32 = 0x7469_636b;
 /// would give the next transaction (`xmax`), and the oldest of *this store's* appends still in
 /// flight — transactions holding the append lock — with its backend, database and age. The
 /// snapshot is the statement's, taken before the lock table and the backends are read.
-/// `backend_xid` is 32 bits; it is widened against `xmax` (it is older, by less than 2^31).
+/// `backend_xid` is 32 bits; it is widened against `xmax`, within 2^31 of it either way (a running
+/// transaction's id may be above the snapshot's `xmax`, which is one past the last *completed*
+/// one). [`WIDEN_XID_SQL`] is that expression alone, for tests.
 const HORIZON_SQL: &str = "\
     WITH snapshot AS (SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint AS xmax), \
          in_flight AS ( \
-           SELECT snapshot.xmax - (((snapshot.xmax & 4294967295) - a.backend_xid::text::bigint + 4294967296) \
-                                   % 4294967296) AS xid, \
+           SELECT snapshot.xmax + (((a.backend_xid::text::bigint - (snapshot.xmax & 4294967295)) + 6442450944) \
+                                   % 4294967296) - 2147483648 AS xid, \
                   a.pid, a.datname::text AS datname, \
                   EXTRACT(EPOCH FROM clock_timestamp() - a.xact_start)::float8 AS age_seconds \
            FROM snapshot, pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
@@ -114,6 +116,10 @@ const HORIZON_SQL: &str = "\
              AND a.backend_xid IS NOT NULL) \
     SELECT snapshot.xmax, oldest.xid, oldest.pid, oldest.datname, oldest.age_seconds \
     FROM snapshot LEFT JOIN (SELECT * FROM in_flight ORDER BY xid LIMIT 1) oldest ON true";
+
+/// The widening of a 32-bit transaction id `{xid}` against a 64-bit `{xmax}` that
+/// [`HORIZON_SQL`] does (the same expression, with placeholders).
+pub const WIDEN_XID_SQL: &str = "({xmax} + ((({xid} - ({xmax} & 4294967295)) + 6442450944) % 4294967296) - 2147483648)";
 
 /// An append in flight longer than this is logged as a warning (naming its backend).
 pub const IN_FLIGHT_WARN_AFTER: Duration = Duration::from_secs(5);
