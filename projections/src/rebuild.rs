@@ -186,8 +186,8 @@ impl Scratch {
                     .fetch_one(&mut *lock)
                     .await
                     .map_err(database_error("starting a rebuild"))?;
-                let schema = format!("{live}_rebuild_{name}");
-                if schema.len() > 63 || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                let schema = scratch_schema(&live, name);
+                if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                     return Err(StoreError::InvalidInput(format!("cannot name a scratch schema after '{live}'")).into());
                 }
                 let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
@@ -399,6 +399,19 @@ async fn catch_up<P: Projection>(
     }
 }
 
+/// `<schema>_rebuild_<projection>`, or — past PostgreSQL's 63-byte names — `rebuild_<projection>_`
+/// and a hash of the schema's name (FNV-1a: the same in every process and build).
+fn scratch_schema(live: &str, name: &str) -> String {
+    let plain = format!("{live}_rebuild_{name}");
+    if plain.len() <= 63 {
+        return plain;
+    }
+    let hash = live
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3));
+    format!("rebuild_{name}_{hash:016x}")
+}
+
 fn scratch_path(live: &Path, name: &str) -> PathBuf {
     let file = live.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "events.db".into());
     live.with_file_name(format!("{file}.rebuild-{name}"))
@@ -409,5 +422,21 @@ fn remove_sqlite_files(path: &Path) {
         let mut file = path.as_os_str().to_owned();
         file.push(suffix);
         let _ = std::fs::remove_file(file);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scratch_schema;
+
+    #[test]
+    fn scratch_schemas_fit_postgresql_names_and_differ_per_schema() {
+        assert_eq!(scratch_schema("public", "ticket_view"), "public_rebuild_ticket_view");
+        let long = "bench_18e9006e68a049999e03d57aef3e210d_history";
+        let other = "bench_28e9006e68a049999e03d57aef3e210d_history";
+        let (a, b) = (scratch_schema(long, "ticket_index"), scratch_schema(other, "ticket_index"));
+        assert!(a.len() <= 63 && b.len() <= 63, "{a} {b}");
+        assert_ne!(a, b);
+        assert_eq!(a, scratch_schema(long, "ticket_index"), "stable");
     }
 }
