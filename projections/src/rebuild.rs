@@ -142,7 +142,9 @@ impl Scratch {
             Database::Sqlite { read, .. } => {
                 let live_path = read.connect_options().get_filename().to_path_buf();
                 let path = scratch_path(&live_path, name);
-                let lock = std::fs::File::create(path.with_extension("lock"))
+                let mut lock_path = path.clone().into_os_string();
+                lock_path.push(".lock");
+                let lock = std::fs::File::create(&lock_path)
                     .map_err(|e| StoreError::Database(format!("creating the rebuild's lock file: {e}")))?;
                 if lock.try_lock().is_err() {
                     return Err(StoreError::InvalidInput(format!("a rebuild of {name} is already running")).into());
