@@ -116,15 +116,7 @@ pub async fn a_number_handed_out_resolves_at_once_on_every_instance(app: TestApp
 
 /// Row counts of the read models and today's received count, as a reader sees them.
 async fn observed(app: &TestApp) -> Vec<i64> {
-    let mut counts = Vec::new();
-    for table in READ_MODEL_TABLES {
-        counts.push(app.query_count(&format!("SELECT count(*) FROM {table}")).await);
-    }
-    let today = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Budapest).date_naive();
-    let summary =
-        app.get(&format!("/api/v1/stats/summary?period=day&from={today}&to={today}"), &app.quality_manager).await;
-    counts.push(summary.body["rows"][0]["received"].as_i64().unwrap_or(0));
-    counts
+    WatchedApp::of(app).observed().await
 }
 
 async fn dumps(app: &TestApp) -> Vec<String> {
