@@ -47,14 +47,86 @@ pub struct QueueFilter {
     pub assignee: Option<String>,
     pub division: Option<String>,
     pub priority: Option<String>,
+    pub contract: Option<String>,
+    /// Received at or after this instant.
+    pub received_from: Option<DateTime<Utc>>,
+    /// Received before this instant.
+    pub received_to: Option<DateTime<Utc>>,
+    /// Text anywhere in the subject, the reporter's name, address or phone (any case).
+    pub text: Option<String>,
     pub limit: u32,
     pub offset: u32,
     /// Earliest SLA due time first (tickets without a running clock last), instead of oldest first.
     pub by_due: bool,
+    /// Another order than `by_due` or oldest first; `descending` reverses it.
+    pub sort: Option<QueueSortColumn>,
+    pub descending: bool,
+}
+
+/// The columns a queue can be sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueSortColumn {
+    Number,
+    Subject,
+    Reporter,
+    Channel,
+    Category,
+    Priority,
+    Status,
+    Assignee,
+    Received,
+    Due,
+}
+
+impl QueueSortColumn {
+    pub const ALL: [(&'static str, QueueSortColumn); 10] = [
+        ("number", Self::Number),
+        ("subject", Self::Subject),
+        ("reporter", Self::Reporter),
+        ("channel", Self::Channel),
+        ("category", Self::Category),
+        ("priority", Self::Priority),
+        ("status", Self::Status),
+        ("assignee", Self::Assignee),
+        ("received", Self::Received),
+        ("due", Self::Due),
+    ];
+
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, c)| *c)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, c)| *c == self).map(|(n, _)| *n).unwrap_or("received")
+    }
+
+    /// The ORDER BY expression, always ending on the unique number so pages never overlap.
+    fn order(self, descending: bool) -> String {
+        let direction = if descending { "DESC" } else { "ASC" };
+        // NULLs last either way, so the unknown never heads a sorted list.
+        let nulls_last = |column: &str| format!("{column} IS NULL, {column} {direction}");
+        let key = match self {
+            Self::Number => format!("number {direction}"),
+            Self::Subject => format!("lower(subject) {direction}"),
+            Self::Reporter => nulls_last("reporter_name"),
+            Self::Channel => format!("channel {direction}"),
+            Self::Category => nulls_last("category"),
+            Self::Priority => format!(
+                "CASE priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'normal' THEN 2 ELSE 3 END {direction}"
+            ),
+            Self::Status => format!("status {direction}"),
+            Self::Assignee => nulls_last("assignee"),
+            Self::Received => format!("received_at {direction}"),
+            Self::Due => nulls_last("d.due_at_us"),
+        };
+        format!("{key}, number {direction}")
+    }
 }
 
 /// The most rows one page returns.
 pub const QUEUE_PAGE_MAX: u32 = 200;
+/// The longest text a queue's text filter takes.
+pub const QUEUE_TEXT_CHARS_MAX: usize = 200;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueRow {
@@ -73,66 +145,34 @@ pub struct QueueRow {
     pub due_at: Option<DateTime<Utc>>,
     pub priority: String,
     pub contract_id: Option<String>,
+    /// `None` for tickets folded before the column existed (never, after migration 2006).
+    pub reporter_name: Option<String>,
+    /// The reporter's e-mail address, else phone.
+    pub reporter_address: Option<String>,
+    /// Whether one of its running SLA clocks is paused (waiting for the customer).
+    pub paused: bool,
 }
 
-type SqliteRow = (
-    Uuid,
-    i64,
-    i64,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    i64,
-    Option<i64>,
-    String,
-    Option<String>,
-);
-type PgRow = (
-    Uuid,
-    i64,
-    i64,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    DateTime<Utc>,
-    Option<i64>,
-    String,
-    Option<String>,
-);
-
-/// One page of a queue, oldest first or earliest due first.
-pub async fn queue(
-    database: &Database,
-    queue: Queue,
-    caller: &str,
-    filter: &QueueFilter,
-) -> Result<Vec<QueueRow>, StoreError> {
+/// The WHERE clause of a queue with its filters, and the values it binds (all text or integers).
+fn conditions(database: &Database, queue: Queue, caller: &str, filter: &QueueFilter) -> (String, Vec<Bound>) {
     let mark = match database {
         Database::Sqlite { .. } => '?',
         Database::Postgres(_) => '$',
     };
     let mut conditions: Vec<String> = Vec::new();
-    let mut values: Vec<String> = Vec::new();
-    let mut bind = |condition: &str, value: String, conditions: &mut Vec<String>| {
+    let mut values: Vec<Bound> = Vec::new();
+    let mut bind = |condition: &str, value: Bound, conditions: &mut Vec<String>| {
         values.push(value);
         conditions.push(condition.replace('#', &format!("{mark}{}", values.len())));
     };
     match queue {
-        Queue::New => bind("status = #", "received".into(), &mut conditions),
-        Queue::AwaitingContact => bind("status = #", "acknowledged".into(), &mut conditions),
-        Queue::Investigating => bind("status = #", "investigating".into(), &mut conditions),
-        Queue::Escalated => bind("status = #", "escalated".into(), &mut conditions),
-        Queue::Resolved => bind("status = #", "resolved".into(), &mut conditions),
+        Queue::New => bind("status = #", Bound::Text("received".into()), &mut conditions),
+        Queue::AwaitingContact => bind("status = #", Bound::Text("acknowledged".into()), &mut conditions),
+        Queue::Investigating => bind("status = #", Bound::Text("investigating".into()), &mut conditions),
+        Queue::Escalated => bind("status = #", Bound::Text("escalated".into()), &mut conditions),
+        Queue::Resolved => bind("status = #", Bound::Text("resolved".into()), &mut conditions),
         Queue::Mine => {
-            bind("assignee = #", caller.to_owned(), &mut conditions);
+            bind("assignee = #", Bound::Text(caller.to_owned()), &mut conditions);
             conditions.push("status <> 'closed'".into());
         }
         Queue::AllOpen => conditions.push("status <> 'closed'".into()),
@@ -144,80 +184,162 @@ pub async fn queue(
         ("assignee", &filter.assignee),
         ("escalated_to", &filter.division),
         ("priority", &filter.priority),
+        ("contract_id", &filter.contract),
     ] {
         if let Some(value) = value {
-            bind(&format!("{column} = #"), value.clone(), &mut conditions);
+            bind(&format!("{column} = #"), Bound::Text(value.clone()), &mut conditions);
         }
     }
+    let instant = |t: DateTime<Utc>| match database {
+        Database::Sqlite { .. } => Bound::Micros(t.timestamp_micros()),
+        Database::Postgres(_) => Bound::Instant(t),
+    };
+    if let Some(from) = filter.received_from {
+        bind("received_at >= #", instant(from), &mut conditions);
+    }
+    if let Some(to) = filter.received_to {
+        bind("received_at < #", instant(to), &mut conditions);
+    }
+    if let Some(text) = filter.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        // A LIKE pattern of the lower-cased text, its wildcards escaped.
+        let escaped: String = text
+            .to_lowercase()
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        bind("search_text LIKE # ESCAPE '\\'", Bound::Text(format!("%{escaped}%")), &mut conditions);
+    }
+    (conditions.join(" AND "), values)
+}
+
+/// A value a queue's query binds.
+#[derive(Debug, Clone)]
+enum Bound {
+    Text(String),
+    Micros(i64),
+    Instant(DateTime<Utc>),
+}
+
+const RUNNING_CLOCKS: &str = "(SELECT ticket_id, MIN(due_at_us) AS due_at_us, MAX(CASE WHEN paused THEN 1 ELSE 0 END) AS paused \
+     FROM sla_clocks WHERE met_at_us IS NULL GROUP BY ticket_id)";
+
+/// One page of a queue, oldest first, earliest due first, or by a column.
+pub async fn queue(
+    database: &Database,
+    queue: Queue,
+    caller: &str,
+    filter: &QueueFilter,
+) -> Result<Vec<QueueRow>, StoreError> {
+    let (conditions, values) = conditions(database, queue, caller, filter);
     let limit = filter.limit.clamp(1, QUEUE_PAGE_MAX);
-    let order =
-        if filter.by_due { "d.due_at_us IS NULL, d.due_at_us, received_at, number" } else { "received_at, number" };
+    let order = match (filter.sort, filter.by_due) {
+        (Some(column), _) => column.order(filter.descending),
+        (None, true) => QueueSortColumn::Due.order(false).replace(", number ASC", ", received_at, number"),
+        (None, false) => "received_at, number".to_owned(),
+    };
     let sql = format!(
         "SELECT v.ticket_id, number, version, subject, status, channel, category, service_area, assignee, \
-         escalated_to, received_at, d.due_at_us, priority, contract_id FROM ticket_view v LEFT JOIN (SELECT ticket_id, MIN(due_at_us) AS \
-         due_at_us FROM sla_clocks WHERE met_at_us IS NULL GROUP BY ticket_id) d ON d.ticket_id = v.ticket_id \
-         WHERE {} ORDER BY {order} LIMIT {limit} OFFSET {}",
-        conditions.join(" AND "),
+         escalated_to, received_at, d.due_at_us, priority, contract_id, reporter_name, reporter_address, \
+         COALESCE(d.paused, 0) FROM ticket_view v LEFT JOIN {RUNNING_CLOCKS} d ON d.ticket_id = v.ticket_id \
+         WHERE {conditions} ORDER BY {order} LIMIT {limit} OFFSET {}",
         filter.offset
     );
     let error = |e: sqlx::Error| StoreError::Database(format!("reading a queue: {e}"));
+    use sqlx::Row;
     match database {
         Database::Sqlite { read, .. } => {
-            let mut query = sqlx::query_as::<_, SqliteRow>(&sql);
-            for value in &values {
-                query = query.bind(value);
+            let mut query = sqlx::query(&sql);
+            for value in values {
+                query = match value {
+                    Bound::Text(t) => query.bind(t),
+                    Bound::Micros(m) => query.bind(m),
+                    Bound::Instant(t) => query.bind(t.timestamp_micros()),
+                };
             }
             let rows = query.fetch_all(read).await.map_err(error)?;
             rows.into_iter()
                 .map(|r| {
-                    let received_at = DateTime::from_timestamp_micros(r.10)
-                        .ok_or_else(|| StoreError::Database(format!("ticket {}: bad received_at", r.1)))?;
-                    Ok(QueueRow {
-                        ticket_id: r.0,
-                        number: r.1,
-                        version: r.2,
-                        subject: r.3,
-                        status: r.4,
-                        channel: r.5,
-                        category: r.6,
-                        service_area: r.7,
-                        assignee: r.8,
-                        escalated_to: r.9,
-                        received_at,
-                        due_at: r.11.and_then(DateTime::from_timestamp_micros),
-                        priority: r.12,
-                        contract_id: r.13,
-                    })
+                    let number: i64 = r.try_get(1).map_err(error)?;
+                    let received_at = DateTime::from_timestamp_micros(r.try_get(10).map_err(error)?)
+                        .ok_or_else(|| StoreError::Database(format!("ticket {number}: bad received_at")))?;
+                    row(&r, received_at).map_err(error)
                 })
                 .collect()
         }
         Database::Postgres(pool) => {
-            let mut query = sqlx::query_as::<_, PgRow>(&sql);
-            for value in &values {
-                query = query.bind(value);
+            let mut query = sqlx::query(&sql);
+            for value in values {
+                query = match value {
+                    Bound::Text(t) => query.bind(t),
+                    Bound::Micros(m) => query.bind(m),
+                    Bound::Instant(t) => query.bind(t),
+                };
             }
             let rows = query.fetch_all(pool).await.map_err(error)?;
-            Ok(rows
-                .into_iter()
-                .map(|r| QueueRow {
-                    ticket_id: r.0,
-                    number: r.1,
-                    version: r.2,
-                    subject: r.3,
-                    status: r.4,
-                    channel: r.5,
-                    category: r.6,
-                    service_area: r.7,
-                    assignee: r.8,
-                    escalated_to: r.9,
-                    received_at: r.10,
-                    due_at: r.11.and_then(DateTime::from_timestamp_micros),
-                    priority: r.12,
-                    contract_id: r.13,
-                })
-                .collect())
+            rows.into_iter().map(|r| row(&r, r.try_get(10).map_err(error)?).map_err(error)).collect()
         }
     }
+}
+
+fn row<R: sqlx::Row>(r: &R, received_at: DateTime<Utc>) -> Result<QueueRow, sqlx::Error>
+where
+    usize: sqlx::ColumnIndex<R>,
+    for<'a> Uuid: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i64: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> i32: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+    for<'a> String: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(QueueRow {
+        ticket_id: r.try_get(0)?,
+        number: r.try_get(1)?,
+        version: r.try_get(2)?,
+        subject: r.try_get(3)?,
+        status: r.try_get(4)?,
+        channel: r.try_get(5)?,
+        category: r.try_get(6)?,
+        service_area: r.try_get(7)?,
+        assignee: r.try_get(8)?,
+        escalated_to: r.try_get(9)?,
+        received_at,
+        due_at: r.try_get::<Option<i64>, _>(11)?.and_then(DateTime::from_timestamp_micros),
+        priority: r.try_get(12)?,
+        contract_id: r.try_get(13)?,
+        reporter_name: r.try_get(14)?,
+        reporter_address: r.try_get(15)?,
+        paused: r.try_get::<i32, _>(16)? != 0,
+    })
+}
+
+/// How many tickets each queue holds now (the console's navigation).
+pub async fn counts(database: &Database, caller: &str) -> Result<Vec<(Queue, i64)>, StoreError> {
+    let sql = match database {
+        Database::Sqlite { .. } => {
+            "SELECT status, COUNT(*), SUM(CASE WHEN assignee = ?1 THEN 1 ELSE 0 END) FROM ticket_view \
+             WHERE status <> 'closed' GROUP BY status"
+        }
+        Database::Postgres(_) => {
+            "SELECT status, COUNT(*), SUM(CASE WHEN assignee = $1 THEN 1 ELSE 0 END)::bigint FROM ticket_view \
+             WHERE status <> 'closed' GROUP BY status"
+        }
+    };
+    let rows: Vec<(String, i64, i64)> = match database {
+        Database::Sqlite { read, .. } => sqlx::query_as(sql).bind(caller).fetch_all(read).await,
+        Database::Postgres(pool) => sqlx::query_as(sql).bind(caller).fetch_all(pool).await,
+    }
+    .map_err(|e| StoreError::Database(format!("counting the queues: {e}")))?;
+    let of = |status: &str| rows.iter().find(|r| r.0 == status).map(|r| r.1).unwrap_or(0);
+    Ok(vec![
+        (Queue::New, of("received")),
+        (Queue::AwaitingContact, of("acknowledged")),
+        (Queue::Investigating, of("investigating")),
+        (Queue::Escalated, of("escalated")),
+        (Queue::Resolved, of("resolved")),
+        (Queue::Mine, rows.iter().map(|r| r.2).sum()),
+        (Queue::AllOpen, rows.iter().map(|r| r.1).sum()),
+    ])
 }
 
 /// The tickets received in `[from, to)`, oldest first: (ticket id, number).

@@ -86,6 +86,24 @@ impl Projection for TicketView {
     }
 }
 
+/// Where the reporter is reached: the e-mail address, else the phone number.
+fn reporter_address(state: &TicketState) -> Option<String> {
+    let reporter = &state.reporter;
+    reporter.email.as_ref().map(|e| e.to_string()).or_else(|| reporter.phone.as_ref().map(|p| p.to_string()))
+}
+
+/// What a queue's text filter searches: subject, reporter name, address and phone, lower-cased
+/// here (SQLite's `lower()` knows only ASCII, and names are Hungarian).
+pub fn search_text(state: &TicketState) -> String {
+    let reporter = &state.reporter;
+    let mut text = format!("{}\n{}", reporter.subject, reporter.name);
+    for extra in [reporter.email.as_ref().map(|e| e.to_string()), reporter.reply_to.as_ref().map(|e| e.to_string()), reporter.phone.as_ref().map(|p| p.to_string())].into_iter().flatten() {
+        text.push('\n');
+        text.push_str(&extra);
+    }
+    text.to_lowercase()
+}
+
 /// A row to write: the ticket, its version, its state, when it last changed.
 type Row<'a> = (TicketId, u64, &'a TicketState, DateTime<Utc>);
 
@@ -108,17 +126,19 @@ async fn upsert_all_postgres(
     sqlx::query(
         "INSERT INTO ticket_view (ticket_id, number, version, status, channel, category, service_area, contract_id, \
          subject, assignee, escalated_to, out_of_scope, survey, received_at, first_contact_at, resolved_at, closed_at, \
-         updated_at, priority) \
+         updated_at, priority, reporter_name, reporter_address, search_text) \
          SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], \
          $8::text[], $9::text[], $10::text[], $11::text[], $12::boolean[], $13::text[], $14::timestamptz[], \
-         $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[], $19::text[]) \
+         $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[], $19::text[], $20::text[], \
+         $21::text[], $22::text[]) \
          ON CONFLICT (ticket_id) DO UPDATE SET number = excluded.number, version = excluded.version, \
          status = excluded.status, channel = excluded.channel, category = excluded.category, \
          service_area = excluded.service_area, contract_id = excluded.contract_id, subject = excluded.subject, \
          assignee = excluded.assignee, escalated_to = excluded.escalated_to, out_of_scope = excluded.out_of_scope, \
          survey = excluded.survey, received_at = excluded.received_at, first_contact_at = excluded.first_contact_at, \
          resolved_at = excluded.resolved_at, closed_at = excluded.closed_at, updated_at = excluded.updated_at, \
-         priority = excluded.priority",
+         priority = excluded.priority, reporter_name = excluded.reporter_name, \
+         reporter_address = excluded.reporter_address, search_text = excluded.search_text",
     )
     .bind(rows.iter().map(|r| r.0.as_uuid()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.2.number.get() as i64).collect::<Vec<_>>())
@@ -139,6 +159,9 @@ async fn upsert_all_postgres(
     .bind(instants(&|s| s.closed_at))
     .bind(rows.iter().map(|r| r.3).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.2.priority.name()).collect::<Vec<_>>())
+    .bind(column(&|r| Some(r.2.reporter.name.to_string())))
+    .bind(column(&|r| reporter_address(r.2)))
+    .bind(column(&|r| Some(search_text(r.2))))
     .execute(connection)
     .await?;
     Ok(())
@@ -149,7 +172,7 @@ async fn upsert_all_sqlite(
     connection: &mut sqlx::SqliteConnection,
     changed: &[(TicketId, (Ticket, DateTime<Utc>))],
 ) -> Result<(), sqlx::Error> {
-    /// 19 parameters a row: well under SQLite's 32,766.
+    /// 22 parameters a row: well under SQLite's 32,766.
     const ROWS_PER_STATEMENT: usize = 500;
     let rows: Vec<Row> = changed
         .iter()
@@ -159,7 +182,7 @@ async fn upsert_all_sqlite(
         let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO ticket_view (ticket_id, number, version, status, channel, category, service_area, \
              contract_id, subject, assignee, escalated_to, out_of_scope, survey, received_at, first_contact_at, \
-             resolved_at, closed_at, updated_at, priority) ",
+             resolved_at, closed_at, updated_at, priority, reporter_name, reporter_address, search_text) ",
         );
         insert.push_values(chunk, |mut row, (ticket_id, version, state, updated_at)| {
             row.push_bind(ticket_id.as_uuid())
@@ -180,7 +203,10 @@ async fn upsert_all_sqlite(
                 .push_bind(micros(state.resolved_at))
                 .push_bind(micros(state.closed_at))
                 .push_bind(updated_at.timestamp_micros())
-                .push_bind(state.priority.name());
+                .push_bind(state.priority.name())
+                .push_bind(state.reporter.name.to_string())
+                .push_bind(reporter_address(state))
+                .push_bind(search_text(state));
         });
         insert.push(
             " ON CONFLICT (ticket_id) DO UPDATE SET number = excluded.number, version = excluded.version, \
@@ -189,7 +215,9 @@ async fn upsert_all_sqlite(
              assignee = excluded.assignee, escalated_to = excluded.escalated_to, \
              out_of_scope = excluded.out_of_scope, survey = excluded.survey, received_at = excluded.received_at, \
              first_contact_at = excluded.first_contact_at, resolved_at = excluded.resolved_at, \
-             closed_at = excluded.closed_at, updated_at = excluded.updated_at, priority = excluded.priority",
+             closed_at = excluded.closed_at, updated_at = excluded.updated_at, priority = excluded.priority, \
+             reporter_name = excluded.reporter_name, reporter_address = excluded.reporter_address, \
+             search_text = excluded.search_text",
         );
         insert.build().execute(&mut *connection).await?;
     }

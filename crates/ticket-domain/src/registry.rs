@@ -158,14 +158,40 @@ pub struct DivisionTerms {
     pub answer_minutes: Option<u32>,
 }
 
-/// A member of staff the service mails (an assignee told of a breach on their ticket). The name
-/// is the one tickets are assigned to: their API token's name.
+/// A member of staff: whom tickets are assigned to (by name, the name their events record),
+/// whom the service mails (an assignee told of a breach on their ticket), and — with a role —
+/// who may sign in to the staff console. One list of people: the console's accounts are these
+/// entries (their passwords are kept apart, never in an event).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StaffTerms {
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = "email"))]
     pub email: EmailAddress,
+    /// The name the console shows; the staff name when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// What they may do in the console; without one they cannot sign in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<crate::vocabulary::Role>,
+    /// The console's language for them (Hungarian by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<crate::vocabulary::Language>,
+    /// A disabled member keeps their history and tickets but cannot sign in or be assigned.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disabled: bool,
+}
+
+impl StaffTerms {
+    /// An entry with an address only (no console account).
+    pub fn with_email(email: EmailAddress) -> Self {
+        Self { email, display_name: None, role: None, language: None, disabled: false }
+    }
+
+    /// The name to show for `name`.
+    pub fn shown_name<'a>(&'a self, name: &'a StaffName) -> &'a str {
+        self.display_name.as_deref().unwrap_or(name.as_str())
+    }
 }
 
 /// A change to the registry.
@@ -427,10 +453,13 @@ impl Registry {
             TicketCommand::LinkContract { contract_id } if self.live(contract_id).is_err() => {
                 Err(UnknownReference::Contract { given: contract_id.to_string(), known: live_contracts() })
             }
-            TicketCommand::Assign { assignee } if !self.staff.is_empty() && !self.staff.contains_key(assignee) => {
+            // A disabled member keeps the tickets they hold but gets no new ones.
+            TicketCommand::Assign { assignee }
+                if !self.staff.is_empty() && !self.staff.get(assignee).is_some_and(|terms| !terms.disabled) =>
+            {
                 Err(UnknownReference::Staff {
                     given: assignee.to_string(),
-                    known: self.staff.keys().map(|s| s.to_string()).collect(),
+                    known: self.staff.iter().filter(|(_, t)| !t.disabled).map(|(s, _)| s.to_string()).collect(),
                 })
             }
             _ => Ok(()),
@@ -526,9 +555,24 @@ impl Registry {
                 RegistryEvent::DivisionSaved { division_id, terms }
             }
             RegistryCommand::SaveStaff { name, terms } => {
+                let display_name = match terms.display_name.as_deref().map(str::trim) {
+                    None | Some("") => None,
+                    Some(shown) => Some(
+                        crate::vocabulary::bounded_text("display_name", shown, NAME_CHARS_MAX)
+                            .map_err(|e| RegistryError::Invalid(e.to_string()))?
+                            .to_owned(),
+                    ),
+                };
+                if terms.role == Some(crate::vocabulary::Role::Intake) {
+                    return Err(RegistryError::Invalid(
+                        "role: 'intake' is for mail servers' API tokens, not for people".into(),
+                    ));
+                }
                 let terms = StaffTerms {
                     email: EmailAddress::parse(terms.email.as_str())
                         .map_err(|e| RegistryError::Invalid(format!("email: {}", e.problem)))?,
+                    display_name,
+                    ..terms
                 };
                 if self.staff.get(&name) == Some(&terms) {
                     return Err(RegistryError::NothingToChange);
@@ -738,7 +782,7 @@ mod tests {
         let kata = StaffName::parse("kata").unwrap();
         let save = |email: &str| RegistryCommand::SaveStaff {
             name: kata.clone(),
-            terms: StaffTerms { email: serde_json::from_value(serde_json::json!(email)).unwrap() },
+            terms: StaffTerms::with_email(serde_json::from_value(serde_json::json!(email)).unwrap()),
         };
         let registry = apply(Registry::default(), save(" kata@tickets.example"));
         assert_eq!(registry.staff[&kata].email.as_str(), "kata@tickets.example");

@@ -299,14 +299,42 @@ impl SlaArgs {
 
 #[derive(Debug, Subcommand)]
 enum StaffCommand {
-    /// Lists the staff directory (JSON, one per line).
+    /// Lists the staff directory (JSON, one per line; whether each has a password and a second factor).
     List,
-    /// Sets a staff member's address (they are mailed about breaches on tickets assigned to them).
+    /// Creates or updates a member of staff: their address (mailed about breaches on tickets
+    /// assigned to them) and, with a role, a console account. Unset options keep their value.
     Put {
-        /// The name tickets are assigned to (their API token's name).
+        /// The name tickets are assigned to and their events record (their sign-in name).
         name: String,
         #[arg(long)]
-        email: String,
+        email: Option<String>,
+        /// agent, quality_manager, auditor or admin: what they may do in the console.
+        #[arg(long)]
+        role: Option<String>,
+        /// The name the console shows.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// The console's language for them: hu or en.
+        #[arg(long)]
+        language: Option<String>,
+        /// Reads the new password from standard input (its first line).
+        #[arg(long)]
+        password_stdin: bool,
+        /// Asks for a new password on the terminal (without echo). Implied for a new account
+        /// with a role when standard input is a terminal.
+        #[arg(long)]
+        password: bool,
+    },
+    /// Disables a member of staff: their sessions end, they cannot sign in or be assigned.
+    Disable { name: String },
+    /// Enables a disabled member of staff again.
+    Enable { name: String },
+    /// Turns on the TOTP second factor (RFC 6238) and prints its otpauth:// URL for an
+    /// authenticator app; `--off` turns it off.
+    Totp {
+        name: String,
+        #[arg(long)]
+        off: bool,
     },
 }
 
@@ -476,24 +504,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Staff { command } => {
-            use ticket_domain::registry::{RegistryCommand, StaffTerms};
             let registry = ticket_app::registry::RegistryService::new(store.clone(), Arc::new(SystemClock));
-            match command {
-                StaffCommand::List => {
-                    for (name, terms) in &registry.load().await?.staff {
-                        println!("{}", serde_json::json!({ "name": name, "terms": terms }));
-                    }
-                }
-                StaffCommand::Put { name, email } => {
-                    let name = ticket_domain::vocabulary::StaffName::parse(&name)
-                        .map_err(|e| anyhow::anyhow!("'{name}' is not a staff name: {}", e.problem))?;
-                    let email = ticket_domain::vocabulary::EmailAddress::parse(&email)
-                        .map_err(|e| anyhow::anyhow!("--email: {}", e.problem))?;
-                    let command = RegistryCommand::SaveStaff { name, terms: StaffTerms { email } };
-                    let registry = registry.execute(command, &cli_context()).await?;
-                    println!("registry at version {}", registry.version);
-                }
-            }
+            staff_command(&registry, &opened.database, command).await?;
         }
         Command::Outbox { all, limit, retry } => {
             use ticket_mail::outbox;
@@ -666,4 +678,127 @@ fn timeline_line(record: &TicketRecord) -> String {
         who,
         payload
     )
+}
+
+/// `ticketd staff …`: the staff directory (registry events) and console accounts' secrets.
+async fn staff_command(
+    registry: &ticket_app::registry::RegistryService,
+    database: &event_store::Database,
+    command: StaffCommand,
+) -> anyhow::Result<()> {
+    use ticket_domain::registry::{RegistryCommand, StaffTerms};
+    use ticket_domain::vocabulary::{EmailAddress, Language, StaffName};
+    let parse_name = |name: &str| {
+        StaffName::parse(name).map_err(|e| anyhow::anyhow!("'{name}' is not a staff name: {}", e.problem))
+    };
+    let save = |name: StaffName, terms: StaffTerms| async move {
+        match registry.execute(RegistryCommand::SaveStaff { name, terms }, &cli_context()).await {
+            Ok(registry) => Ok(Some(registry.version)),
+            Err(ticket_app::registry::RegistryFailure::Refused(ticket_domain::registry::RegistryError::NothingToChange)) => {
+                Ok(None)
+            }
+            Err(error) => Err(anyhow::Error::from(error)),
+        }
+    };
+    match command {
+        StaffCommand::List => {
+            for (name, terms) in &registry.load().await?.staff {
+                let credentials = crate::accounts::credentials(database, name.as_str()).await?;
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "name": name,
+                        "terms": terms,
+                        "password": credentials.is_some(),
+                        "totp": credentials.as_ref().is_some_and(|(_, totp)| totp.is_some()),
+                    })
+                );
+            }
+        }
+        StaffCommand::Put { name, email, role, display_name, language, password_stdin, password } => {
+            let name = parse_name(&name)?;
+            let current = registry.load().await?.staff.get(&name).cloned();
+            let email = match (email, &current) {
+                (Some(email), _) => EmailAddress::parse(&email).map_err(|e| anyhow::anyhow!("--email: {}", e.problem))?,
+                (None, Some(current)) => current.email.clone(),
+                (None, None) => anyhow::bail!("a new member of staff needs --email"),
+            };
+            let mut terms = current.clone().unwrap_or_else(|| StaffTerms::with_email(email.clone()));
+            terms.email = email;
+            if let Some(role) = role {
+                let parsed = crate::auth::parse_role(&role)
+                    .filter(|r| *r != ticket_domain::vocabulary::Role::Intake)
+                    .ok_or_else(|| anyhow::anyhow!("--role must be agent, quality_manager, auditor or admin"))?;
+                terms.role = Some(parsed);
+            }
+            if let Some(shown) = display_name {
+                terms.display_name = Some(shown);
+            }
+            if let Some(language) = language {
+                terms.language = Some(match language.as_str() {
+                    "hu" => Language::Hu,
+                    "en" => Language::En,
+                    _ => anyhow::bail!("--language must be hu or en"),
+                });
+            }
+            let new_password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+                Some(line.trim_end_matches(['\r', '\n']).to_owned())
+            } else if password
+                || (terms.role.is_some()
+                    && !crate::accounts::has_password(database, name.as_str()).await?
+                    && std::io::IsTerminal::is_terminal(&std::io::stdin()))
+            {
+                let first = rpassword::prompt_password(format!("new password for {name}: "))?;
+                let again = rpassword::prompt_password("again: ")?;
+                anyhow::ensure!(first == again, "the two passwords differ; nothing was changed");
+                Some(first)
+            } else {
+                None
+            };
+            if let Some(password) = &new_password {
+                crate::accounts::check_password(password)?;
+            }
+            match save(name.clone(), terms.clone()).await? {
+                Some(version) => println!("{name} saved (registry at version {version})"),
+                None => println!("{name}: the directory already says this"),
+            }
+            if let Some(password) = new_password {
+                crate::accounts::set_password(database, name.as_str(), &password, chrono::Utc::now()).await?;
+                println!("{name}: password set; their other sessions have ended");
+            } else if terms.role.is_some() && !crate::accounts::has_password(database, name.as_str()).await? {
+                println!("{name} has no password yet: set one with --password-stdin to let them sign in");
+            }
+        }
+        StaffCommand::Disable { name } => {
+            let name = parse_name(&name)?;
+            let mut terms = registry.load().await?.staff.get(&name).cloned().ok_or_else(|| anyhow::anyhow!("no member of staff is called {name}"))?;
+            terms.disabled = true;
+            save(name.clone(), terms).await?;
+            let ended = crate::accounts::end_sessions(database, name.as_str()).await?;
+            println!("{name} is disabled ({ended} sessions ended)");
+        }
+        StaffCommand::Enable { name } => {
+            let name = parse_name(&name)?;
+            let mut terms = registry.load().await?.staff.get(&name).cloned().ok_or_else(|| anyhow::anyhow!("no member of staff is called {name}"))?;
+            terms.disabled = false;
+            save(name.clone(), terms).await?;
+            println!("{name} is enabled");
+        }
+        StaffCommand::Totp { name, off } => {
+            let name = parse_name(&name)?;
+            if off {
+                anyhow::ensure!(crate::accounts::disable_totp(database, name.as_str()).await?, "{name} has no password yet");
+                println!("{name}: second factor off");
+            } else {
+                let (url, secret) = crate::accounts::enable_totp(database, name.as_str())
+                    .await?
+                    .ok_or_else(|| anyhow::anyhow!("{name} has no password yet: set one first"))?;
+                println!("{url}");
+                eprintln!("{name}: second factor on (secret {secret}); their sessions have ended");
+            }
+        }
+    }
+    Ok(())
 }

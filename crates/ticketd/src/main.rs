@@ -7,6 +7,9 @@
 
 mod auth;
 mod cli;
+mod commands;
+mod accounts;
+mod sql;
 mod http;
 mod idempotency;
 mod intake;

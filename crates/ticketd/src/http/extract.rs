@@ -132,13 +132,8 @@ impl FromRequestParts<AppState> for Agent {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let caller = Caller::from_request_parts(parts, state).await?;
-        match caller.role {
-            Role::Agent | Role::Admin => Ok(Self(caller)),
-            other => Err(ApiError::forbidden(format!(
-                "the role '{}' may read but not change tickets; commands need 'agent' or 'admin'",
-                auth::role_name(other)
-            ))),
-        }
+        crate::commands::may_command(&caller)?;
+        Ok(Self(caller))
     }
 }
 

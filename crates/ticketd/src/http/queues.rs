@@ -118,6 +118,7 @@ pub async fn get_queue(
         limit,
         offset,
         by_due: query.sort == Some(QueueSort::Due),
+        ..QueueFilter::default()
     };
     let rows = queues::queue(&state.database, queue, &caller.name, &filter)
         .await

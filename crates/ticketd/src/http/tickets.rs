@@ -5,16 +5,22 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use ticket_app::{AppError, CommandContext, TicketRecord};
+use ticket_app::{AppError, TicketRecord};
 use ticket_domain::vocabulary::*;
-use ticket_domain::{ReceiveTicket, Status, SurveyStatus, Ticket, TicketCommand, TicketEvent};
+use ticket_domain::{Status, SurveyStatus, Ticket, TicketEvent};
 use utoipa::ToSchema;
 
 use super::AppState;
 use super::extract::{Agent, ApiJson, IdempotencyKey, IfMatch};
-use super::problem::{ApiError, FieldError, Problem};
+use super::problem::{ApiError, Problem};
 use crate::auth::Caller;
-use crate::idempotency::{self, Claim};
+use crate::commands::{self, Action, Answer, Fingerprint, Request};
+pub use crate::commands::{
+    AcknowledgeBody, AssignBody, ContractBody, CreateTicket, EmptyBody, EscalateBody, EscalationAnswerBody,
+    InvestigateBody, MessageBodyInput, PriorityBody, ReasonBody, ReclassifyBody, ReporterInput, ResolveBody,
+    SurveyAnswerBody,
+};
+use crate::idempotency;
 
 // ---------------------------------------------------------------------------------------------
 // Responses
@@ -64,7 +70,7 @@ pub struct ReporterView {
     pub attachments: Vec<ticket_domain::vocabulary::AttachmentRef>,
 }
 
-fn view(ticket_id: TicketId, ticket: &Ticket) -> Option<TicketView> {
+pub fn view(ticket_id: TicketId, ticket: &Ticket) -> Option<TicketView> {
     let state = ticket.state()?;
     Some(TicketView {
         id: ticket_id.as_uuid(),
@@ -165,434 +171,6 @@ fn ticket_response(status: StatusCode, body: &TicketView, replayed: bool) -> Res
 }
 
 // ---------------------------------------------------------------------------------------------
-// Requests
-
-/// Manual intake by an agent (phone, other channels), or by an integration.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateTicket {
-    pub channel: Channel,
-    pub reporter: ReporterInput,
-    pub subject: String,
-    pub message: String,
-    pub category: Option<Category>,
-    pub service_area: Option<ServiceArea>,
-    pub contract_id: Option<String>,
-    /// How urgent; `normal` by default.
-    pub priority: Option<Priority>,
-    /// The customer's language for mails; Hungarian by default.
-    pub language: Option<Language>,
-}
-
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReporterInput {
-    pub name: String,
-    pub email: String,
-    pub phone: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ContractBody {
-    /// A live contract's id (`GET /api/v1/contracts`).
-    pub contract_id: String,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AcknowledgeBody {
-    /// The Message-ID of the confirmation mail, when one was sent.
-    pub message_id: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct InvestigateBody {
-    pub category: Category,
-    pub service_area: ServiceArea,
-    /// How the reporter was contacted first.
-    pub contact_method: ContactMethod,
-}
-
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EscalateBody {
-    pub division: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EscalationAnswerBody {
-    pub outcome: String,
-}
-
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ResolveBody {
-    /// What the customer is told.
-    pub resolution: String,
-    /// A short label for statistics ("billing-error").
-    pub root_cause: String,
-    /// True when solved within the agent's own authority (policy §7.4.1).
-    pub within_own_authority: bool,
-    /// For a complaint: `upheld` (the default), `partly_upheld` or `rejected`.
-    pub complaint_outcome: Option<ComplaintOutcome>,
-    /// Required when a complaint is rejected, whole or in part: why (told to the customer with
-    /// the authority and conciliation body they can turn to).
-    pub rejection_reasons: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EmptyBody {}
-
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReasonBody {
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AssignBody {
-    /// The staff member's name (their API token's name).
-    pub assignee: String,
-}
-
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PriorityBody {
-    pub priority: Priority,
-    /// Why: the SLA targets may change with it.
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReclassifyBody {
-    pub category: Option<Category>,
-    pub service_area: Option<ServiceArea>,
-    /// Why: a ticket becoming or ceasing to be a complaint is a recorded decision.
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MessageBodyInput {
-    pub body: String,
-}
-
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SurveyAnswerBody {
-    /// 1 (worst) to 5 (best).
-    #[serde(deserialize_with = "ticket_domain::vocabulary::whole::deserialize")]
-    pub score: u8,
-    pub comment: Option<String>,
-}
-
-/// Collects every invalid field of a request, so the caller fixes them all at once.
-#[derive(Default)]
-struct Fields(Vec<FieldError>);
-
-impl Fields {
-    fn check<T>(&mut self, field: &str, result: Result<T, InvalidValue>) -> Option<T> {
-        match result {
-            Ok(value) => Some(value),
-            Err(error) => {
-                self.0.push(FieldError { field: field.to_owned(), problem: error.problem });
-                None
-            }
-        }
-    }
-    fn optional<T>(
-        &mut self,
-        field: &str,
-        value: Option<&str>,
-        parse: fn(&str) -> Result<T, InvalidValue>,
-    ) -> Option<T> {
-        value.and_then(|v| self.check(field, parse(v)))
-    }
-    fn finish<T>(self, value: Option<T>) -> Result<T, ApiError> {
-        match value {
-            Some(value) if self.0.is_empty() => Ok(value),
-            _ => {
-                let fields: Vec<&str> = self.0.iter().map(|e| e.field.as_str()).collect();
-                let detail = format!("fix these fields: {}", fields.join(", "));
-                Err(ApiError::validation(detail, self.0))
-            }
-        }
-    }
-}
-
-fn receive_command(body: &CreateTicket, number: TicketNumber) -> Result<ReceiveTicket, ApiError> {
-    let mut fields = Fields::default();
-    let name = fields.check("reporter.name", PersonName::parse(&body.reporter.name));
-    let email = fields.check("reporter.email", EmailAddress::parse(&body.reporter.email));
-    let phone = fields.optional("reporter.phone", body.reporter.phone.as_deref(), PhoneNumber::parse);
-    let subject = fields.check("subject", Subject::parse(&body.subject));
-    let message = fields.check("message", MessageBody::parse(&body.message));
-    let contract_id = fields.optional("contract_id", body.contract_id.as_deref(), ContractId::parse);
-    let command = (|| {
-        Some(ReceiveTicket {
-            number,
-            channel: body.channel,
-            category: body.category,
-            service_area: body.service_area,
-            contract_id: contract_id.clone(),
-            priority: body.priority.unwrap_or_default(),
-            language: body.language.unwrap_or_default(),
-            reporter_name: name?,
-            reporter_email: Some(email?),
-            reporter_reply_to: None,
-            reporter_phone: phone.clone(),
-            subject: subject?,
-            message: message?,
-            attachments: Vec::new(),
-        })
-    })();
-    fields.finish(command)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Running a command, with If-Match and Idempotency-Key
-
-/// Resolves `{id}`: a ticket id (UUID) or its human number.
-async fn resolve_ticket(state: &AppState, id: &str) -> Result<TicketId, ApiError> {
-    if let Ok(uuid) = uuid::Uuid::parse_str(id) {
-        return Ok(TicketId::from_uuid(uuid));
-    }
-    let number = id
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| TicketNumber::new(n).ok())
-        .ok_or_else(|| ApiError::not_found(format!("'{id}' is neither a ticket id nor a ticket number")))?;
-    match state.numbers.resolve(number).await {
-        Ok(Some(ticket)) => Ok(ticket),
-        Ok(None) => Err(ApiError::not_found(format!("no ticket has the number {number}"))),
-        Err(crate::numbers::NumberError::Store(e)) => Err(ApiError::from(AppError::Store(e))),
-        Err(crate::numbers::NumberError::IndexBehind) => Err(ApiError::index_behind()),
-    }
-}
-
-fn context(caller: &Caller, correlation_id: uuid::Uuid) -> CommandContext {
-    CommandContext {
-        actor: Actor::Staff { name: caller.name.clone(), role: caller.role },
-        correlation_id,
-        causation_id: None,
-    }
-}
-
-/// What a request asks: a command on an existing ticket, or a new ticket.
-enum Request<'a> {
-    Command { ticket_id: TicketId, command: TicketCommand },
-    Create { body: &'a CreateTicket },
-}
-
-/// Runs a request under its idempotency key, if any, and answers it.
-async fn run<T>(
-    state: &AppState,
-    caller: &Caller,
-    if_match: Option<u64>,
-    key: Option<String>,
-    json: &ApiJson<T>,
-    request: Request<'_>,
-) -> Result<Response, ApiError> {
-    let preset_ticket = match &request {
-        Request::Command { ticket_id, .. } => *ticket_id,
-        Request::Create { .. } => TicketId::new(),
-    };
-    let Some(key) = key else {
-        let (status, view, _) =
-            execute(state, caller, if_match, request, preset_ticket, uuid::Uuid::now_v7(), Keyed::No).await?;
-        return Ok(ticket_response(status, &view, false));
-    };
-    let hash = idempotency::request_hash(json.method.as_str(), &json.path, &json.raw);
-    let claim = idempotency::claim(&state.database, &caller.name, &key, &hash, preset_ticket, state.idempotency_stale)
-        .await
-        .map_err(|e| ApiError::from(AppError::Store(e)))?;
-    let (ticket_id, correlation_id, keyed) = match claim {
-        Claim::Answered { status, body } => return Ok(replay(status, &body)),
-        Claim::Mismatch => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "idempotency_key_reused",
-                "Idempotency-Key reused for a different request",
-                "this Idempotency-Key was first used with another method, path or body; use a new key for a new request",
-            ));
-        }
-        Claim::InProgress => {
-            let mut response = ApiError::new(
-                StatusCode::CONFLICT,
-                "request_in_progress",
-                "The first request with this Idempotency-Key is still running",
-                format!("retry in {} s to get its answer", idempotency::RETRY_AFTER_SECONDS),
-            )
-            .into_response();
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(idempotency::RETRY_AFTER_SECONDS));
-            return Ok(response);
-        }
-        Claim::Claimed { ticket_id, correlation_id } => (ticket_id, correlation_id, Keyed::First),
-        // The first attempt has not answered in time (it died, or is merely slow): run the
-        // command again with its ids. `execute_once` answers from its events if it applied.
-        Claim::Abandoned { ticket_id, correlation_id } => (ticket_id, correlation_id, Keyed::TakenOver),
-    };
-    let request = match request {
-        Request::Command { command, .. } => Request::Command { ticket_id, command },
-        create => create,
-    };
-    match execute(state, caller, if_match, request, ticket_id, correlation_id, keyed).await {
-        Ok((status, view, already_applied)) => {
-            let body = serde_json::to_string(&view).unwrap_or_default();
-            Ok(remember(state, caller, &key, status, &body).await.unwrap_or(ticket_response(
-                status,
-                &view,
-                already_applied,
-            )))
-        }
-        Err(error) if error.status.is_server_error() => {
-            // Worth retrying: the next repeat takes the claim over at once, with the same ids.
-            let _ = idempotency::release(&state.database, &caller.name, &key).await;
-            Err(error)
-        }
-        Err(error) => {
-            let body = serde_json::to_string(&error.problem).unwrap_or_default();
-            match remember(state, caller, &key, error.status, &body).await {
-                Some(first) => Ok(first),
-                None => Err(error),
-            }
-        }
-    }
-}
-
-/// Stores the answer to a key. `None` when it was stored; the first answer, when another attempt
-/// stored one first (it is the answer to every attempt).
-async fn remember(state: &AppState, caller: &Caller, key: &str, status: StatusCode, body: &str) -> Option<Response> {
-    let status = status.as_u16();
-    match idempotency::complete(&state.database, &caller.name, key, status, body).await {
-        Ok(true) => None,
-        Ok(false) => match idempotency::answer(&state.database, &caller.name, key).await {
-            Ok(Some((status, body))) => Some(replay(status, &body)),
-            _ => None,
-        },
-        Err(error) => {
-            tracing::warn!(%error, "could not store an idempotent answer; a retry will be answered from the events");
-            None
-        }
-    }
-}
-
-fn replay(status: u16, body: &str) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-    if let Ok(view) = serde_json::from_str::<TicketView>(body)
-        && status.is_success()
-    {
-        return ticket_response(status, &view, true);
-    }
-    let mut response = (status, body.to_owned()).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-    response
-}
-
-/// How a request runs: without an `Idempotency-Key`; as the first attempt under its key (a new
-/// ticket's id was made up for it, so its stream is empty); or as the takeover of a stale claim
-/// (the first attempt may have applied the command, or may yet).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Keyed {
-    No,
-    First,
-    TakenOver,
-}
-
-async fn execute(
-    state: &AppState,
-    caller: &Caller,
-    if_match: Option<u64>,
-    request: Request<'_>,
-    ticket_id: TicketId,
-    correlation_id: uuid::Uuid,
-    keyed: Keyed,
-) -> Result<(StatusCode, TicketView, bool), ApiError> {
-    let context = context(caller, correlation_id);
-    let (status, outcome) = match request {
-        Request::Create { body } => {
-            // Validate before taking a number, so bad requests use none up.
-            let probe = receive_command(body, TicketNumber::new(1).expect("1 is a ticket number"))?;
-            // A contract named at intake must be one the registry holds.
-            if let Some(contract_id) = &probe.contract_id {
-                let link = TicketCommand::LinkContract { contract_id: contract_id.clone() };
-                state
-                    .registry
-                    .check_references(&link)
-                    .await
-                    .map_err(super::registry::registry_error)?
-                    .map_err(ApiError::unknown_reference)?;
-            }
-            let registry = state.registry.current().await.map_err(super::registry::registry_error)?;
-            let contract_id = match probe.contract_id {
-                Some(id) => Some(id),
-                // Otherwise the reporter's address decides (or the default contract).
-                None => registry.contract_for(probe.reporter_email.as_ref()).cloned(),
-            };
-            let number = state.service.next_number().await?;
-            let mut receive = receive_command(body, number)?;
-            receive.contract_id = contract_id;
-            let command = TicketCommand::Receive(receive);
-            let outcome = match keyed {
-                Keyed::No => state.service.execute_new(ticket_id, command, &context).await,
-                Keyed::First => state.service.execute_once(ticket_id, None, command, &context, true).await,
-                Keyed::TakenOver => state.service.execute_once(ticket_id, None, command, &context, false).await,
-            };
-            (StatusCode::CREATED, outcome)
-        }
-        Request::Command { ticket_id, command } => {
-            state
-                .registry
-                .check_references(&command)
-                .await
-                .map_err(super::registry::registry_error)?
-                .map_err(ApiError::unknown_reference)?;
-            let outcome = match keyed {
-                Keyed::No => state.service.execute(ticket_id, if_match, command, &context).await,
-                Keyed::First | Keyed::TakenOver => {
-                    state.service.execute_once(ticket_id, if_match, command, &context, false).await
-                }
-            };
-            (StatusCode::OK, outcome)
-        }
-    };
-    match outcome {
-        Ok(outcome) => {
-            let view = view(outcome.ticket_id, &outcome.ticket)
-                .ok_or_else(|| ApiError::internal("no state after a command"))?;
-            if status == StatusCode::CREATED
-                && let Ok(number) = TicketNumber::new(view.number)
-            {
-                // Acting on it by number at once must not depend on the index having caught up.
-                state.numbers.remember(number, outcome.ticket_id);
-            }
-            Ok((status, view, outcome.already_applied))
-        }
-        Err(AppError::Refused(refusal)) => {
-            let mut error = ApiError::from(AppError::Refused(refusal));
-            // Say where the ticket stands and what it allows now.
-            if error.status == StatusCode::CONFLICT
-                && let Ok(ticket) = state.service.load(ticket_id).await
-                && let Some(current) = view(ticket_id, &ticket)
-            {
-                error.problem.current_status = Some(current.status.name().to_owned());
-                error.problem.allowed_actions = Some(current.allowed_actions);
-            }
-            Err(error)
-        }
-        Err(error) => Err(error.into()),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Handlers
 
 /// Intake: create a ticket (agents; phone and other channels, or integrations).
@@ -610,7 +188,9 @@ pub async fn create_ticket(
     IdempotencyKey(key): IdempotencyKey,
     json: ApiJson<CreateTicket>,
 ) -> Result<Response, ApiError> {
-    run(&state, &caller, None, key, &json, Request::Create { body: &json.value }).await
+    let fingerprint = Fingerprint { method: json.method.as_str(), path: &json.path, body: &json.raw };
+    let answer = commands::run(&state, &caller, None, key, &fingerprint, Request::Create { body: &json.value }).await?;
+    Ok(answer_response(answer))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -651,7 +231,7 @@ pub async fn get_ticket(
             )
         })?),
     };
-    let ticket_id = resolve_ticket(&state, &id).await?;
+    let ticket_id = commands::resolve_ticket(&state, &id).await?;
     let ticket = match as_of {
         None => state.service.load(ticket_id).await?,
         Some(instant) => state.service.load_as_of(ticket_id, instant).await.map_err(|error| match error {
@@ -674,13 +254,13 @@ pub async fn get_events(
     _caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let ticket_id = resolve_ticket(&state, &id).await?;
+    let ticket_id = commands::resolve_ticket(&state, &id).await?;
     let history = state.service.history(ticket_id).await?;
     let body = HistoryView { ticket_id: ticket_id.as_uuid(), events: history.iter().map(event_view).collect() };
     Ok(axum::Json(body).into_response())
 }
 
-/// Runs a workflow command from a parsed body.
+/// Runs a workflow step from a parsed body, through the path the console shares.
 async fn command<T>(
     state: AppState,
     caller: Caller,
@@ -688,13 +268,47 @@ async fn command<T>(
     if_match: IfMatch,
     key: IdempotencyKey,
     json: ApiJson<T>,
-    build: impl FnOnce(&T, &mut Fields) -> Option<TicketCommand>,
+    action: fn(T) -> Action,
 ) -> Result<Response, ApiError> {
-    let mut fields = Fields::default();
-    let command = build(&json.value, &mut fields);
-    let command = fields.finish(command)?;
-    let ticket_id = resolve_ticket(&state, &id).await?;
-    run(&state, &caller, if_match.0, key.0, &json, Request::Command { ticket_id, command }).await
+    let ApiJson { value, raw, method, path } = json;
+    let command = commands::parse(&action(value))?;
+    let ticket_id = commands::resolve_ticket(&state, &id).await?;
+    let fingerprint = Fingerprint { method: method.as_str(), path: &path, body: &raw };
+    let answer =
+        commands::run(&state, &caller, if_match.0, key.0, &fingerprint, Request::Command { ticket_id, command }).await?;
+    Ok(answer_response(answer))
+}
+
+/// The HTTP answer to what running a request gave.
+fn answer_response(answer: Answer) -> Response {
+    match answer {
+        Answer::Ticket { status, view, replayed } => ticket_response(status, &view, replayed),
+        Answer::Stored { status, body } => replay(status, &body),
+        Answer::InProgress => {
+            let mut response = ApiError::new(
+                StatusCode::CONFLICT,
+                "request_in_progress",
+                "The first request with this Idempotency-Key is still running",
+                format!("retry in {} s to get its answer", idempotency::RETRY_AFTER_SECONDS),
+            )
+            .into_response();
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(idempotency::RETRY_AFTER_SECONDS));
+            response
+        }
+    }
+}
+
+fn replay(status: u16, body: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    if let Ok(view) = serde_json::from_str::<TicketView>(body)
+        && status.is_success()
+    {
+        return ticket_response(status, &view, true);
+    }
+    let mut response = (status, body.to_owned()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    response
 }
 
 /// The confirmation reached the customer (sent by mail, or told in person).
@@ -709,11 +323,7 @@ pub async fn acknowledge(
     key: IdempotencyKey,
     json: ApiJson<AcknowledgeBody>,
 ) -> Result<Response, ApiError> {
-    command(state, caller, id, if_match, key, json, |b, f| {
-        let message_id = f.optional("message_id", b.message_id.as_deref(), MessageId::parse);
-        Some(TicketCommand::Acknowledge { message_id })
-    })
-    .await
+    command(state, caller, id, if_match, key, json, Action::Acknowledge).await
 }
 
 /// Identify the report and record the first contact; investigation starts.
@@ -728,14 +338,7 @@ pub async fn investigate(
     key: IdempotencyKey,
     json: ApiJson<InvestigateBody>,
 ) -> Result<Response, ApiError> {
-    command(state, caller, id, if_match, key, json, |b, _| {
-        Some(TicketCommand::Investigate {
-            category: b.category,
-            service_area: b.service_area,
-            contact_method: b.contact_method,
-        })
-    })
-    .await
+    command(state, caller, id, if_match, key, json, Action::Investigate).await
 }
 
 /// Hand the ticket to a division (outside the agent's authority).
@@ -750,12 +353,7 @@ pub async fn escalate(
     key: IdempotencyKey,
     json: ApiJson<EscalateBody>,
 ) -> Result<Response, ApiError> {
-    command(state, caller, id, if_match, key, json, |b, f| {
-        let division = f.check("division", DivisionId::parse(&b.division));
-        let reason = f.check("reason", Reason::parse(&b.reason));
-        Some(TicketCommand::Escalate { division: division?, reason: reason? })
-    })
-    .await
+    command(state, caller, id, if_match, key, json, Action::Escalate).await
 }
 
 /// Record the division's outcome; the ticket returns to the agent.
@@ -770,10 +368,7 @@ pub async fn escalation_answer(
     key: IdempotencyKey,
     json: ApiJson<EscalationAnswerBody>,
 ) -> Result<Response, ApiError> {
-    command(state, caller, id, if_match, key, json, |b, f| {
-        Some(TicketCommand::AnswerEscalation { outcome: f.check("outcome", Reason::parse(&b.outcome))? })
-    })
-    .await
+    command(state, caller, id, if_match, key, json, Action::EscalationAnswer).await
 }
 
 /// Resolve the ticket; the customer is informed.
@@ -788,35 +383,7 @@ pub async fn resolve(
     key: IdempotencyKey,
     json: ApiJson<ResolveBody>,
 ) -> Result<Response, ApiError> {
-    command(state, caller, id, if_match, key, json, |b, f| {
-        let resolution = f.check("resolution", MessageBody::parse(&b.resolution));
-        let root_cause = f.check("root_cause", RootCause::parse(&b.root_cause));
-        let rejection_reasons = f.optional("rejection_reasons", b.rejection_reasons.as_deref(), MessageBody::parse);
-        if b.rejection_reasons.is_some() && rejection_reasons.is_none() {
-            return None;
-        }
-        // What the body alone says is checked before the ticket is read (the domain checks it
-        // again, with whether the ticket is a complaint).
-        let rejection =
-            matches!(b.complaint_outcome, Some(ComplaintOutcome::PartlyUpheld | ComplaintOutcome::Rejected));
-        if rejection != b.rejection_reasons.is_some() {
-            let problem = if rejection {
-                "a rejection, whole or in part, gives its reasons"
-            } else {
-                "rejection reasons belong to a rejection"
-            };
-            f.0.push(FieldError { field: "rejection_reasons".into(), problem: problem.into() });
-            return None;
-        }
-        Some(TicketCommand::Resolve {
-            resolution: resolution?,
-            root_cause: root_cause?,
-            within_own_authority: b.within_own_authority,
-            complaint_outcome: b.complaint_outcome.unwrap_or_default(),
-            rejection_reasons,
-        })
-    })
-    .await
+    command(state, caller, id, if_match, key, json, Action::Resolve).await
 }
 
 /// Close a resolved ticket (the satisfaction survey follows).
@@ -831,7 +398,7 @@ pub async fn close(
     key: IdempotencyKey,
     json: ApiJson<EmptyBody>,
 ) -> Result<Response, ApiError> {
-    command(state, caller, id, if_match, key, json, |_, _| Some(TicketCommand::Close)).await
+    command(state, caller, id, if_match, key, json, Action::Close).await
 }
 
 /// Send a resolved or closed ticket back to investigation.
@@ -846,10 +413,7 @@ pub async fn reopen(
     key: IdempotencyKey,
     json: ApiJson<ReasonBody>,
 ) -> Result<Response, ApiError> {
-    command(state, caller, id, if_match, key, json, |b, f| {
-        Some(TicketCommand::Reopen { reason: f.check("reason", Reason::parse(&b.reason))? })
-    })
-    .await
+    command(state, caller, id, if_match, key, json, Action::Reopen).await
 }
 
 /// Link the ticket to a service contract (intake links it from the reporter's address; this
@@ -865,11 +429,7 @@ pub async fn link_contract(
     key: IdempotencyKey,
     json: ApiJson<ContractBody>,
 ) -> Result<Response, ApiError> {
-    // Whether the registry holds it is checked with every other reference, before running.
-    command(state, caller, id, if_match, key, json, |b, f| {
-        Some(TicketCommand::LinkContract { contract_id: f.check("contract_id", ContractId::parse(&b.contract_id))? })
-    })
-    .await
+    command(state, caller, id, if_match, key, json, Action::LinkContract).await
 }
 
 /// Give the ticket to a member of staff.
@@ -884,10 +444,7 @@ pub async fn assign(
     key: IdempotencyKey,
     json: ApiJson<AssignBody>,
 ) -> Result<Response, ApiError> {
-    command(state, caller, id, if_match, key, json, |b, f| {
-        Some(TicketCommand::Assign { assignee: f.check("assignee", StaffName::parse(&b.assignee))? })
-    })
-    .await
+    command(state, caller, id, if_match, key, json, Action::Assign).await
 }
 
 /// Change how urgent the ticket is (with a reason); its SLA due times follow the contract's
@@ -903,10 +460,7 @@ pub async fn prioritise(
     key: IdempotencyKey,
     json: ApiJson<PriorityBody>,
 ) -> Result<Response, ApiError> {
-    command(state, caller, id, if_match, key, json, |b, f| {
-        Some(TicketCommand::Prioritise { priority: b.priority, reason: f.check("reason", Reason::parse(&b.reason))? })
-    })
-    .await
+    command(state, caller, id, if_match, key, json, Action::Prioritise).await
 }
 
 /// Correct the category or service area (with a reason).
@@ -921,17 +475,7 @@ pub async fn reclassify(
     key: IdempotencyKey,
     json: ApiJson<ReclassifyBody>,
 ) -> Result<Response, ApiError> {
-    command(state, caller, id, if_match, key, json, |b, f| {
-        let reason = f.check("reason", Reason::parse(&b.reason));
-        if b.category.is_none() && b.service_area.is_none() {
-            f.0.push(FieldError {
-                field: "category".into(),
-                problem: "give a category, a service area, or both".into(),
-            });
-        }
-        Some(TicketCommand::Reclassify { category: b.category, service_area: b.service_area, reason: reason? })
-    })
-    .await
+    command(state, caller, id, if_match, key, json, Action::Reclassify).await
 }
 
 /// Close the ticket as outside the policy's scope (no survey).
@@ -946,10 +490,7 @@ pub async fn out_of_scope(
     key: IdempotencyKey,
     json: ApiJson<ReasonBody>,
 ) -> Result<Response, ApiError> {
-    command(state, caller, id, if_match, key, json, |b, f| {
-        Some(TicketCommand::MarkOutOfScope { reason: f.check("reason", Reason::parse(&b.reason))? })
-    })
-    .await
+    command(state, caller, id, if_match, key, json, Action::OutOfScope).await
 }
 
 /// Add an internal note (never shown to the customer).
@@ -964,10 +505,7 @@ pub async fn notes(
     key: IdempotencyKey,
     json: ApiJson<MessageBodyInput>,
 ) -> Result<Response, ApiError> {
-    command(state, caller, id, if_match, key, json, |b, f| {
-        Some(TicketCommand::AddNote { body: f.check("body", MessageBody::parse(&b.body))? })
-    })
-    .await
+    command(state, caller, id, if_match, key, json, Action::Note).await
 }
 
 /// Write to the customer; the message becomes part of the ticket's record.
@@ -982,10 +520,7 @@ pub async fn replies(
     key: IdempotencyKey,
     json: ApiJson<MessageBodyInput>,
 ) -> Result<Response, ApiError> {
-    command(state, caller, id, if_match, key, json, |b, f| {
-        Some(TicketCommand::ReplyToCustomer { body: f.check("body", MessageBody::parse(&b.body))? })
-    })
-    .await
+    command(state, caller, id, if_match, key, json, Action::Reply).await
 }
 
 /// Record that the satisfaction survey was sent (by an external mailer).
@@ -1000,11 +535,7 @@ pub async fn survey_sent(
     key: IdempotencyKey,
     json: ApiJson<AcknowledgeBody>,
 ) -> Result<Response, ApiError> {
-    command(state, caller, id, if_match, key, json, |b, f| {
-        let message_id = f.optional("message_id", b.message_id.as_deref(), MessageId::parse);
-        Some(TicketCommand::RecordSurveySent { message_id })
-    })
-    .await
+    command(state, caller, id, if_match, key, json, Action::SurveySent).await
 }
 
 /// Record the customer's satisfaction-survey answer (e.g. given by phone).
@@ -1019,12 +550,7 @@ pub async fn survey_answer(
     key: IdempotencyKey,
     json: ApiJson<SurveyAnswerBody>,
 ) -> Result<Response, ApiError> {
-    command(state, caller, id, if_match, key, json, |b, f| {
-        let score = f.check("score", SurveyScore::new(b.score));
-        let comment = f.optional("comment", b.comment.as_deref(), MessageBody::parse);
-        Some(TicketCommand::AnswerSurvey { score: score?, comment })
-    })
-    .await
+    command(state, caller, id, if_match, key, json, Action::SurveyAnswer).await
 }
 
 /// A file the customer sent with this ticket (with the report or a reply), as they sent it.
@@ -1046,7 +572,7 @@ pub async fn get_attachment(
     if caller.role == ticket_domain::vocabulary::Role::QualityManager {
         return Err(ApiError::forbidden("attachments are personal data: agents, auditors and admins may read them"));
     }
-    let ticket_id = resolve_ticket(&state, &id).await?;
+    let ticket_id = commands::resolve_ticket(&state, &id).await?;
     let history = state.service.history(ticket_id).await?;
     let attachment = history
         .iter()
@@ -1116,7 +642,7 @@ pub async fn get_sla(
     _caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let ticket_id = resolve_ticket(&state, &id).await?;
+    let ticket_id = commands::resolve_ticket(&state, &id).await?;
     let now = state.service.clock().now();
     let clocks = ticket_projections::sla_clocks::clocks_of(&state.database, ticket_id)
         .await
