@@ -61,6 +61,8 @@ pub struct QueueFilter {
     /// Another order than `by_due` or oldest first; `descending` reverses it.
     pub sort: Option<QueueSortColumn>,
     pub descending: bool,
+    /// Only this ticket (is it still in the queue?).
+    pub number: Option<i64>,
 }
 
 /// The columns a queue can be sorted by.
@@ -194,6 +196,9 @@ fn conditions(database: &Database, queue: Queue, caller: &str, filter: &QueueFil
         Database::Sqlite { .. } => Bound::Micros(t.timestamp_micros()),
         Database::Postgres(_) => Bound::Instant(t),
     };
+    if let Some(number) = filter.number {
+        bind("number = #", Bound::Int(number), &mut conditions);
+    }
     if let Some(from) = filter.received_from {
         bind("received_at >= #", instant(from), &mut conditions);
     }
@@ -219,6 +224,7 @@ fn conditions(database: &Database, queue: Queue, caller: &str, filter: &QueueFil
 #[derive(Debug, Clone)]
 enum Bound {
     Text(String),
+    Int(i64),
     Micros(i64),
     Instant(DateTime<Utc>),
 }
@@ -255,7 +261,7 @@ pub async fn queue(
             for value in values {
                 query = match value {
                     Bound::Text(t) => query.bind(t),
-                    Bound::Micros(m) => query.bind(m),
+                    Bound::Micros(m) | Bound::Int(m) => query.bind(m),
                     Bound::Instant(t) => query.bind(t.timestamp_micros()),
                 };
             }
@@ -274,7 +280,7 @@ pub async fn queue(
             for value in values {
                 query = match value {
                     Bound::Text(t) => query.bind(t),
-                    Bound::Micros(m) => query.bind(m),
+                    Bound::Micros(m) | Bound::Int(m) => query.bind(m),
                     Bound::Instant(t) => query.bind(t),
                 };
             }
@@ -313,33 +319,49 @@ where
     })
 }
 
-/// How many tickets each queue holds now (the console's navigation).
-pub async fn counts(database: &Database, caller: &str) -> Result<Vec<(Queue, i64)>, StoreError> {
-    let sql = match database {
-        Database::Sqlite { .. } => {
-            "SELECT status, COUNT(*), SUM(CASE WHEN assignee = ?1 THEN 1 ELSE 0 END) FROM ticket_view \
-             WHERE status <> 'closed' GROUP BY status"
-        }
-        Database::Postgres(_) => {
-            "SELECT status, COUNT(*), SUM(CASE WHEN assignee = $1 THEN 1 ELSE 0 END)::bigint FROM ticket_view \
-             WHERE status <> 'closed' GROUP BY status"
-        }
-    };
-    let rows: Vec<(String, i64, i64)> = match database {
-        Database::Sqlite { read, .. } => sqlx::query_as(sql).bind(caller).fetch_all(read).await,
-        Database::Postgres(pool) => sqlx::query_as(sql).bind(caller).fetch_all(pool).await,
+/// How many open tickets stand in each status (the console's navigation counts; one pass over
+/// the `(status, received_at)` index).
+pub async fn status_counts(database: &Database) -> Result<Vec<(String, i64)>, StoreError> {
+    let sql = "SELECT status, COUNT(*) FROM ticket_view WHERE status <> 'closed' GROUP BY status";
+    let rows: Vec<(String, i64)> = match database {
+        Database::Sqlite { read, .. } => sqlx::query_as(sql).fetch_all(read).await,
+        Database::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await,
     }
     .map_err(|e| StoreError::Database(format!("counting the queues: {e}")))?;
-    let of = |status: &str| rows.iter().find(|r| r.0 == status).map(|r| r.1).unwrap_or(0);
-    Ok(vec![
+    Ok(rows)
+}
+
+/// How many open tickets are assigned to `assignee` (the `(assignee, status)` index).
+pub async fn assigned_open(database: &Database, assignee: &str) -> Result<i64, StoreError> {
+    let count: Result<i64, sqlx::Error> = match database {
+        Database::Sqlite { read, .. } => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM ticket_view WHERE assignee = ?1 AND status <> 'closed'")
+                .bind(assignee)
+                .fetch_one(read)
+                .await
+        }
+        Database::Postgres(pool) => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM ticket_view WHERE assignee = $1 AND status <> 'closed'")
+                .bind(assignee)
+                .fetch_one(pool)
+                .await
+        }
+    };
+    count.map_err(|e| StoreError::Database(format!("counting the queues: {e}")))
+}
+
+/// Each queue's count from the status counts and the caller's own.
+pub fn queue_counts(by_status: &[(String, i64)], mine: i64) -> Vec<(Queue, i64)> {
+    let of = |status: &str| by_status.iter().find(|r| r.0 == status).map(|r| r.1).unwrap_or(0);
+    vec![
         (Queue::New, of("received")),
         (Queue::AwaitingContact, of("acknowledged")),
         (Queue::Investigating, of("investigating")),
         (Queue::Escalated, of("escalated")),
         (Queue::Resolved, of("resolved")),
-        (Queue::Mine, rows.iter().map(|r| r.2).sum()),
-        (Queue::AllOpen, rows.iter().map(|r| r.1).sum()),
-    ])
+        (Queue::Mine, mine),
+        (Queue::AllOpen, by_status.iter().map(|r| r.1).sum()),
+    ]
 }
 
 /// The tickets received in `[from, to)`, oldest first: (ticket id, number).

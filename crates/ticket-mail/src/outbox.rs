@@ -413,3 +413,11 @@ pub async fn survey_ticket(database: &Database, token: &str) -> Result<Option<Ti
     .map_err(StoreError::from_sqlx)?;
     Ok(row.and_then(|id| uuid::Uuid::parse_str(&id).ok()).map(TicketId::from_uuid))
 }
+
+/// A ticket's mails, oldest first (the console shows each reply's delivery state).
+pub async fn for_ticket(database: &Database, ticket_id: TicketId) -> Result<Vec<OutboxRow>, StoreError> {
+    let sql = format!("SELECT {ROW_COLUMNS} FROM mail_outbox WHERE ticket_id = $1 ORDER BY created_us, id");
+    let id = ticket_id.as_uuid().to_string();
+    let rows = on_database!(database, |pool| sqlx::query_as::<_, OutboxRow>(&sql).bind(&id).fetch_all(pool).await);
+    rows.map_err(StoreError::from_sqlx)
+}

@@ -161,7 +161,8 @@ fn base32_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// The TOTP code for a base32 secret at an instant (tests and the CLI use it).
+/// The TOTP code for a base32 secret at an instant.
+#[cfg(test)]
 pub fn totp_code(secret_base32: &str, at: DateTime<Utc>) -> Option<String> {
     let secret = base32_decode(secret_base32)?;
     Some(totp(&secret, "x")?.generate(at.timestamp().max(0) as u64))

@@ -51,6 +51,14 @@ enum Command {
         #[arg(long, env = "TICKETD_IDEMPOTENCY_STALE_SECONDS", default_value_t = crate::idempotency::CLAIM_STALE_AFTER.as_secs(),
               value_parser = clap::value_parser!(u64).range(1..=86_400))]
         idempotency_stale_seconds: u64,
+        /// A console session ends after this many minutes without a request.
+        #[arg(long, env = "TICKETD_SESSION_IDLE_MINUTES", default_value_t = 480,
+              value_parser = clap::value_parser!(u64).range(1..=525_600))]
+        session_idle_minutes: u64,
+        /// A console session ends this many hours after sign-in, however busy.
+        #[arg(long, env = "TICKETD_SESSION_MAX_HOURS", default_value_t = 72,
+              value_parser = clap::value_parser!(u64).range(1..=8_760))]
+        session_max_hours: u64,
         /// For tests and drills only: read "now" from this file (one RFC 3339 instant) instead
         /// of the system clock, so that time can be moved through a running service.
         #[arg(long, env = "TICKETD_CLOCK_FILE")]
@@ -79,7 +87,7 @@ enum Command {
         #[command(subcommand)]
         command: DivisionCommand,
     },
-    /// The staff directory: the addresses of the staff tickets are assigned to.
+    /// The staff directory and console accounts: who tickets are assigned to, their address, role and password.
     Staff {
         #[command(subcommand)]
         command: StaffCommand,
@@ -410,7 +418,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     ticket_mail::migrate(&opened.database).await?;
     let store = opened.store.clone();
     match cli.command {
-        Command::Serve { listen, mail, intake, sla_check_seconds, idempotency_stale_seconds, clock_file: _, sla } => {
+        Command::Serve {
+            listen,
+            mail,
+            intake,
+            sla_check_seconds,
+            idempotency_stale_seconds,
+            session_idle_minutes,
+            session_max_hours,
+            clock_file: _,
+            sla,
+        } => {
             let mail = mail.settings()?;
             let intake = intake.settings();
             let sla_check = std::time::Duration::from_secs(sla_check_seconds.max(1));
@@ -424,6 +442,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 warn_percent: sla.sla_warn_percent,
                 calendar: sla.calendar()?,
                 idempotency_stale: std::time::Duration::from_secs(idempotency_stale_seconds),
+                sessions: crate::accounts::SessionLimits {
+                    idle: chrono::Duration::minutes(session_idle_minutes as i64),
+                    absolute: chrono::Duration::hours(session_max_hours as i64),
+                },
             };
             crate::server::serve(opened, config).await?;
         }

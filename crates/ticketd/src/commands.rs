@@ -69,7 +69,8 @@ pub struct CreateTicket {
 #[serde(deny_unknown_fields)]
 pub struct ReporterInput {
     pub name: String,
-    pub email: String,
+    /// How to reach them: an e-mail address, a phone number, or both (one at least).
+    pub email: Option<String>,
     pub phone: Option<String>,
 }
 
@@ -211,8 +212,14 @@ impl Fields {
 pub fn receive_command(body: &CreateTicket, number: TicketNumber) -> Result<ReceiveTicket, ApiError> {
     let mut fields = Fields::default();
     let name = fields.check("reporter.name", PersonName::parse(&body.reporter.name));
-    let email = fields.check("reporter.email", EmailAddress::parse(&body.reporter.email));
+    let email = fields.optional("reporter.email", body.reporter.email.as_deref(), EmailAddress::parse);
     let phone = fields.optional("reporter.phone", body.reporter.phone.as_deref(), PhoneNumber::parse);
+    if body.reporter.email.is_none() && body.reporter.phone.is_none() {
+        fields.0.push(FieldError {
+            field: "reporter.email".into(),
+            problem: "give an e-mail address, a phone number, or both".into(),
+        });
+    }
     let subject = fields.check("subject", Subject::parse(&body.subject));
     let message = fields.check("message", MessageBody::parse(&body.message));
     let contract_id = fields.optional("contract_id", body.contract_id.as_deref(), ContractId::parse);
@@ -226,7 +233,7 @@ pub fn receive_command(body: &CreateTicket, number: TicketNumber) -> Result<Rece
             priority: body.priority.unwrap_or_default(),
             language: body.language.unwrap_or_default(),
             reporter_name: name?,
-            reporter_email: Some(email?),
+            reporter_email: email.clone(),
             reporter_reply_to: None,
             reporter_phone: phone.clone(),
             subject: subject?,
@@ -269,7 +276,8 @@ fn context(caller: &Caller, correlation_id: uuid::Uuid) -> CommandContext {
 /// What a request asks: a command on an existing ticket, or a new ticket.
 pub enum Request<'a> {
     Command { ticket_id: TicketId, command: TicketCommand },
-    Create { body: &'a CreateTicket },
+    /// A new ticket, with the files already in the attachment store (the console's intake).
+    Create { body: &'a CreateTicket, attachments: Vec<AttachmentRef> },
 }
 
 /// Runs a request under its idempotency key, if any, and answers it.
@@ -375,7 +383,7 @@ async fn execute(
 ) -> Result<(StatusCode, TicketView, bool), ApiError> {
     let context = context(caller, correlation_id);
     let (status, outcome) = match request {
-        Request::Create { body } => {
+        Request::Create { body, attachments } => {
             // Validate before taking a number, so bad requests use none up.
             let probe = receive_command(body, TicketNumber::new(1).expect("1 is a ticket number"))?;
             // A contract named at intake must be one the registry holds.
@@ -397,6 +405,7 @@ async fn execute(
             let number = state.service.next_number().await?;
             let mut receive = receive_command(body, number)?;
             receive.contract_id = contract_id;
+            receive.attachments = attachments;
             let command = TicketCommand::Receive(receive);
             let outcome = match keyed {
                 Keyed::No => state.service.execute_new(ticket_id, command, &context).await,

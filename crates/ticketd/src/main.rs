@@ -8,6 +8,7 @@
 mod auth;
 mod cli;
 mod commands;
+mod console;
 mod accounts;
 mod sql;
 mod http;

@@ -26,6 +26,8 @@ pub struct ServeConfig {
     pub calendar: Arc<ticket_domain::calendar::BusinessCalendar>,
     /// How long an `Idempotency-Key` claim may go unanswered before a repeat takes it over.
     pub idempotency_stale: std::time::Duration,
+    /// How long console sessions live.
+    pub sessions: crate::accounts::SessionLimits,
 }
 
 /// The public contact form's limits and where attachments go.
@@ -158,7 +160,14 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         calendar,
         numbers: Arc::new(crate::numbers::Numbers::new(opened.database.clone())),
         idempotency_stale: config.idempotency_stale,
+        console: Arc::new(crate::console::Console::new(config.sessions, config.mail.public_url.as_deref())),
     };
+    let live_task = tokio::spawn(crate::console::live::run(
+        state.console.live.clone(),
+        opened.store.clone(),
+        opened.database.clone(),
+        shutdown.clone(),
+    ));
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -207,6 +216,7 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
     let _ = outbox_task.await;
     let _ = sla_task.await;
     let _ = scheduler_task.await;
+    let _ = live_task.await;
     if let Some(task) = dispatcher_task {
         let _ = task.await;
     }

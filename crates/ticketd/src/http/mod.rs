@@ -60,6 +60,8 @@ pub struct AppState {
     pub numbers: Arc<crate::numbers::Numbers>,
     /// How long an `Idempotency-Key` claim may go unanswered before a repeat takes it over.
     pub idempotency_stale: std::time::Duration,
+    /// The staff console's sessions, sign-in limits and live updates.
+    pub console: Arc<crate::console::Console>,
 }
 
 /// The whole HTTP application, without a socket (tests drive it directly too).
@@ -119,8 +121,10 @@ pub fn app(state: AppState) -> Router {
                 .post(crate::pages::contact::submit_form)
                 .layer(axum::extract::DefaultBodyLimit::max(state.intake.body_max)),
         )
+        .merge(crate::console::routes())
         .fallback(|| async { problem::from_status(StatusCode::NOT_FOUND) })
         .method_not_allowed_fallback(|| async { problem::from_status(StatusCode::METHOD_NOT_ALLOWED) })
+        .layer(middleware::from_fn(crate::console::security_headers))
         .layer(middleware::from_fn(log_requests))
         .with_state(state)
 }

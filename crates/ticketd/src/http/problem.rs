@@ -9,7 +9,7 @@ use ticket_domain::DomainError;
 use utoipa::ToSchema;
 
 /// An RFC 9457 problem document.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
 pub struct Problem {
     /// A URI naming the kind of problem: `urn:ticketd:problem:<code>`.
     #[serde(rename = "type")]
@@ -38,7 +38,7 @@ pub struct Problem {
     pub known: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub problem: String,

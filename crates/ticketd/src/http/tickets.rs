@@ -189,7 +189,7 @@ pub async fn create_ticket(
     json: ApiJson<CreateTicket>,
 ) -> Result<Response, ApiError> {
     let fingerprint = Fingerprint { method: json.method.as_str(), path: &json.path, body: &json.raw };
-    let answer = commands::run(&state, &caller, None, key, &fingerprint, Request::Create { body: &json.value }).await?;
+    let answer = commands::run(&state, &caller, None, key, &fingerprint, Request::Create { body: &json.value, attachments: Vec::new() }).await?;
     Ok(answer_response(answer))
 }
 

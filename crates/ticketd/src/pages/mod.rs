@@ -36,14 +36,6 @@ pub fn tr(language: Language, hu: &'static str, en: &'static str) -> &'static st
     }
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem;\
-line-height:1.5;color:#1a1a1a}label{display:block;font-weight:600;margin-top:1rem}\
-input[type=text],input[type=email],textarea{width:100%;padding:.5rem;font:inherit;box-sizing:border-box}\
-textarea{min-height:10rem}.error{color:#b00020;margin:.25rem 0}[aria-invalid=true]{border:2px solid #b00020}\
-button{margin-top:1.5rem;padding:.6rem 1.5rem;font:inherit}.notice{padding:1rem;border:1px solid #0a6;\
-background:#efe}.summary{padding:1rem;border:2px solid #b00020}fieldset{border:0;padding:0;margin-top:1rem}\
-legend{font-weight:600}.hint{color:#555;font-size:.9rem}";
-
 /// A whole page.
 pub fn page(language: Language, title: &str, body: Markup) -> Markup {
     html! {
@@ -53,7 +45,7 @@ pub fn page(language: Language, title: &str, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) }
-                style { (maud::PreEscaped(STYLE)) }
+                link rel="stylesheet" href=(crate::console::assets::url("public.css"));
             }
             body { main { (body) } }
         }
