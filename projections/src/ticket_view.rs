@@ -97,7 +97,14 @@ fn reporter_address(state: &TicketState) -> Option<String> {
 pub fn search_text(state: &TicketState) -> String {
     let reporter = &state.reporter;
     let mut text = format!("{}\n{}", reporter.subject, reporter.name);
-    for extra in [reporter.email.as_ref().map(|e| e.to_string()), reporter.reply_to.as_ref().map(|e| e.to_string()), reporter.phone.as_ref().map(|p| p.to_string())].into_iter().flatten() {
+    for extra in [
+        reporter.email.as_ref().map(|e| e.to_string()),
+        reporter.reply_to.as_ref().map(|e| e.to_string()),
+        reporter.phone.as_ref().map(|p| p.to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    {
         text.push('\n');
         text.push_str(&extra);
     }

@@ -3,6 +3,7 @@
 
 mod browser;
 mod consistency;
+mod console;
 mod harness;
 mod idempotency;
 mod intake;
@@ -124,6 +125,12 @@ on_both_backends_with_settings!(
     crate::mail::mail_confirms_replies_and_surveys_a_ticket_to_its_answer => mail_confirms_replies_and_surveys_a_ticket_to_its_answer,
     crate::mail::mail_through_a_real_smtp_server_is_neither_lost_nor_doubled_while_it_is_away => mail_through_a_real_smtp_server_is_neither_lost_nor_doubled_while_it_is_away,
     crate::browser::a_customer_reports_through_the_contact_form_in_a_browser => a_customer_reports_through_the_contact_form_in_a_browser,
+    crate::console::console_posts_need_the_csrf_token_and_our_origin => console_posts_need_the_csrf_token_and_our_origin,
+    crate::console::console_sessions_expire_and_end => console_sessions_expire_and_end,
+    crate::console::behind_https_the_session_cookie_is_secure => behind_https_the_session_cookie_is_secure,
+    crate::console::readers_get_no_command_forms_and_a_403_if_they_post => readers_get_no_command_forms_and_a_403_if_they_post,
+    crate::console::sign_in_is_rate_limited_and_says_nothing_about_which_part_was_wrong => sign_in_is_rate_limited_and_says_nothing_about_which_part_was_wrong,
+    crate::console::every_page_sends_the_security_headers => every_page_sends_the_security_headers,
     crate::intake::e_mail_becomes_tickets_and_replies_thread_onto_the_right_ones => e_mail_becomes_tickets_and_replies_thread_onto_the_right_ones,
     crate::intake::a_maildir_is_taken_in_once => a_maildir_is_taken_in_once,
     crate::intake::nothing_a_customer_wrote_is_lost_or_misread => nothing_a_customer_wrote_is_lost_or_misread,

@@ -555,19 +555,14 @@ impl Registry {
                 RegistryEvent::DivisionSaved { division_id, terms }
             }
             RegistryCommand::SaveStaff { name, terms } => {
-                let display_name = match terms.display_name.as_deref().map(str::trim) {
-                    None | Some("") => None,
+                let display_name = match terms.display_name.as_deref() {
+                    None => None,
                     Some(shown) => Some(
                         crate::vocabulary::bounded_text("display_name", shown, NAME_CHARS_MAX)
                             .map_err(|e| RegistryError::Invalid(e.to_string()))?
                             .to_owned(),
                     ),
                 };
-                if terms.role == Some(crate::vocabulary::Role::Intake) {
-                    return Err(RegistryError::Invalid(
-                        "role: 'intake' is for mail servers' API tokens, not for people".into(),
-                    ));
-                }
                 let terms = StaffTerms {
                     email: EmailAddress::parse(terms.email.as_str())
                         .map_err(|e| RegistryError::Invalid(format!("email: {}", e.problem)))?,

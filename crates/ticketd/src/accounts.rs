@@ -52,7 +52,10 @@ pub fn check_password(password: &str) -> Result<(), AccountError> {
 /// off the async threads (`spawn_blocking`).
 pub fn hash_password(password: &str) -> Result<String, AccountError> {
     let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| AccountError::Hash(e.to_string()))?;
-    argon2().hash_password(password.as_bytes(), &salt).map(|h| h.to_string()).map_err(|e| AccountError::Hash(e.to_string()))
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AccountError::Hash(e.to_string()))
 }
 
 /// Whether `password` matches a stored hash (its own parameters are read from it).
@@ -68,7 +71,12 @@ pub fn decoy_hash() -> &'static str {
 }
 
 /// Sets a password (and ends every session of the account: a changed password signs everyone out).
-pub async fn set_password(database: &Database, name: &str, password: &str, now: DateTime<Utc>) -> Result<(), AccountError> {
+pub async fn set_password(
+    database: &Database,
+    name: &str,
+    password: &str,
+    now: DateTime<Utc>,
+) -> Result<(), AccountError> {
     check_password(password)?;
     let owned = password.to_owned();
     let hash = tokio::task::spawn_blocking(move || hash_password(&owned))
@@ -87,8 +95,12 @@ pub async fn set_password(database: &Database, name: &str, password: &str, now: 
 
 /// The stored hash and TOTP secret of an account.
 pub async fn credentials(database: &Database, name: &str) -> Result<Option<(String, Option<String>)>, StoreError> {
-    sql::fetch_one(database, "SELECT password_hash, totp_secret FROM staff_credentials WHERE name = $1", vec![name.into()])
-        .await
+    sql::fetch_one(
+        database,
+        "SELECT password_hash, totp_secret FROM staff_credentials WHERE name = $1",
+        vec![name.into()],
+    )
+    .await
 }
 
 /// Whether the account has a password at all.
@@ -122,7 +134,9 @@ pub async fn enable_totp(database: &Database, name: &str) -> Result<Option<(Stri
 }
 
 pub async fn disable_totp(database: &Database, name: &str) -> Result<bool, StoreError> {
-    Ok(sql::execute(database, "UPDATE staff_credentials SET totp_secret = NULL WHERE name = $1", vec![name.into()]).await? > 0)
+    Ok(sql::execute(database, "UPDATE staff_credentials SET totp_secret = NULL WHERE name = $1", vec![name.into()])
+        .await?
+        > 0)
 }
 
 fn base32_encode(bytes: &[u8]) -> String {

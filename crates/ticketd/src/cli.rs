@@ -710,15 +710,14 @@ async fn staff_command(
 ) -> anyhow::Result<()> {
     use ticket_domain::registry::{RegistryCommand, StaffTerms};
     use ticket_domain::vocabulary::{EmailAddress, Language, StaffName};
-    let parse_name = |name: &str| {
-        StaffName::parse(name).map_err(|e| anyhow::anyhow!("'{name}' is not a staff name: {}", e.problem))
-    };
+    let parse_name =
+        |name: &str| StaffName::parse(name).map_err(|e| anyhow::anyhow!("'{name}' is not a staff name: {}", e.problem));
     let save = |name: StaffName, terms: StaffTerms| async move {
         match registry.execute(RegistryCommand::SaveStaff { name, terms }, &cli_context()).await {
             Ok(registry) => Ok(Some(registry.version)),
-            Err(ticket_app::registry::RegistryFailure::Refused(ticket_domain::registry::RegistryError::NothingToChange)) => {
-                Ok(None)
-            }
+            Err(ticket_app::registry::RegistryFailure::Refused(
+                ticket_domain::registry::RegistryError::NothingToChange,
+            )) => Ok(None),
             Err(error) => Err(anyhow::Error::from(error)),
         }
     };
@@ -741,16 +740,19 @@ async fn staff_command(
             let name = parse_name(&name)?;
             let current = registry.load().await?.staff.get(&name).cloned();
             let email = match (email, &current) {
-                (Some(email), _) => EmailAddress::parse(&email).map_err(|e| anyhow::anyhow!("--email: {}", e.problem))?,
+                (Some(email), _) => {
+                    EmailAddress::parse(&email).map_err(|e| anyhow::anyhow!("--email: {}", e.problem))?
+                }
                 (None, Some(current)) => current.email.clone(),
                 (None, None) => anyhow::bail!("a new member of staff needs --email"),
             };
             let mut terms = current.clone().unwrap_or_else(|| StaffTerms::with_email(email.clone()));
             terms.email = email;
             if let Some(role) = role {
-                let parsed = crate::auth::parse_role(&role)
-                    .filter(|r| *r != ticket_domain::vocabulary::Role::Intake)
-                    .ok_or_else(|| anyhow::anyhow!("--role must be agent, quality_manager, auditor or admin"))?;
+                let parsed =
+                    crate::auth::parse_role(&role)
+                        .filter(|r| *r != ticket_domain::vocabulary::Role::Intake)
+                        .ok_or_else(|| anyhow::anyhow!("--role must be agent, quality_manager, auditor or admin"))?;
                 terms.role = Some(parsed);
             }
             if let Some(shown) = display_name {
@@ -795,7 +797,13 @@ async fn staff_command(
         }
         StaffCommand::Disable { name } => {
             let name = parse_name(&name)?;
-            let mut terms = registry.load().await?.staff.get(&name).cloned().ok_or_else(|| anyhow::anyhow!("no member of staff is called {name}"))?;
+            let mut terms = registry
+                .load()
+                .await?
+                .staff
+                .get(&name)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("no member of staff is called {name}"))?;
             terms.disabled = true;
             save(name.clone(), terms).await?;
             let ended = crate::accounts::end_sessions(database, name.as_str()).await?;
@@ -803,7 +811,13 @@ async fn staff_command(
         }
         StaffCommand::Enable { name } => {
             let name = parse_name(&name)?;
-            let mut terms = registry.load().await?.staff.get(&name).cloned().ok_or_else(|| anyhow::anyhow!("no member of staff is called {name}"))?;
+            let mut terms = registry
+                .load()
+                .await?
+                .staff
+                .get(&name)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("no member of staff is called {name}"))?;
             terms.disabled = false;
             save(name.clone(), terms).await?;
             println!("{name} is enabled");
@@ -811,7 +825,10 @@ async fn staff_command(
         StaffCommand::Totp { name, off } => {
             let name = parse_name(&name)?;
             if off {
-                anyhow::ensure!(crate::accounts::disable_totp(database, name.as_str()).await?, "{name} has no password yet");
+                anyhow::ensure!(
+                    crate::accounts::disable_totp(database, name.as_str()).await?,
+                    "{name} has no password yet"
+                );
                 println!("{name}: second factor off");
             } else {
                 let (url, secret) = crate::accounts::enable_totp(database, name.as_str())

@@ -275,9 +275,15 @@ fn context(caller: &Caller, correlation_id: uuid::Uuid) -> CommandContext {
 
 /// What a request asks: a command on an existing ticket, or a new ticket.
 pub enum Request<'a> {
-    Command { ticket_id: TicketId, command: TicketCommand },
+    Command {
+        ticket_id: TicketId,
+        command: TicketCommand,
+    },
     /// A new ticket, with the files already in the attachment store (the console's intake).
-    Create { body: &'a CreateTicket, attachments: Vec<AttachmentRef> },
+    Create {
+        body: &'a CreateTicket,
+        attachments: Vec<AttachmentRef>,
+    },
 }
 
 /// Runs a request under its idempotency key, if any, and answers it.
@@ -347,7 +353,13 @@ pub async fn run(
 
 /// Stores the answer to a key. `None` when it was stored; the first answer, when another attempt
 /// stored one first (it is the answer to every attempt).
-async fn remember(state: &AppState, caller: &Caller, key: &str, status: StatusCode, body: &str) -> Option<(u16, String)> {
+async fn remember(
+    state: &AppState,
+    caller: &Caller,
+    key: &str,
+    status: StatusCode,
+    body: &str,
+) -> Option<(u16, String)> {
     let status = status.as_u16();
     match idempotency::complete(&state.database, &caller.name, key, status, body).await {
         Ok(true) => None,
@@ -458,7 +470,6 @@ async fn execute(
     }
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Parsing a workflow step into its domain command
 
@@ -540,17 +551,23 @@ fn build(action: &Action, f: &mut Fields) -> Option<TicketCommand> {
         Action::Close(_) => Some(TicketCommand::Close),
         Action::Reopen(b) => Some(TicketCommand::Reopen { reason: f.check("reason", Reason::parse(&b.reason))? }),
         // Whether the registry holds it is checked with every other reference, before running.
-        Action::LinkContract(b) => {
-            Some(TicketCommand::LinkContract { contract_id: f.check("contract_id", ContractId::parse(&b.contract_id))? })
+        Action::LinkContract(b) => Some(TicketCommand::LinkContract {
+            contract_id: f.check("contract_id", ContractId::parse(&b.contract_id))?,
+        }),
+        Action::Assign(b) => {
+            Some(TicketCommand::Assign { assignee: f.check("assignee", StaffName::parse(&b.assignee))? })
         }
-        Action::Assign(b) => Some(TicketCommand::Assign { assignee: f.check("assignee", StaffName::parse(&b.assignee))? }),
-        Action::Prioritise(b) => {
-            Some(TicketCommand::Prioritise { priority: b.priority, reason: f.check("reason", Reason::parse(&b.reason))? })
-        }
+        Action::Prioritise(b) => Some(TicketCommand::Prioritise {
+            priority: b.priority,
+            reason: f.check("reason", Reason::parse(&b.reason))?,
+        }),
         Action::Reclassify(b) => {
             let reason = f.check("reason", Reason::parse(&b.reason));
             if b.category.is_none() && b.service_area.is_none() {
-                f.0.push(FieldError { field: "category".into(), problem: "give a category, a service area, or both".into() });
+                f.0.push(FieldError {
+                    field: "category".into(),
+                    problem: "give a category, a service area, or both".into(),
+                });
             }
             Some(TicketCommand::Reclassify { category: b.category, service_area: b.service_area, reason: reason? })
         }
@@ -558,7 +575,9 @@ fn build(action: &Action, f: &mut Fields) -> Option<TicketCommand> {
             Some(TicketCommand::MarkOutOfScope { reason: f.check("reason", Reason::parse(&b.reason))? })
         }
         Action::Note(b) => Some(TicketCommand::AddNote { body: f.check("body", MessageBody::parse(&b.body))? }),
-        Action::Reply(b) => Some(TicketCommand::ReplyToCustomer { body: f.check("body", MessageBody::parse(&b.body))? }),
+        Action::Reply(b) => {
+            Some(TicketCommand::ReplyToCustomer { body: f.check("body", MessageBody::parse(&b.body))? })
+        }
         Action::SurveySent(b) => {
             let message_id = f.optional("message_id", b.message_id.as_deref(), MessageId::parse);
             Some(TicketCommand::RecordSurveySent { message_id })

@@ -5,18 +5,18 @@
 //! - [`http`]: the HTTP API. [`pages`]: the public web pages (survey, contact form).
 //! - [`auth`]: API tokens. [`idempotency`]: `Idempotency-Key` answers.
 
+mod accounts;
 mod auth;
 mod cli;
 mod commands;
 mod console;
-mod accounts;
-mod sql;
 mod http;
 mod idempotency;
 mod intake;
 mod numbers;
 mod pages;
 mod server;
+mod sql;
 
 fn main() -> std::process::ExitCode {
     cli::main()

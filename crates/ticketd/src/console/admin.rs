@@ -26,7 +26,14 @@ fn context(user: &StaffUser) -> CommandContext {
 }
 
 async fn forbidden(state: &AppState, user: &StaffUser) -> Response {
-    super::message(state, user, StatusCode::FORBIDDEN, "403", tr(user.language, "Ez az oldal az adminisztrátoroké.", "This page is for admins.")).await
+    super::message(
+        state,
+        user,
+        StatusCode::FORBIDDEN,
+        "403",
+        tr(user.language, "Ez az oldal az adminisztrátoroké.", "This page is for admins."),
+    )
+    .await
 }
 
 /// A registry refusal as field errors (its reason names the field first: "email: …").
@@ -61,7 +68,14 @@ fn form_error(errors: &Errors) -> Markup {
     html! { @if let Some(e) = errors.get("form") { p.alert role="alert" { (e) } } }
 }
 
-async fn page(state: &AppState, user: &StaffUser, section: &'static str, title: &str, content: Markup, status: StatusCode) -> Response {
+async fn page(
+    state: &AppState,
+    user: &StaffUser,
+    section: &'static str,
+    title: &str,
+    content: Markup,
+    status: StatusCode,
+) -> Response {
     let counts = nav_counts(state, user).await;
     respond(status, layout(user, title, &Section::Admin(section), &counts, PageData::default(), content))
 }
@@ -73,7 +87,13 @@ pub async fn staff_page(State(state): State<AppState>, user: StaffUser) -> Respo
     staff(&state, &user, HashMap::new(), Errors::new(), StatusCode::OK).await
 }
 
-async fn staff(state: &AppState, user: &StaffUser, values: HashMap<String, String>, errors: Errors, status: StatusCode) -> Response {
+async fn staff(
+    state: &AppState,
+    user: &StaffUser,
+    values: HashMap<String, String>,
+    errors: Errors,
+    status: StatusCode,
+) -> Response {
     if user.caller.role != Role::Admin {
         return forbidden(state, user).await;
     }
@@ -147,10 +167,14 @@ pub async fn staff_save(State(state): State<AppState>, posted: Posted) -> Respon
         return forbidden(&state, &user).await;
     }
     let l = user.language;
-    let values: HashMap<String, String> = posted.fields.iter().filter(|(k, _)| k != "csrf" && k != "password").cloned().collect();
+    let values: HashMap<String, String> =
+        posted.fields.iter().filter(|(k, _)| k != "csrf" && k != "password").cloned().collect();
     let mut errors = Errors::new();
-    let name = StaffName::parse(posted.get("name").unwrap_or("")).map_err(|e| errors.insert("name".into(), e.problem)).ok();
-    let email = EmailAddress::parse(posted.get("email").unwrap_or("")).map_err(|e| errors.insert("email".into(), e.problem)).ok();
+    let name =
+        StaffName::parse(posted.get("name").unwrap_or("")).map_err(|e| errors.insert("name".into(), e.problem)).ok();
+    let email = EmailAddress::parse(posted.get("email").unwrap_or(""))
+        .map_err(|e| errors.insert("email".into(), e.problem))
+        .ok();
     let role = posted.get("role").map(|r| crate::auth::parse_role(r).filter(|r| *r != Role::Intake));
     if matches!(role, Some(None)) {
         errors.insert("role".into(), tr(l, "Ismeretlen szerepkör.", "Unknown role.").into());
@@ -177,13 +201,16 @@ pub async fn staff_save(State(state): State<AppState>, posted: Posted) -> Respon
     };
     match state.registry.execute(RegistryCommand::SaveStaff { name: name.clone(), terms }, &context(&user)).await {
         Ok(_) | Err(RegistryFailure::Refused(RegistryError::NothingToChange)) => {}
-        Err(failure) => return staff(&state, &user, values, registry_errors(failure, l), StatusCode::UNPROCESSABLE_ENTITY).await,
+        Err(failure) => {
+            return staff(&state, &user, values, registry_errors(failure, l), StatusCode::UNPROCESSABLE_ENTITY).await;
+        }
     }
     if disabled {
         let _ = crate::accounts::end_sessions(&state.database, name.as_str()).await;
     }
     if let Some(password) = password
-        && let Err(error) = crate::accounts::set_password(&state.database, name.as_str(), &password, state.service.clock().now()).await
+        && let Err(error) =
+            crate::accounts::set_password(&state.database, name.as_str(), &password, state.service.clock().now()).await
     {
         let mut errors = Errors::new();
         errors.insert("password".into(), error.to_string());
@@ -199,7 +226,13 @@ pub async fn divisions_page(State(state): State<AppState>, user: StaffUser) -> R
     divisions(&state, &user, HashMap::new(), Errors::new(), StatusCode::OK).await
 }
 
-async fn divisions(state: &AppState, user: &StaffUser, values: HashMap<String, String>, errors: Errors, status: StatusCode) -> Response {
+async fn divisions(
+    state: &AppState,
+    user: &StaffUser,
+    values: HashMap<String, String>,
+    errors: Errors,
+    status: StatusCode,
+) -> Response {
     if user.caller.role != Role::Admin {
         return forbidden(state, user).await;
     }
@@ -241,7 +274,9 @@ pub async fn division_save(State(state): State<AppState>, posted: Posted) -> Res
     let values: HashMap<String, String> = posted.fields.iter().filter(|(k, _)| k != "csrf").cloned().collect();
     let mut errors = Errors::new();
     let id = DivisionId::parse(posted.get("id").unwrap_or("")).map_err(|e| errors.insert("id".into(), e.problem)).ok();
-    let email = EmailAddress::parse(posted.get("notification_email").unwrap_or("")).map_err(|e| errors.insert("notification_email".into(), e.problem)).ok();
+    let email = EmailAddress::parse(posted.get("notification_email").unwrap_or(""))
+        .map_err(|e| errors.insert("notification_email".into(), e.problem))
+        .ok();
     let minutes = match posted.get("answer_minutes").map(str::parse::<u32>) {
         None => None,
         Some(Ok(m)) => Some(m),
@@ -256,10 +291,16 @@ pub async fn division_save(State(state): State<AppState>, posted: Posted) -> Res
     if !errors.is_empty() {
         return divisions(&state, &user, values, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
     }
-    let terms = DivisionTerms { name: posted.get("name").unwrap_or("").to_owned(), notification_email, answer_minutes: minutes };
+    let terms = DivisionTerms {
+        name: posted.get("name").unwrap_or("").to_owned(),
+        notification_email,
+        answer_minutes: minutes,
+    };
     match state.registry.execute(RegistryCommand::SaveDivision { division_id, terms }, &context(&user)).await {
         Ok(_) => Redirect::to("/console/admin/divisions").into_response(),
-        Err(failure) => divisions(&state, &user, values, registry_errors(failure, l), StatusCode::UNPROCESSABLE_ENTITY).await,
+        Err(failure) => {
+            divisions(&state, &user, values, registry_errors(failure, l), StatusCode::UNPROCESSABLE_ENTITY).await
+        }
     }
 }
 
@@ -270,7 +311,13 @@ pub async fn contracts_page(State(state): State<AppState>, user: StaffUser) -> R
     contracts(&state, &user, HashMap::new(), Errors::new(), StatusCode::OK).await
 }
 
-async fn contracts(state: &AppState, user: &StaffUser, values: HashMap<String, String>, errors: Errors, status: StatusCode) -> Response {
+async fn contracts(
+    state: &AppState,
+    user: &StaffUser,
+    values: HashMap<String, String>,
+    errors: Errors,
+    status: StatusCode,
+) -> Response {
     if user.caller.role != Role::Admin {
         return forbidden(state, user).await;
     }
@@ -329,7 +376,9 @@ pub async fn contract_save(State(state): State<AppState>, posted: Posted) -> Res
     let values: HashMap<String, String> = posted.fields.iter().filter(|(k, _)| k != "csrf").cloned().collect();
     let mut errors = Errors::new();
     let id = ContractId::parse(posted.get("id").unwrap_or("")).map_err(|e| errors.insert("id".into(), e.problem)).ok();
-    let terms = serde_json::from_str::<ContractTerms>(posted.raw("terms").unwrap_or("")).map_err(|e| errors.insert("terms".into(), e.to_string())).ok();
+    let terms = serde_json::from_str::<ContractTerms>(posted.raw("terms").unwrap_or(""))
+        .map_err(|e| errors.insert("terms".into(), e.to_string()))
+        .ok();
     let (Some(contract_id), Some(terms)) = (id, terms) else {
         return contracts(&state, &user, values, errors, StatusCode::UNPROCESSABLE_ENTITY).await;
     };
@@ -356,7 +405,9 @@ pub async fn contract_retire(State(state): State<AppState>, posted: Posted) -> R
     };
     match state.registry.execute(RegistryCommand::RetireContract { contract_id }, &context(&user)).await {
         Ok(_) => Redirect::to("/console/admin/contracts").into_response(),
-        Err(failure) => contracts(&state, &user, HashMap::new(), registry_errors(failure, l), StatusCode::CONFLICT).await,
+        Err(failure) => {
+            contracts(&state, &user, HashMap::new(), registry_errors(failure, l), StatusCode::CONFLICT).await
+        }
     }
 }
 
@@ -367,7 +418,13 @@ pub async fn replies_page(State(state): State<AppState>, user: StaffUser) -> Res
     replies(&state, &user, HashMap::new(), Errors::new(), StatusCode::OK).await
 }
 
-async fn replies(state: &AppState, user: &StaffUser, values: HashMap<String, String>, errors: Errors, status: StatusCode) -> Response {
+async fn replies(
+    state: &AppState,
+    user: &StaffUser,
+    values: HashMap<String, String>,
+    errors: Errors,
+    status: StatusCode,
+) -> Response {
     if user.caller.role != Role::Admin {
         return forbidden(state, user).await;
     }
@@ -425,7 +482,10 @@ pub async fn reply_save(State(state): State<AppState>, posted: Posted) -> Respon
     let mut errors = Errors::new();
     let id = posted.get("id").unwrap_or("").to_owned();
     if id.is_empty() || id.len() > 100 || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        errors.insert("id".into(), tr(l, "1–100 betű, szám, '-', '_' vagy '.'.", "1-100 letters, digits, '-', '_' or '.'.").into());
+        errors.insert(
+            "id".into(),
+            tr(l, "1–100 betű, szám, '-', '_' vagy '.'.", "1-100 letters, digits, '-', '_' or '.'.").into(),
+        );
     }
     let title = posted.get("title").unwrap_or("").to_owned();
     if title.is_empty() || title.chars().count() > 200 {

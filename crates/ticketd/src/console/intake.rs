@@ -84,7 +84,13 @@ fn form(user: &StaffUser, values: &HashMap<String, String>, problem: Option<&Pro
     }
 }
 
-async fn show(state: &AppState, user: &StaffUser, values: &HashMap<String, String>, problem: Option<&Problem>, status: StatusCode) -> Response {
+async fn show(
+    state: &AppState,
+    user: &StaffUser,
+    values: &HashMap<String, String>,
+    problem: Option<&Problem>,
+    status: StatusCode,
+) -> Response {
     let counts = nav_counts(state, user).await;
     let title = tr(user.language, "Új bejelentés", "New report");
     respond(status, layout(user, title, &Section::New, &counts, PageData::default(), form(user, values, problem)))
@@ -120,7 +126,19 @@ pub async fn submit(State(state): State<AppState>, request: Request) -> Response
     }
     let request = Request::from_parts(parts, body);
     let Ok(mut multipart) = Multipart::from_request(request, &state).await else {
-        return show(&state, &user, &HashMap::new(), Some(&problem(StatusCode::BAD_REQUEST, "malformed_form", tr(l, "Az űrlap nem olvasható.", "The form could not be read.").into(), None)), StatusCode::BAD_REQUEST).await;
+        return show(
+            &state,
+            &user,
+            &HashMap::new(),
+            Some(&problem(
+                StatusCode::BAD_REQUEST,
+                "malformed_form",
+                tr(l, "Az űrlap nem olvasható.", "The form could not be read.").into(),
+                None,
+            )),
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
     };
     let mut values: HashMap<String, String> = HashMap::new();
     let mut file: Option<(String, Vec<u8>)> = None;
@@ -134,7 +152,12 @@ pub async fn submit(State(state): State<AppState>, request: Request) -> Response
                         Ok(bytes) if bytes.is_empty() => {}
                         Ok(bytes) => file = Some((file_name, bytes.to_vec())),
                         Err(_) => {
-                            let p = problem(StatusCode::PAYLOAD_TOO_LARGE, "attachment_too_large", tr(l, "A csatolmány túl nagy.", "The attachment is too large.").into(), Some("attachment"));
+                            let p = problem(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                "attachment_too_large",
+                                tr(l, "A csatolmány túl nagy.", "The attachment is too large.").into(),
+                                Some("attachment"),
+                            );
                             return show(&state, &user, &values, Some(&p), StatusCode::PAYLOAD_TOO_LARGE).await;
                         }
                     }
@@ -144,7 +167,12 @@ pub async fn submit(State(state): State<AppState>, request: Request) -> Response
             }
             Ok(None) => break,
             Err(_) => {
-                let p = problem(StatusCode::PAYLOAD_TOO_LARGE, "attachment_too_large", tr(l, "Az űrlap túl nagy.", "The form is too large.").into(), Some("attachment"));
+                let p = problem(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "attachment_too_large",
+                    tr(l, "Az űrlap túl nagy.", "The form is too large.").into(),
+                    Some("attachment"),
+                );
                 return show(&state, &user, &values, Some(&p), StatusCode::PAYLOAD_TOO_LARGE).await;
             }
         }
@@ -178,7 +206,8 @@ pub async fn submit(State(state): State<AppState>, request: Request) -> Response
         }
     };
     // Check the fields before storing a file for them.
-    if let Err(error) = commands::receive_command(&create, ticket_domain::vocabulary::TicketNumber::new(1).expect("1")) {
+    if let Err(error) = commands::receive_command(&create, ticket_domain::vocabulary::TicketNumber::new(1).expect("1"))
+    {
         return show(&state, &user, &values, Some(&error.problem), error.status).await;
     }
     let mut attachments = Vec::new();
@@ -186,7 +215,12 @@ pub async fn submit(State(state): State<AppState>, request: Request) -> Response
         match state.intake.attachments.put(file_name, bytes).await {
             Ok(reference) => attachments.push(reference),
             Err(error) => {
-                let p = problem(StatusCode::UNPROCESSABLE_ENTITY, "attachment_refused", error.to_string(), Some("attachment"));
+                let p = problem(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "attachment_refused",
+                    error.to_string(),
+                    Some("attachment"),
+                );
                 return show(&state, &user, &values, Some(&p), StatusCode::UNPROCESSABLE_ENTITY).await;
             }
         }
@@ -197,21 +231,35 @@ pub async fn submit(State(state): State<AppState>, request: Request) -> Response
         raw.extend_from_slice(a.sha256.as_bytes());
     }
     let fingerprint = Fingerprint { method: "POST", path: "/console/new", body: &raw };
-    match commands::run(&state, &user.caller, None, key, &fingerprint, CommandRequest::Create { body: &create, attachments }).await {
+    match commands::run(
+        &state,
+        &user.caller,
+        None,
+        key,
+        &fingerprint,
+        CommandRequest::Create { body: &create, attachments },
+    )
+    .await
+    {
         Ok(Answer::Ticket { view, .. }) => Redirect::to(&format!("/console/tickets/{}", view.number)).into_response(),
         Ok(Answer::Stored { status, body }) if status < 300 => match serde_json::from_str::<TicketView>(&body) {
             Ok(view) => Redirect::to(&format!("/console/tickets/{}", view.number)).into_response(),
             Err(_) => Redirect::to("/console").into_response(),
         },
         Ok(Answer::Stored { body, status }) => {
-            let p = serde_json::from_str::<Problem>(&body).unwrap_or_else(|_| problem(StatusCode::CONFLICT, "refused", body.clone(), None));
+            let p = serde_json::from_str::<Problem>(&body)
+                .unwrap_or_else(|_| problem(StatusCode::CONFLICT, "refused", body.clone(), None));
             show(&state, &user, &values, Some(&p), StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT)).await
         }
         Ok(Answer::InProgress) => {
-            let p = problem(StatusCode::CONFLICT, "request_in_progress", tr(l, "Az előző beküldés még fut.", "The first submission is still running.").into(), None);
+            let p = problem(
+                StatusCode::CONFLICT,
+                "request_in_progress",
+                tr(l, "Az előző beküldés még fut.", "The first submission is still running.").into(),
+                None,
+            );
             show(&state, &user, &values, Some(&p), StatusCode::CONFLICT).await
         }
         Err(error) => show(&state, &user, &values, Some(&error.problem), error.status).await,
     }
 }
-

@@ -25,8 +25,12 @@ pub const SERVICE_AREAS: Words = &[
     ("process_improvement_consulting", "Folyamatfejlesztési tanácsadás", "Process-improvement consulting"),
     ("other", "Egyéb", "Other"),
 ];
-pub const PRIORITIES: Words =
-    &[("low", "Alacsony", "Low"), ("normal", "Normál", "Normal"), ("high", "Magas", "High"), ("urgent", "Sürgős", "Urgent")];
+pub const PRIORITIES: Words = &[
+    ("low", "Alacsony", "Low"),
+    ("normal", "Normál", "Normal"),
+    ("high", "Magas", "High"),
+    ("urgent", "Sürgős", "Urgent"),
+];
 pub const CONTACT_METHODS: Words = &[
     ("phone", "Telefon", "Phone"),
     ("email", "E-mail", "E-mail"),

@@ -51,7 +51,12 @@ impl Live {
 
     /// Who has a ticket open now (display names).
     pub fn present(&self, ticket: i64) -> Vec<String> {
-        self.presence.lock().expect("presence lock").get(&ticket).map(|m| m.keys().cloned().collect()).unwrap_or_default()
+        self.presence
+            .lock()
+            .expect("presence lock")
+            .get(&ticket)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn enter(self: &Arc<Self>, ticket: i64, name: &str) -> PresenceGuard {

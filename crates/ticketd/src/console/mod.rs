@@ -71,7 +71,8 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The console's Content-Security-Policy: nothing inline, nothing from elsewhere, no framing.
-pub const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+pub const CSP: &str =
+    "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 /// Security headers on every HTML page (console and public) and asset.
 pub async fn security_headers(request: Request, next: Next) -> Response {
@@ -122,7 +123,14 @@ pub enum Section {
 }
 
 /// A whole console page for a signed-in user, with the navigation and the shortcuts' list.
-pub fn layout(user: &StaffUser, title: &str, section: &Section, counts: &[(String, i64)], data: PageData, content: Markup) -> Markup {
+pub fn layout(
+    user: &StaffUser,
+    title: &str,
+    section: &Section,
+    counts: &[(String, i64)],
+    data: PageData,
+    content: Markup,
+) -> Markup {
     let l = user.language;
     html! {
         (DOCTYPE)
@@ -249,13 +257,26 @@ pub async fn nav_counts(state: &AppState, user: &StaffUser) -> Vec<(String, i64)
 }
 
 /// A page with one message for a signed-in user (403, 404, …).
-pub async fn message(state: &AppState, user: &StaffUser, status: axum::http::StatusCode, title: &str, text: &str) -> Response {
+pub async fn message(
+    state: &AppState,
+    user: &StaffUser,
+    status: axum::http::StatusCode,
+    title: &str,
+    text: &str,
+) -> Response {
     let counts = nav_counts(state, user).await;
     respond(
         status,
-        layout(user, title, &Section::Ticket, &counts, PageData::default(), html! {
-            h1 { (title) }
-            p role="alert" { (text) }
-        }),
+        layout(
+            user,
+            title,
+            &Section::Ticket,
+            &counts,
+            PageData::default(),
+            html! {
+                h1 { (title) }
+                p role="alert" { (text) }
+            },
+        ),
     )
 }

@@ -102,7 +102,12 @@ fn queue_of(name: &str) -> Option<Queue> {
 }
 
 /// The SLA badge: its state in words and a class for its colour.
-pub fn sla_badge(row_due: Option<DateTime<Utc>>, left_seconds: Option<i64>, paused: bool, language: Language) -> Markup {
+pub fn sla_badge(
+    row_due: Option<DateTime<Utc>>,
+    left_seconds: Option<i64>,
+    paused: bool,
+    language: Language,
+) -> Markup {
     let Some(due) = row_due else {
         if paused {
             return html! { span.badge.sla-paused { (tr(language, "Szüneteltetve", "Paused")) } };
@@ -129,13 +134,23 @@ pub fn sla_badge(row_due: Option<DateTime<Utc>>, left_seconds: Option<i64>, paus
 }
 
 /// One row of a queue table.
-pub fn row_markup(state: &AppState, registry: &ticket_domain::registry::Registry, row: &QueueRow, now: DateTime<Utc>, user: &StaffUser, selectable: bool) -> Markup {
+pub fn row_markup(
+    state: &AppState,
+    registry: &ticket_domain::registry::Registry,
+    row: &QueueRow,
+    now: DateTime<Utc>,
+    user: &StaffUser,
+    selectable: bool,
+) -> Markup {
     let l = user.language;
     let contract = row.contract_id.as_deref().and_then(|id| ContractId::parse(id).ok());
     let calendar = registry.calendar_for(contract.as_ref(), &state.calendar);
     let left = row.due_at.map(|due| calendar.left_until(now, due).num_seconds());
     let assignee = row.assignee.as_deref().map(|a| {
-        StaffName::parse(a).ok().and_then(|n| registry.staff.get(&n).map(|t| t.shown_name(&n).to_owned())).unwrap_or_else(|| a.to_owned())
+        StaffName::parse(a)
+            .ok()
+            .and_then(|n| registry.staff.get(&n).map(|t| t.shown_name(&n).to_owned()))
+            .unwrap_or_else(|| a.to_owned())
     });
     html! {
         tr data-number=(row.number) data-id=(row.ticket_id) {
@@ -173,12 +188,24 @@ fn columns(language: Language) -> [(&'static str, &'static str); 10] {
 }
 
 async fn saved_views(state: &AppState, owner: &str) -> Vec<(String, String, String)> {
-    sql::fetch(&state.database, "SELECT name, queue, query FROM saved_views WHERE owner = $1 ORDER BY name", vec![owner.into()])
-        .await
-        .unwrap_or_default()
+    sql::fetch(
+        &state.database,
+        "SELECT name, queue, query FROM saved_views WHERE owner = $1 ORDER BY name",
+        vec![owner.into()],
+    )
+    .await
+    .unwrap_or_default()
 }
 
-fn select(id: &str, name: &str, label: &str, current: Option<&str>, options: &[(String, String)], error: Option<&String>, any: &str) -> Markup {
+fn select(
+    id: &str,
+    name: &str,
+    label: &str,
+    current: Option<&str>,
+    options: &[(String, String)],
+    error: Option<&String>,
+    any: &str,
+) -> Markup {
     html! {
         label for=(id) {
             (label)
@@ -210,21 +237,42 @@ pub async fn page(
 async fn render(state: &AppState, user: &StaffUser, name: &str, filters: Filters, notice: Option<Markup>) -> Response {
     let l = user.language;
     let Some(queue) = queue_of(name) else {
-        return super::message(state, user, StatusCode::NOT_FOUND, tr(l, "Nincs ilyen sor", "No such queue"), tr(l, "Válasszon a bal oldali listából.", "Pick one from the list on the left.")).await;
+        return super::message(
+            state,
+            user,
+            StatusCode::NOT_FOUND,
+            tr(l, "Nincs ilyen sor", "No such queue"),
+            tr(l, "Válasszon a bal oldali listából.", "Pick one from the list on the left."),
+        )
+        .await;
     };
     let (filter, errors) = filter_of(&filters, l);
     let rows = match queues::queue(&state.database, queue, &user.name, &filter).await {
         Ok(rows) => rows,
         Err(error) => {
             tracing::error!(%error, "reading a queue for the console");
-            return super::message(state, user, StatusCode::SERVICE_UNAVAILABLE, "503", tr(l, "A sor most nem olvasható; próbálja újra.", "The queue cannot be read now; try again.")).await;
+            return super::message(
+                state,
+                user,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503",
+                tr(l, "A sor most nem olvasható; próbálja újra.", "The queue cannot be read now; try again."),
+            )
+            .await;
         }
     };
     let registry = match state.registry.current().await {
         Ok(r) => r,
         Err(error) => {
             tracing::error!(%error, "reading the registry for the console");
-            return super::message(state, user, StatusCode::SERVICE_UNAVAILABLE, "503", tr(l, "Próbálja újra.", "Try again.")).await;
+            return super::message(
+                state,
+                user,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503",
+                tr(l, "Próbálja újra.", "Try again."),
+            )
+            .await;
         }
     };
     let now = state.service.clock().now();
@@ -243,9 +291,16 @@ async fn render(state: &AppState, user: &StaffUser, name: &str, filters: Filters
     let counts = nav_counts(state, user).await;
     let views = saved_views(state, &user.name).await;
     let error_of = |key: &str| errors.iter().find(|(k, _)| *k == key).map(|(_, e)| e);
-    let staff: Vec<(String, String)> = registry.staff.iter().filter(|(_, t)| !t.disabled).map(|(n, t)| (n.to_string(), t.shown_name(n).to_owned())).collect();
-    let divisions: Vec<(String, String)> = registry.divisions.iter().map(|(id, d)| (id.to_string(), d.name.clone())).collect();
-    let contracts: Vec<(String, String)> = registry.contracts.iter().filter(|(_, c)| !c.retired).map(|(id, _)| (id.to_string(), id.to_string())).collect();
+    let staff: Vec<(String, String)> = registry
+        .staff
+        .iter()
+        .filter(|(_, t)| !t.disabled)
+        .map(|(n, t)| (n.to_string(), t.shown_name(n).to_owned()))
+        .collect();
+    let divisions: Vec<(String, String)> =
+        registry.divisions.iter().map(|(id, d)| (id.to_string(), d.name.clone())).collect();
+    let contracts: Vec<(String, String)> =
+        registry.contracts.iter().filter(|(_, c)| !c.retired).map(|(id, _)| (id.to_string(), id.to_string())).collect();
     let page_number = filter.offset / PAGE_ROWS + 1;
     let here = format!("/console/queues/{name}");
     let query_now = filters.query(&[]);
@@ -379,7 +434,9 @@ pub async fn row(
     let (mut filter, _) = filter_of(&Filters { pairs }, user.language);
     filter.number = Some(number);
     filter.offset = 0;
-    let (Ok(rows), Ok(registry)) = (queues::queue(&state.database, queue, &user.name, &filter).await, state.registry.current().await) else {
+    let (Ok(rows), Ok(registry)) =
+        (queues::queue(&state.database, queue, &user.name, &filter).await, state.registry.current().await)
+    else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let now = state.service.clock().now();
@@ -407,7 +464,9 @@ pub async fn bulk(State(state): State<AppState>, Path(name): Path<String>, poste
     let numbers: Vec<u64> = posted.all("ticket").iter().filter_map(|n| n.parse().ok()).collect();
     let mut problems: Vec<String> = Vec::new();
     let assignee = posted.get("assignee").map(|a| StaffName::parse(a).map_err(|e| e.problem));
-    let priority = posted.get("priority").map(|p| Priority::ALL.into_iter().find(|x| x.name() == p).ok_or("unknown priority".to_owned()));
+    let priority = posted
+        .get("priority")
+        .map(|p| Priority::ALL.into_iter().find(|x| x.name() == p).ok_or("unknown priority".to_owned()));
     let reason = posted.get("reason").map(Reason::parse);
     let mut commands_to_run: Vec<(&str, TicketCommand)> = Vec::new();
     match assignee {
@@ -416,8 +475,11 @@ pub async fn bulk(State(state): State<AppState>, Path(name): Path<String>, poste
         None => {}
     }
     match (priority, reason) {
-        (Some(Ok(priority)), Some(Ok(reason))) => commands_to_run.push(("priority", TicketCommand::Prioritise { priority, reason })),
-        (Some(Ok(_)), None) => problems.push(tr(l, "A prioritás módosításához indok kell.", "A priority change needs a reason.").to_owned()),
+        (Some(Ok(priority)), Some(Ok(reason))) => {
+            commands_to_run.push(("priority", TicketCommand::Prioritise { priority, reason }))
+        }
+        (Some(Ok(_)), None) => problems
+            .push(tr(l, "A prioritás módosításához indok kell.", "A priority change needs a reason.").to_owned()),
         (Some(Ok(_)), Some(Err(e))) => problems.push(e.problem),
         (Some(Err(e)), _) => problems.push(e),
         (None, _) => {}
@@ -449,14 +511,25 @@ pub async fn bulk(State(state): State<AppState>, Path(name): Path<String>, poste
                 let body = format!("{action}:{number}");
                 let fingerprint = Fingerprint { method: "POST", path: &posted.path, body: body.as_bytes() };
                 let item_key = (!key.is_empty()).then(|| format!("console-bulk-{key}-{action}-{number}"));
-                match commands::run(&state, &user.caller, None, item_key, &fingerprint, Request::Command { ticket_id, command: command.clone() }).await {
+                match commands::run(
+                    &state,
+                    &user.caller,
+                    None,
+                    item_key,
+                    &fingerprint,
+                    Request::Command { ticket_id, command: command.clone() },
+                )
+                .await
+                {
                     Ok(Answer::Ticket { .. }) => done += 1,
                     Ok(Answer::Stored { status, body }) if status < 300 => {
                         let _ = body;
                         done += 1;
                     }
                     Ok(Answer::Stored { body, .. }) => problems.push(format!("#{number}: {}", problem_detail(&body))),
-                    Ok(Answer::InProgress) => problems.push(format!("#{number}: {}", tr(l, "még folyamatban", "still in progress"))),
+                    Ok(Answer::InProgress) => {
+                        problems.push(format!("#{number}: {}", tr(l, "még folyamatban", "still in progress")))
+                    }
                     Err(error) => problems.push(format!("#{number}: {}", error.problem.detail)),
                 }
             }
@@ -492,14 +565,20 @@ pub async fn save_view(State(state): State<AppState>, posted: Posted) -> Respons
             tracing::error!(%error, "saving a view");
         }
     }
-    let target = if query.is_empty() { format!("/console/queues/{queue}") } else { format!("/console/queues/{queue}?{query}") };
+    let target =
+        if query.is_empty() { format!("/console/queues/{queue}") } else { format!("/console/queues/{queue}?{query}") };
     Redirect::to(&target).into_response()
 }
 
 /// `POST /console/views/delete`.
 pub async fn delete_view(State(state): State<AppState>, posted: Posted) -> Response {
     let name = posted.get("name").unwrap_or("").to_owned();
-    let _ = sql::execute(&state.database, "DELETE FROM saved_views WHERE owner = $1 AND name = $2", vec![posted.user.name.clone().into(), name.into()]).await;
+    let _ = sql::execute(
+        &state.database,
+        "DELETE FROM saved_views WHERE owner = $1 AND name = $2",
+        vec![posted.user.name.clone().into(), name.into()],
+    )
+    .await;
     let back = posted.get("back").filter(|b| b.starts_with("/console/")).unwrap_or("/console").to_owned();
     Redirect::to(&back).into_response()
 }

@@ -63,7 +63,8 @@ impl Console {
 
     fn cookie(&self, token: &str, max_age: i64) -> HeaderValue {
         let secure = if self.secure { "; Secure" } else { "" };
-        let value = format!("{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}", self.cookie_name());
+        let value =
+            format!("{}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}", self.cookie_name());
         HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static(""))
     }
 
@@ -116,7 +117,8 @@ pub async fn user_of(state: &AppState, headers: &HeaderMap) -> Result<StaffUser,
         .map_err(|e| NoUser::Failed(e.to_string()))?
         .ok_or(NoUser::SignIn)?;
     let registry = state.registry.current().await.map_err(|e| NoUser::Failed(e.to_string()))?;
-    let entry = StaffName::parse(&session.name).ok().and_then(|name| registry.staff.get(&name).map(|t| (name, t.clone())));
+    let entry =
+        StaffName::parse(&session.name).ok().and_then(|name| registry.staff.get(&name).map(|t| (name, t.clone())));
     let Some((name, terms)) = entry.filter(|(_, t)| !t.disabled) else {
         // Disabled or removed since: the session ends now.
         let _ = accounts::end_session(&state.database, &session.token_hash).await;
@@ -140,13 +142,26 @@ fn to_sign_in(path_and_query: &str) -> Response {
 
 fn url_escape(text: &str) -> String {
     text.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"/-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
 fn failure(detail: &str) -> Response {
     tracing::error!(detail, "console request failed");
-    respond(StatusCode::INTERNAL_SERVER_ERROR, plain_page(Language::Hu, "Hiba / Error", "Valami elromlott; próbálja újra. / Something went wrong; please try again."))
+    respond(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        plain_page(
+            Language::Hu,
+            "Hiba / Error",
+            "Valami elromlott; próbálja újra. / Something went wrong; please try again.",
+        ),
+    )
 }
 
 /// A page outside the signed-in layout (sign-in, refusals before a user is known).
@@ -186,7 +201,11 @@ pub fn check_origin(headers: &HeaderMap, console: &Console) -> Result<(), Respon
         tracing::warn!(why, "console POST refused");
         Err(respond(
             StatusCode::FORBIDDEN,
-            plain_page(Language::Hu, "Elutasítva / Refused", "Ez a kérés nem a konzol saját oldaláról jött. / This request did not come from the console's own pages."),
+            plain_page(
+                Language::Hu,
+                "Elutasítva / Refused",
+                "Ez a kérés nem a konzol saját oldaláról jött. / This request did not come from the console's own pages.",
+            ),
         ))
     };
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
@@ -255,7 +274,14 @@ impl FromRequest<AppState> for Posted {
         check_origin(&parts.headers, &state.console)?;
         let user = StaffUser::from_request_parts(&mut parts, state).await?;
         let bytes = axum::body::to_bytes(body, crate::http::REQUEST_BODY_BYTES_MAX).await.map_err(|_| {
-            respond(StatusCode::PAYLOAD_TOO_LARGE, plain_page(user.language, "413", tr(user.language, "A beküldött űrlap túl nagy.", "The form sent is too large.")))
+            respond(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                plain_page(
+                    user.language,
+                    "413",
+                    tr(user.language, "A beküldött űrlap túl nagy.", "The form sent is too large."),
+                ),
+            )
         })?;
         let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).unwrap_or_default();
         let token = fields.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str()).unwrap_or("");
@@ -359,7 +385,8 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Response 
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait.as_secs().max(1)));
         return response;
     }
-    let registry = match state.registry.current().await {
+    // Read fresh (not the 5 s cache): an account disabled a moment ago signs in no more.
+    let registry = match state.registry.load().await {
         Ok(registry) => registry,
         Err(error) => return failure(&error.to_string()),
     };
@@ -376,7 +403,8 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Response 
     };
     // A wrong name costs what a wrong password costs: the decoy hash is checked instead.
     let (hash, totp) = credentials.clone().unwrap_or_else(|| (accounts::decoy_hash().to_owned(), None));
-    let checked = tokio::task::spawn_blocking(move || accounts::verify_password(&hash, &password)).await.unwrap_or(false);
+    let checked =
+        tokio::task::spawn_blocking(move || accounts::verify_password(&hash, &password)).await.unwrap_or(false);
     let now = state.service.clock().now();
     let second_factor = match &totp {
         Some(secret) => accounts::check_totp(secret, &code, now),

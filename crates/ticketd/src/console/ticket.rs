@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde_json::{Map, Value, json};
 use ticket_app::TicketRecord;
-use ticket_domain::vocabulary::{Actor, Language, Role};
 use ticket_domain::TicketEvent;
+use ticket_domain::vocabulary::{Actor, Language, Role};
 
 use super::labels::{self, CATEGORIES, CONTACT_METHODS, OUTCOMES, PRIORITIES, SERVICE_AREAS};
 use super::{PageData, Posted, Section, StaffUser, layout, local_time, nav_counts, respond};
@@ -295,7 +295,16 @@ fn text_input(action: &str, field: &str, label: &str, draft: &Draft, required: b
     }
 }
 
-fn choice(action: &str, field: &str, label: &str, draft: &Draft, list: labels::Words, language: Language, current: Option<&str>, optional: bool) -> Markup {
+fn choice(
+    action: &str,
+    field: &str,
+    label: &str,
+    draft: &Draft,
+    list: labels::Words,
+    language: Language,
+    current: Option<&str>,
+    optional: bool,
+) -> Markup {
     let id = format!("{action}-{field}");
     let error = draft.field_error(action, field);
     let selected = draft.value(action, field).or(current);
@@ -348,7 +357,9 @@ fn action_form(
                 (text_area(action, "reason", tr(l, "Miért kell továbbítani?", "Why it needs the division"), draft, true))
             }
         }
-        "escalation-answer" => text_area(action, "outcome", tr(l, "A szakterület válasza", "The division's answer"), draft, true),
+        "escalation-answer" => {
+            text_area(action, "outcome", tr(l, "A szakterület válasza", "The division's answer"), draft, true)
+        }
         "resolve" => {
             let complaint = ticket.category == Some(ticket_domain::vocabulary::Category::Complaint);
             let checked = draft.action != action || draft.values.contains_key("within_own_authority");
@@ -365,10 +376,16 @@ fn action_form(
                 }
             }
         }
-        "close" => html! { p.hint { (tr(l, "Lezárás után az elégedettségi kérdőív kimegy.", "Closing sends the satisfaction survey.")) } },
+        "close" => {
+            html! { p.hint { (tr(l, "Lezárás után az elégedettségi kérdőív kimegy.", "Closing sends the satisfaction survey.")) } }
+        }
         "reopen" => text_area(action, "reason", tr(l, "Miért nyitja újra?", "Why reopen it?"), draft, true),
-        "out-of-scope" => text_area(action, "reason", tr(l, "Miért esik kívül a hatókörön?", "Why is it out of scope?"), draft, true),
-        "notes" => text_area(action, "body", tr(l, "Jegyzet (csak a munkatársak látják)", "Note (staff only)"), draft, true),
+        "out-of-scope" => {
+            text_area(action, "reason", tr(l, "Miért esik kívül a hatókörön?", "Why is it out of scope?"), draft, true)
+        }
+        "notes" => {
+            text_area(action, "body", tr(l, "Jegyzet (csak a munkatársak látják)", "Note (staff only)"), draft, true)
+        }
         "replies" => html! {
             (text_area(action, "body", tr(l, "Üzenet az ügyfélnek", "Message to the customer"), draft, true))
         },
@@ -410,10 +427,12 @@ fn action_form(
     };
     let canned_list: Vec<&(String, String, String, String)> = canned
         .iter()
-        .filter(|(_, title, _, body)| canned_q.is_none_or(|q| {
-            let q = q.to_lowercase();
-            title.to_lowercase().contains(&q) || body.to_lowercase().contains(&q)
-        }))
+        .filter(|(_, title, _, body)| {
+            canned_q.is_none_or(|q| {
+                let q = q.to_lowercase();
+                title.to_lowercase().contains(&q) || body.to_lowercase().contains(&q)
+            })
+        })
         .collect();
     html! {
         details.action id={"action-" (action)} open[open] {
@@ -443,7 +462,12 @@ fn action_form(
 }
 
 /// What changed since `version`: the events after it, in words.
-fn changes_since(history: &[TicketRecord], version: u64, registry: &ticket_domain::registry::Registry, language: Language) -> Markup {
+fn changes_since(
+    history: &[TicketRecord],
+    version: u64,
+    registry: &ticket_domain::registry::Registry,
+    language: Language,
+) -> Markup {
     let l = language;
     let newer: Vec<&TicketRecord> = history.iter().filter(|r| r.version > version).collect();
     html! {
@@ -467,15 +491,31 @@ fn changes_since(history: &[TicketRecord], version: u64, registry: &ticket_domai
     }
 }
 
-async fn render(state: &AppState, user: &StaffUser, number: &str, draft: Draft, canned_q: Option<&str>, status: StatusCode) -> Response {
+async fn render(
+    state: &AppState,
+    user: &StaffUser,
+    number: &str,
+    draft: Draft,
+    canned_q: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let l = user.language;
     let not_found = || async {
-        super::message(state, user, StatusCode::NOT_FOUND, tr(l, "Nincs ilyen jegy", "No such ticket"), &format!("#{number}")).await
+        super::message(
+            state,
+            user,
+            StatusCode::NOT_FOUND,
+            tr(l, "Nincs ilyen jegy", "No such ticket"),
+            &format!("#{number}"),
+        )
+        .await
     };
     let ticket_id = match commands::resolve_ticket(state, number).await {
         Ok(id) => id,
         Err(error) if error.status == StatusCode::NOT_FOUND => return not_found().await,
-        Err(error) => return super::message(state, user, error.status, &error.problem.title, &error.problem.detail).await,
+        Err(error) => {
+            return super::message(state, user, error.status, &error.problem.title, &error.problem.detail).await;
+        }
     };
     let (ticket, history) = match (state.service.load(ticket_id).await, state.service.history(ticket_id).await) {
         (Ok(t), Ok(h)) => (t, h),
@@ -488,13 +528,19 @@ async fn render(state: &AppState, user: &StaffUser, number: &str, draft: Draft, 
     let Some(current) = view(ticket_id, &ticket) else { return not_found().await };
     let registry = match state.registry.current().await {
         Ok(r) => r,
-        Err(error) => return super::message(state, user, StatusCode::SERVICE_UNAVAILABLE, "503", &error.to_string()).await,
+        Err(error) => {
+            return super::message(state, user, StatusCode::SERVICE_UNAVAILABLE, "503", &error.to_string()).await;
+        }
     };
     let clocks = ticket_projections::sla_clocks::clocks_of(&state.database, ticket_id).await.unwrap_or_default();
     let mails = ticket_mail::outbox::for_ticket(&state.database, ticket_id).await.unwrap_or_default();
     let may_act = commands::may_command(&user.caller).is_ok();
     let canned = if may_act { canned_replies(state).await } else { Vec::new() };
-    let causes = if may_act && current.allowed_actions.iter().any(|a| a == "resolve") { root_causes(state).await } else { Vec::new() };
+    let causes = if may_act && current.allowed_actions.iter().any(|a| a == "resolve") {
+        root_causes(state).await
+    } else {
+        Vec::new()
+    };
     let counts = nav_counts(state, user).await;
     let now = state.service.clock().now();
     let contract = current.contract_id.as_deref().and_then(|id| ticket_domain::vocabulary::ContractId::parse(id).ok());
@@ -502,11 +548,30 @@ async fn render(state: &AppState, user: &StaffUser, number: &str, draft: Draft, 
     let present = state.console.live.present(current.number as i64);
     let n = current.number;
     let assignee = current.assignee.as_deref().map(|a| {
-        ticket_domain::vocabulary::StaffName::parse(a).ok().and_then(|s| registry.staff.get(&s).map(|t| t.shown_name(&s).to_owned())).unwrap_or_else(|| a.to_owned())
+        ticket_domain::vocabulary::StaffName::parse(a)
+            .ok()
+            .and_then(|s| registry.staff.get(&s).map(|t| t.shown_name(&s).to_owned()))
+            .unwrap_or_else(|| a.to_owned())
     });
     let may_read_attachments = user.caller.role != Role::QualityManager;
     let title = format!("#{n} {}", current.subject);
-    let order = ["replies", "notes", "acknowledge", "investigate", "escalate", "escalation-answer", "resolve", "close", "reopen", "assign", "priority", "reclassify", "contract", "out-of-scope", "survey-answer"];
+    let order = [
+        "replies",
+        "notes",
+        "acknowledge",
+        "investigate",
+        "escalate",
+        "escalation-answer",
+        "resolve",
+        "close",
+        "reopen",
+        "assign",
+        "priority",
+        "reclassify",
+        "contract",
+        "out-of-scope",
+        "survey-answer",
+    ];
     let content = html! {
         h1 { (title) }
         p #presence .presence aria-live="polite" { (super::live::presence_text(&present, &user.display_name, l)) }
@@ -613,7 +678,10 @@ fn parse_action(action: &str, body: Value, language: Language) -> Result<ticket_
             } else {
                 tr(language, "Érvénytelen érték.", "Not a valid value.").to_owned()
             };
-            ApiError::validation(format!("{field}: {problem}"), vec![crate::http::problem::FieldError { field, problem }])
+            ApiError::validation(
+                format!("{field}: {problem}"),
+                vec![crate::http::problem::FieldError { field, problem }],
+            )
         })
     }
     let action = match action {
@@ -638,18 +706,30 @@ fn parse_action(action: &str, body: Value, language: Language) -> Result<ticket_
 }
 
 /// `POST /console/tickets/{number}/{action}`: one workflow step from its form.
-pub async fn act(State(state): State<AppState>, Path((number, action)): Path<(String, String)>, posted: Posted) -> Response {
+pub async fn act(
+    State(state): State<AppState>,
+    Path((number, action)): Path<(String, String)>,
+    posted: Posted,
+) -> Response {
     let user = posted.user.clone();
     let l = user.language;
     if let Err(error) = commands::may_command(&user.caller) {
-        return super::message(&state, &user, StatusCode::FORBIDDEN, tr(l, "Nem engedélyezett", "Not allowed"), &error.problem.detail).await;
+        return super::message(
+            &state,
+            &user,
+            StatusCode::FORBIDDEN,
+            tr(l, "Nem engedélyezett", "Not allowed"),
+            &error.problem.detail,
+        )
+        .await;
     }
     let version: Option<u64> = posted.get("version").and_then(|v| v.parse().ok());
     let key = posted.get("idempotency_key").map(|k| format!("console-{k}"));
     let body = body_of(&action, &posted);
     let values: HashMap<String, String> = posted.fields.iter().filter(|(k, _)| k != "csrf").cloned().collect();
     let again = |problem: Problem, status: StatusCode| {
-        let draft = Draft { action: action.clone(), values: values.clone(), problem: Some(problem), from_version: version };
+        let draft =
+            Draft { action: action.clone(), values: values.clone(), problem: Some(problem), from_version: version };
         let user = user.clone();
         let number = number.clone();
         let state = state.clone();
@@ -657,17 +737,22 @@ pub async fn act(State(state): State<AppState>, Path((number, action)): Path<(St
     };
     let command = match parse_action(&action, body.clone(), l) {
         Ok(command) => command,
-        Err(error) if error.status == StatusCode::NOT_FOUND => return super::message(&state, &user, StatusCode::NOT_FOUND, "404", &error.problem.detail).await,
+        Err(error) if error.status == StatusCode::NOT_FOUND => {
+            return super::message(&state, &user, StatusCode::NOT_FOUND, "404", &error.problem.detail).await;
+        }
         Err(error) => return again(error.problem, error.status).await,
     };
     let ticket_id = match commands::resolve_ticket(&state, &number).await {
         Ok(id) => id,
-        Err(error) => return super::message(&state, &user, error.status, &error.problem.title, &error.problem.detail).await,
+        Err(error) => {
+            return super::message(&state, &user, error.status, &error.problem.title, &error.problem.detail).await;
+        }
     };
     let raw = serde_json::to_vec(&body).unwrap_or_default();
     let path = format!("/console/tickets/{number}/{action}");
     let fingerprint = Fingerprint { method: "POST", path: &path, body: &raw };
-    let answer = commands::run(&state, &user.caller, version, key, &fingerprint, Request::Command { ticket_id, command }).await;
+    let answer =
+        commands::run(&state, &user.caller, version, key, &fingerprint, Request::Command { ticket_id, command }).await;
     match answer {
         Ok(Answer::Ticket { view, .. }) => after(&view, &action),
         Ok(Answer::Stored { status, body }) if status < 300 => match serde_json::from_str::<TicketView>(&body) {
@@ -679,7 +764,17 @@ pub async fn act(State(state): State<AppState>, Path((number, action)): Path<(St
             Err(_) => Redirect::to(&format!("/console/tickets/{number}")).into_response(),
         },
         Ok(Answer::InProgress) => {
-            let problem = ApiError::new(StatusCode::CONFLICT, "request_in_progress", "In progress", tr(l, "Az előző beküldés még fut; várjon egy pillanatot, és töltse be újra az oldalt.", "The first submission is still running; wait a moment and reload the page.")).problem;
+            let problem = ApiError::new(
+                StatusCode::CONFLICT,
+                "request_in_progress",
+                "In progress",
+                tr(
+                    l,
+                    "Az előző beküldés még fut; várjon egy pillanatot, és töltse be újra az oldalt.",
+                    "The first submission is still running; wait a moment and reload the page.",
+                ),
+            )
+            .problem;
             again(problem, StatusCode::CONFLICT).await
         }
         Err(error) => again(localise(error.problem, l), error.status).await,
@@ -689,7 +784,12 @@ pub async fn act(State(state): State<AppState>, Path((number, action)): Path<(St
 /// The refusal in the user's language where we say it ourselves (the workflow's own reason stays).
 fn localise(mut problem: Problem, language: Language) -> Problem {
     if problem.code == "version_conflict" {
-        problem.detail = tr(language, "A jegyet közben más módosította; lent látja, mi változott.", "Someone changed the ticket meanwhile; what changed is shown below.").to_owned();
+        problem.detail = tr(
+            language,
+            "A jegyet közben más módosította; lent látja, mi változott.",
+            "Someone changed the ticket meanwhile; what changed is shown below.",
+        )
+        .to_owned();
     }
     problem
 }
@@ -705,11 +805,24 @@ fn after(view: &TicketView, action: &str) -> Response {
 
 /// `GET /console/tickets/{number}/attachments/{sha256}`: a file the customer sent (not for
 /// quality managers: attachments are personal data).
-pub async fn attachment(State(state): State<AppState>, user: StaffUser, Path((number, sha256)): Path<(String, String)>) -> Response {
+pub async fn attachment(
+    State(state): State<AppState>,
+    user: StaffUser,
+    Path((number, sha256)): Path<(String, String)>,
+) -> Response {
     if user.caller.role == Role::QualityManager {
-        return super::message(&state, &user, StatusCode::FORBIDDEN, "403", tr(user.language, "A csatolmányok személyes adatok.", "Attachments are personal data.")).await;
+        return super::message(
+            &state,
+            &user,
+            StatusCode::FORBIDDEN,
+            "403",
+            tr(user.language, "A csatolmányok személyes adatok.", "Attachments are personal data."),
+        )
+        .await;
     }
-    let Ok(ticket_id) = commands::resolve_ticket(&state, &number).await else { return StatusCode::NOT_FOUND.into_response() };
+    let Ok(ticket_id) = commands::resolve_ticket(&state, &number).await else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
     let Ok(history) = state.service.history(ticket_id).await else { return StatusCode::NOT_FOUND.into_response() };
     let found = history
         .iter()
@@ -720,11 +833,15 @@ pub async fn attachment(State(state): State<AppState>, user: StaffUser, Path((nu
         })
         .find(|a| a.sha256 == sha256);
     let Some(file) = found else { return StatusCode::NOT_FOUND.into_response() };
-    let Ok(Some(bytes)) = state.intake.attachments.get(&file.sha256).await else { return StatusCode::NOT_FOUND.into_response() };
+    let Ok(Some(bytes)) = state.intake.attachments.get(&file.sha256).await else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
     let mut response = bytes.into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_str(&file.media_type).unwrap_or(HeaderValue::from_static("application/octet-stream")));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&file.media_type).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
     headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment"));
     response
 }
-

@@ -223,6 +223,7 @@ fn rules() -> Vec<(&'static str, &'static str, Rule)> {
         ("DivisionTerms", "notification_email", Email),
         ("DivisionTerms", "answer_minutes", minutes()),
         ("StaffTerms", "email", Email),
+        ("StaffTerms", "display_name", Text(NAME_CHARS_MAX)),
         ("WorkingHours", "mon", hours()),
         ("WorkingHours", "tue", hours()),
         ("WorkingHours", "wed", hours()),
@@ -286,6 +287,8 @@ fn state_constraints(document: &mut Value) {
     // Reclassify changes something: a category, a service area, or both.
     schemas["ReclassifyBody"]["anyOf"] =
         json!(["category", "service_area"].map(|p| given(p, json!({"not": {"type": "null"}}))));
+    // A reporter is reached by e-mail, by phone, or both.
+    schemas["ReporterInput"]["anyOf"] = json!(["email", "phone"].map(|p| given(p, json!({"type": "string"}))));
     // Working hours open on at least one weekday.
     schemas["WorkingHours"]["anyOf"] =
         json!(["mon", "tue", "wed", "thu", "fri", "sat", "sun"].map(|p| given(p, json!({"type": "string"}))));

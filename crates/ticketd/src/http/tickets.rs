@@ -189,7 +189,15 @@ pub async fn create_ticket(
     json: ApiJson<CreateTicket>,
 ) -> Result<Response, ApiError> {
     let fingerprint = Fingerprint { method: json.method.as_str(), path: &json.path, body: &json.raw };
-    let answer = commands::run(&state, &caller, None, key, &fingerprint, Request::Create { body: &json.value, attachments: Vec::new() }).await?;
+    let answer = commands::run(
+        &state,
+        &caller,
+        None,
+        key,
+        &fingerprint,
+        Request::Create { body: &json.value, attachments: Vec::new() },
+    )
+    .await?;
     Ok(answer_response(answer))
 }
 
@@ -275,7 +283,8 @@ async fn command<T>(
     let ticket_id = commands::resolve_ticket(&state, &id).await?;
     let fingerprint = Fingerprint { method: method.as_str(), path: &path, body: &raw };
     let answer =
-        commands::run(&state, &caller, if_match.0, key.0, &fingerprint, Request::Command { ticket_id, command }).await?;
+        commands::run(&state, &caller, if_match.0, key.0, &fingerprint, Request::Command { ticket_id, command })
+            .await?;
     Ok(answer_response(answer))
 }
 
