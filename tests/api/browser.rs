@@ -13,9 +13,9 @@ use crate::harness::{Backend, TestApp, spawn_app_with};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
-struct Driver {
+pub struct Driver {
     child: Child,
-    client: Option<Client>,
+    pub client: Option<Client>,
     _profile: tempfile::TempDir,
 }
 
@@ -26,7 +26,12 @@ impl Drop for Driver {
     }
 }
 
-async fn browser() -> Driver {
+pub async fn browser() -> Driver {
+    browser_with(true).await
+}
+
+/// A headless Chromium session; `javascript: false` turns scripts off for every page.
+pub async fn browser_with(javascript: bool) -> Driver {
     for program in [CHROMIUM, CHROMEDRIVER] {
         assert!(
             std::path::Path::new(program).exists(),
@@ -44,8 +49,10 @@ async fn browser() -> Driver {
         .spawn()
         .expect("chromedriver starts");
     let profile = tempfile::tempdir().unwrap();
+    let prefs = if javascript { json!({}) } else { json!({"profile.managed_default_content_settings.javascript": 2}) };
     let capabilities = json!({
         "goog:chromeOptions": {
+            "prefs": prefs,
             "binary": CHROMIUM,
             "args": [
                 "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -67,7 +74,7 @@ async fn browser() -> Driver {
     panic!("cannot start a Chromium session through chromedriver: {last_error}");
 }
 
-async fn fill(client: &Client, id: &str, text: &str) {
+pub async fn fill(client: &Client, id: &str, text: &str) {
     let field = client.find(Locator::Id(id)).await.unwrap();
     field.clear().await.unwrap();
     if !text.is_empty() {
@@ -75,7 +82,7 @@ async fn fill(client: &Client, id: &str, text: &str) {
     }
 }
 
-async fn value(client: &Client, id: &str) -> String {
+pub async fn value(client: &Client, id: &str) -> String {
     client.find(Locator::Id(id)).await.unwrap().prop("value").await.unwrap().unwrap_or_default()
 }
 

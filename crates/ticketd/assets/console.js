@@ -49,8 +49,8 @@
         if (link) window.location.href = link.href;
         break;
       }
-      case "r": if (!openAction("reply")) return; break;
-      case "n": if (!openAction("note")) return; break;
+      case "r": if (!openAction("replies")) return; break;
+      case "n": if (!openAction("notes")) return; break;
       case "a": {
         var form = document.getElementById("assign-me");
         if (!form) return;

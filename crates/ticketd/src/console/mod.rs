@@ -232,13 +232,21 @@ pub fn respond(status: axum::http::StatusCode, markup: Markup) -> Response {
     response
 }
 
-/// The navigation's queue counts (the open tickets per status shared for a moment between
-/// pages; the user's own counted each time, by the assignee index).
+/// The navigation's queue counts (the open tickets per status shared between pages while the
+/// read model stands still; the user's own counted each time, by the assignee index).
 pub async fn nav_counts(state: &AppState, user: &StaffUser) -> Vec<(String, i64)> {
     use ticket_projections::queues;
-    let by_status = match state.console.cached_status_counts() {
-        Some(counts) => Ok(counts),
-        None => queues::status_counts(&state.database).await.inspect(|c| state.console.store_status_counts(c.clone())),
+    // Counted again only when the read model has moved; the checkpoint is read first, so a
+    // count stored under it never misses what it covers.
+    let checkpoint = ticket_projections::checkpoint_of(&state.database, "ticket_view").await.map(|p| p.0);
+    let by_status = match checkpoint {
+        Ok(at) => match state.console.cached_status_counts(at) {
+            Some(counts) => Ok(counts),
+            None => queues::status_counts(&state.database)
+                .await
+                .inspect(|c| state.console.store_status_counts(at, c.clone())),
+        },
+        Err(error) => Err(error),
     };
     let mine = queues::assigned_open(&state.database, &user.name).await;
     match (by_status, mine) {

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{FromRequest, FromRequestParts, Query, Request, State};
@@ -31,12 +31,10 @@ pub struct Console {
     pub public_origin: Option<String>,
     pub limiter: SignInLimiter,
     pub live: std::sync::Arc<super::live::Live>,
-    /// The open tickets per status, shared by every page for a moment (counting is a scan).
-    status_counts: Mutex<Option<(Instant, Vec<(String, i64)>)>>,
+    /// The open tickets per status as of a `ticket_view` checkpoint, shared by every page
+    /// until the read model moves (counting is a scan; reading the checkpoint is not).
+    status_counts: Mutex<Option<(i64, Vec<(String, i64)>)>>,
 }
-
-/// How long the navigation's counts are shared between pages.
-const COUNTS_FRESH: Duration = Duration::from_millis(1_000);
 
 impl Console {
     pub fn new(limits: SessionLimits, public_url: Option<&str>) -> Self {
@@ -68,13 +66,13 @@ impl Console {
         HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static(""))
     }
 
-    pub fn cached_status_counts(&self) -> Option<Vec<(String, i64)>> {
+    pub fn cached_status_counts(&self, checkpoint: i64) -> Option<Vec<(String, i64)>> {
         let counts = self.status_counts.lock().expect("counts lock");
-        counts.as_ref().filter(|(at, _)| at.elapsed() < COUNTS_FRESH).map(|(_, c)| c.clone())
+        counts.as_ref().filter(|(at, _)| *at == checkpoint).map(|(_, c)| c.clone())
     }
 
-    pub fn store_status_counts(&self, counts: Vec<(String, i64)>) {
-        *self.status_counts.lock().expect("counts lock") = Some((Instant::now(), counts));
+    pub fn store_status_counts(&self, checkpoint: i64, counts: Vec<(String, i64)>) {
+        *self.status_counts.lock().expect("counts lock") = Some((checkpoint, counts));
     }
 }
 
