@@ -491,3 +491,144 @@ fn check_no_inline(html: &str, path: &str) {
     assert!(!html.contains(" onclick=") && !html.contains(" onload="), "no inline handlers: {path}");
     assert!(!html.contains("tkd_"), "no API token in a page: {path}");
 }
+
+/// Queue pages filter (text in any case and accent, category, period), sort, page, save views,
+/// and apply bulk assign and priority — each refused row named, the rest applied.
+pub async fn queues_filter_sort_save_views_and_act_in_bulk(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, &[("TICKETD_MAIL", "off")]).await else { return };
+    put_staff(&app, "kata", "agent", PASSWORD);
+    put_staff(&app, "bela", "agent", PASSWORD);
+    let kata = sign_in(&app, "kata").await;
+    let mut numbers = Vec::new();
+    for (i, (name, subject, category)) in [
+        ("Őri Árpád", "Számlázási hiba", "complaint"),
+        ("Kiss Anna", "Jelszó nem működik", "user_support"),
+        ("Nagy Éva", "Dupla terhelés", "complaint"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let created = app
+            .create_ticket_with(json!({
+                "channel": "phone", "reporter": {"name": name, "email": format!("r{i}@example.hu")},
+                "subject": subject, "message": "…", "category": category,
+            }))
+            .await;
+        assert_eq!(created.status, StatusCode::CREATED);
+        numbers.push(created.body["number"].to_string());
+    }
+    let rows_of = |html: &str| -> Vec<String> {
+        html.split("<tr data-number=\"").skip(1).map(|s| s.split('"').next().unwrap().to_owned()).collect()
+    };
+    let wait_rows = |path: String, expected: usize| {
+        let kata = &kata;
+        async move {
+            for _ in 0..200 {
+                let page = kata.get(&path).await;
+                if rows_of(&page.html).len() == expected {
+                    return page;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+            panic!("{path} never showed {expected} rows");
+        }
+    };
+    // Once the read model shows all three: text in another case, with accents (the name).
+    wait_rows("/console/queues/all-open".into(), 3).await;
+    let page = kata.get("/console/queues/all-open?q=%C5%91RI").await;
+    assert_eq!(rows_of(&page.html), vec![numbers[0].clone()]);
+    // By the subject, by the address, by category; sorted by number descending.
+    assert_eq!(rows_of(&kata.get("/console/queues/all-open?q=jelsz%C3%B3").await.html), vec![numbers[1].clone()]);
+    assert_eq!(rows_of(&kata.get("/console/queues/all-open?q=r2%40example").await.html), vec![numbers[2].clone()]);
+    let complaints = kata.get("/console/queues/new?category=complaint&sort=number&dir=desc").await;
+    assert_eq!(rows_of(&complaints.html), vec![numbers[2].clone(), numbers[0].clone()]);
+    // A bad filter value is said beside its field, not a crash.
+    let bad = kata.get("/console/queues/all-open?category=nonsense&from=yesterday").await;
+    assert_eq!(bad.status, StatusCode::OK);
+    assert!(bad.html.contains("id=\"filter-from-error\""), "the bad date is named");
+    // A period: nothing was received before 2000.
+    assert!(rows_of(&kata.get("/console/queues/all-open?to=2000-01-01").await.html).is_empty());
+    // A saved view, listed for its owner only.
+    let saved =
+        kata.post("/console/views", &[("name", "Panaszok"), ("queue", "new"), ("query", "category=complaint")]).await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER);
+    assert_eq!(saved.headers["location"], "/console/queues/new?category=complaint");
+    assert!(
+        kata.get("/console/queues/all-open").await.html.contains("href=\"/console/queues/new?category=complaint\"")
+    );
+    let bela = sign_in(&app, "bela").await;
+    assert!(!bela.get("/console/queues/all-open").await.html.contains("Panaszok"), "views are per user");
+
+    // Bulk: assign the two complaints to bela and make them urgent.
+    let page = kata.get("/console/queues/all-open").await;
+    let key = crate::console::hidden_after(&page.html, "idempotency_key", "id=\"bulk\"").unwrap();
+    let bulk = kata
+        .post(
+            "/console/queues/all-open/bulk",
+            &[
+                ("idempotency_key", key.as_str()),
+                ("ticket", numbers[0].as_str()),
+                ("ticket", numbers[2].as_str()),
+                ("assignee", "bela"),
+                ("priority", "urgent"),
+                ("reason", "A vezetőség kérte"),
+            ],
+        )
+        .await;
+    assert_eq!(bulk.status, StatusCode::OK);
+    assert!(bulk.html.contains("role=\"status\""), "{}", bulk.html);
+    for number in [&numbers[0], &numbers[2]] {
+        let ticket = app.get(&format!("/api/v1/tickets/{number}"), &app.auditor).await;
+        assert_eq!(
+            (ticket.body["assignee"].as_str(), ticket.body["priority"].as_str()),
+            (Some("bela"), Some("urgent"))
+        );
+    }
+    let untouched = app.get(&format!("/api/v1/tickets/{}", numbers[1]), &app.auditor).await;
+    assert_eq!(untouched.body["assignee"], serde_json::Value::Null);
+    // The same bulk form sent again applies nothing twice.
+    let events_before = app.get(&format!("/api/v1/tickets/{}/events", numbers[0]), &app.auditor).await.body["events"]
+        .as_array()
+        .unwrap()
+        .len();
+    let again = kata
+        .post(
+            "/console/queues/all-open/bulk",
+            &[
+                ("idempotency_key", key.as_str()),
+                ("ticket", numbers[0].as_str()),
+                ("assignee", "bela"),
+                ("priority", "urgent"),
+                ("reason", "A vezetőség kérte"),
+            ],
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK);
+    let events_after = app.get(&format!("/api/v1/tickets/{}/events", numbers[0]), &app.auditor).await.body["events"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(events_before, events_after);
+    // An unknown assignee is refused and named; nothing applied.
+    let refused = kata
+        .post(
+            "/console/queues/all-open/bulk",
+            &[("idempotency_key", "other"), ("ticket", numbers[1].as_str()), ("assignee", "nobody")],
+        )
+        .await;
+    assert!(refused.html.contains("role=\"alert\""), "{}", refused.html);
+    let still = app.get(&format!("/api/v1/tickets/{}", numbers[1]), &app.auditor).await;
+    assert_eq!(still.body["assignee"], serde_json::Value::Null);
+    // Bela's own queue now holds them, and the navigation counts them.
+    let mut bela_mine = bela.get("/console/queues/mine").await;
+    for _ in 0..200 {
+        if rows_of(&bela_mine.html).len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        bela_mine = bela.get("/console/queues/mine").await;
+    }
+    assert_eq!(rows_of(&bela_mine.html).len(), 2);
+    assert!(bela_mine.html.contains("data-count=\"mine\" aria-label=\"2 "), "the count of bela's own queue");
+    assert!(rows_of(&kata.get("/console/queues/mine").await.html).is_empty(), "not kata's");
+}

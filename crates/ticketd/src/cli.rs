@@ -328,8 +328,8 @@ enum StaffCommand {
         /// Reads the new password from standard input (its first line).
         #[arg(long)]
         password_stdin: bool,
-        /// Asks for a new password on the terminal (without echo). Implied for a new account
-        /// with a role when standard input is a terminal.
+        /// Asks for a new password on the terminal (without echo). Implied for an account with a
+        /// role when standard input is a terminal (Enter alone keeps the current password).
         #[arg(long)]
         password: bool,
     },
@@ -769,15 +769,18 @@ async fn staff_command(
                 let mut line = String::new();
                 std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
                 Some(line.trim_end_matches(['\r', '\n']).to_owned())
-            } else if password
-                || (terms.role.is_some()
-                    && !crate::accounts::has_password(database, name.as_str()).await?
-                    && std::io::IsTerminal::is_terminal(&std::io::stdin()))
-            {
-                let first = rpassword::prompt_password(format!("new password for {name}: "))?;
-                let again = rpassword::prompt_password("again: ")?;
-                anyhow::ensure!(first == again, "the two passwords differ; nothing was changed");
-                Some(first)
+            } else if password || (terms.role.is_some() && std::io::IsTerminal::is_terminal(&std::io::stdin())) {
+                // A prompt that does not echo; Enter alone keeps the current password (if any).
+                let has = crate::accounts::has_password(database, name.as_str()).await?;
+                let hint = if has { " (Enter keeps the current one)" } else { "" };
+                let first = rpassword::prompt_password(format!("new password for {name}{hint}: "))?;
+                if first.is_empty() && has {
+                    None
+                } else {
+                    let again = rpassword::prompt_password("again: ")?;
+                    anyhow::ensure!(first == again, "the two passwords differ; nothing was changed");
+                    Some(first)
+                }
             } else {
                 None
             };

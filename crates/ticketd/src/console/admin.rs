@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
@@ -83,8 +83,29 @@ async fn page(
 // ---------------------------------------------------------------------------------------------
 // Staff
 
-pub async fn staff_page(State(state): State<AppState>, user: StaffUser) -> Response {
-    staff(&state, &user, HashMap::new(), Errors::new(), StatusCode::OK).await
+#[derive(Debug, serde::Deserialize)]
+pub struct EditQuery {
+    edit: Option<String>,
+}
+
+/// `GET /console/admin/staff[?edit=NAME]`: the list, and the form (filled with NAME's entry).
+pub async fn staff_page(State(state): State<AppState>, user: StaffUser, Query(query): Query<EditQuery>) -> Response {
+    let mut values = HashMap::new();
+    if let Some(name) = query.edit.as_deref().and_then(|n| StaffName::parse(n).ok())
+        && let Ok(registry) = state.registry.load().await
+        && let Some(terms) = registry.staff.get(&name)
+    {
+        values.insert("name".to_owned(), name.to_string());
+        values.insert("email".to_owned(), terms.email.to_string());
+        values.insert("display_name".to_owned(), terms.display_name.clone().unwrap_or_default());
+        values.insert("role".to_owned(), terms.role.map(|r| crate::auth::role_name(r).to_owned()).unwrap_or_default());
+        values.insert(
+            "language".to_owned(),
+            if terms.language == Some(Language::En) { "en".into() } else { "hu".into() },
+        );
+        values.insert("disabled".to_owned(), if terms.disabled { "true".into() } else { String::new() });
+    }
+    staff(&state, &user, values, Errors::new(), StatusCode::OK).await
 }
 
 async fn staff(
