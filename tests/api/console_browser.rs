@@ -185,7 +185,7 @@ async fn phone_report_to_closed(app: &TestApp, client: &Client, javascript: bool
     select(client, "resolve-complaint_outcome", "rejected").await;
     submit_action(client, "resolve").await;
     let error = text(client, "#resolve-rejection_reasons-error").await;
-    assert!(error.contains("reasons"), "{error}");
+    assert!(error.contains("indokot"), "said in Hungarian: {error}");
     assert_eq!(value(client, "resolve-resolution").await, "A licencdíjat nem terheljük vissza.", "the draft is kept");
     let field = client.find(Locator::Id("resolve-rejection_reasons")).await.unwrap();
     assert_eq!(field.attr("aria-invalid").await.unwrap().as_deref(), Some("true"));

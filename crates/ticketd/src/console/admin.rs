@@ -42,7 +42,7 @@ fn registry_errors(failure: RegistryFailure, language: Language) -> Errors {
     match failure {
         RegistryFailure::Refused(RegistryError::Invalid(reason)) => {
             let (field, problem) = reason.split_once(": ").unwrap_or(("form", reason.as_str()));
-            errors.insert(field.trim().to_owned(), problem.to_owned());
+            errors.insert(field.trim().to_owned(), super::labels::problem(problem, language));
         }
         RegistryFailure::Refused(RegistryError::NothingToChange) => {
             errors.insert("form".into(), tr(language, "Nincs mit módosítani.", "Nothing would change.").into());
@@ -191,10 +191,11 @@ pub async fn staff_save(State(state): State<AppState>, posted: Posted) -> Respon
     let values: HashMap<String, String> =
         posted.fields.iter().filter(|(k, _)| k != "csrf" && k != "password").cloned().collect();
     let mut errors = Errors::new();
-    let name =
-        StaffName::parse(posted.get("name").unwrap_or("")).map_err(|e| errors.insert("name".into(), e.problem)).ok();
+    let name = StaffName::parse(posted.get("name").unwrap_or(""))
+        .map_err(|e| errors.insert("name".into(), super::labels::problem(&e.problem, l)))
+        .ok();
     let email = EmailAddress::parse(posted.get("email").unwrap_or(""))
-        .map_err(|e| errors.insert("email".into(), e.problem))
+        .map_err(|e| errors.insert("email".into(), super::labels::problem(&e.problem, l)))
         .ok();
     let role = posted.get("role").map(|r| crate::auth::parse_role(r).filter(|r| *r != Role::Intake));
     if matches!(role, Some(None)) {
@@ -294,9 +295,11 @@ pub async fn division_save(State(state): State<AppState>, posted: Posted) -> Res
     let l = user.language;
     let values: HashMap<String, String> = posted.fields.iter().filter(|(k, _)| k != "csrf").cloned().collect();
     let mut errors = Errors::new();
-    let id = DivisionId::parse(posted.get("id").unwrap_or("")).map_err(|e| errors.insert("id".into(), e.problem)).ok();
+    let id = DivisionId::parse(posted.get("id").unwrap_or(""))
+        .map_err(|e| errors.insert("id".into(), super::labels::problem(&e.problem, l)))
+        .ok();
     let email = EmailAddress::parse(posted.get("notification_email").unwrap_or(""))
-        .map_err(|e| errors.insert("notification_email".into(), e.problem))
+        .map_err(|e| errors.insert("notification_email".into(), super::labels::problem(&e.problem, l)))
         .ok();
     let minutes = match posted.get("answer_minutes").map(str::parse::<u32>) {
         None => None,
@@ -396,7 +399,9 @@ pub async fn contract_save(State(state): State<AppState>, posted: Posted) -> Res
     let l = user.language;
     let values: HashMap<String, String> = posted.fields.iter().filter(|(k, _)| k != "csrf").cloned().collect();
     let mut errors = Errors::new();
-    let id = ContractId::parse(posted.get("id").unwrap_or("")).map_err(|e| errors.insert("id".into(), e.problem)).ok();
+    let id = ContractId::parse(posted.get("id").unwrap_or(""))
+        .map_err(|e| errors.insert("id".into(), super::labels::problem(&e.problem, l)))
+        .ok();
     let terms = serde_json::from_str::<ContractTerms>(posted.raw("terms").unwrap_or(""))
         .map_err(|e| errors.insert("terms".into(), e.to_string()))
         .ok();
@@ -514,7 +519,7 @@ pub async fn reply_save(State(state): State<AppState>, posted: Posted) -> Respon
     }
     let body = posted.raw("body").unwrap_or("").to_owned();
     if let Err(e) = ticket_domain::vocabulary::MessageBody::parse(&body) {
-        errors.insert("body".into(), e.problem);
+        errors.insert("body".into(), super::labels::problem(&e.problem, l));
     }
     if !errors.is_empty() {
         return replies(&state, &user, values, errors, StatusCode::UNPROCESSABLE_ENTITY).await;

@@ -22,14 +22,23 @@ fn field(values: &HashMap<String, String>, name: &str) -> String {
     values.get(name).cloned().unwrap_or_default()
 }
 
-fn error_for(problem: Option<&Problem>, names: &[&str]) -> Option<String> {
-    problem?.errors.as_ref()?.iter().find(|e| names.contains(&e.field.as_str())).map(|e| e.problem.clone())
+fn error_for(
+    problem: Option<&Problem>,
+    names: &[&str],
+    language: ticket_domain::vocabulary::Language,
+) -> Option<String> {
+    problem?
+        .errors
+        .as_ref()?
+        .iter()
+        .find(|e| names.contains(&e.field.as_str()))
+        .map(|e| labels::problem(&e.problem, language))
 }
 
 fn form(user: &StaffUser, values: &HashMap<String, String>, problem: Option<&Problem>) -> Markup {
     let l = user.language;
     let input = |id: &str, name: &str, label: &str, kind: &str, errors: &[&str], required: bool| {
-        let error = error_for(problem, errors);
+        let error = error_for(problem, errors, l);
         html! {
             label for=(id) { (label) @if required { " *" } }
             input id=(id) type=(kind) name=(name) value=(field(values, name)) required[required]
@@ -57,7 +66,7 @@ fn form(user: &StaffUser, values: &HashMap<String, String>, problem: Option<&Pro
             (input("new-phone", "phone", tr(l, "Telefonszám", "Phone number"), "tel", &["reporter.phone"], false))
             p.hint { (tr(l, "E-mail cím vagy telefonszám közül legalább az egyik kell.", "An e-mail address or a phone number, at least one.")) }
             (input("new-subject", "subject", tr(l, "Tárgy", "Subject"), "text", &["subject"], true))
-            @let message_error = error_for(problem, &["message"]);
+            @let message_error = error_for(problem, &["message"], l);
             label for="new-message" { (tr(l, "Üzenet", "Message")) " *" }
             textarea #new-message name="message" required aria-invalid=[message_error.as_ref().map(|_| "true")] aria-describedby=[message_error.as_ref().map(|_| "new-message-error")] { (field(values, "message")) }
             @if let Some(e) = message_error { p.error #new-message-error { (e) } }
@@ -75,7 +84,7 @@ fn form(user: &StaffUser, values: &HashMap<String, String>, problem: Option<&Pro
                 option value="hu" selected[chosen("language") != Some("en")] { "Magyar" }
                 option value="en" selected[chosen("language") == Some("en")] { "English" }
             }
-            @let attachment_error = error_for(problem, &["attachment"]);
+            @let attachment_error = error_for(problem, &["attachment"], l);
             label for="new-attachment" { (tr(l, "Csatolmány (nem kötelező)", "Attachment (optional)")) }
             input #new-attachment type="file" name="attachment" aria-invalid=[attachment_error.as_ref().map(|_| "true")] aria-describedby=[attachment_error.as_ref().map(|_| "new-attachment-error")];
             @if let Some(e) = attachment_error { p.error #new-attachment-error { (e) } }

@@ -133,3 +133,39 @@ pub fn action(name: &str, language: Language) -> &str {
     ];
     word(words, name, language)
 }
+
+/// A field's problem as the parsers word it (English), in the user's language.
+pub fn problem(text: &str, language: Language) -> String {
+    if language == Language::En {
+        return text.to_owned();
+    }
+    let fixed: &[(&str, &str)] = &[
+        ("must not be empty", "Kötelező kitölteni."),
+        ("contains control characters", "Vezérlőkaraktert tartalmaz."),
+        (
+            "a rejection, whole or in part, gives its reasons",
+            "Teljes vagy részleges elutasításnál meg kell adni az indokot.",
+        ),
+        ("rejection reasons belong to a rejection", "Indokot csak elutasításhoz lehet megadni."),
+        (
+            "give an e-mail address, a phone number, or both",
+            "Adjon meg e-mail címet vagy telefonszámot (vagy mindkettőt).",
+        ),
+        (
+            "give a category, a service area, or both",
+            "Adjon meg kategóriát vagy szolgáltatási területet (vagy mindkettőt).",
+        ),
+    ];
+    if let Some((_, hu)) = fixed.iter().find(|(en, _)| *en == text) {
+        return (*hu).to_owned();
+    }
+    if let Some(rest) = text.strip_prefix("is ")
+        && let Some((chars, max)) = rest.split_once(" characters long; at most ")
+    {
+        return format!("{chars} karakter hosszú; legfeljebb {} lehet.", max.trim_end_matches(" are allowed"));
+    }
+    if let Some(value) = text.strip_suffix(" is not an e-mail address") {
+        return format!("{value} nem e-mail cím.");
+    }
+    text.to_owned()
+}

@@ -36,6 +36,8 @@ pub struct Draft {
     pub problem: Option<Problem>,
     /// The version the refused form was rendered from (to list what changed since).
     pub from_version: Option<u64>,
+    /// The language its errors are shown in.
+    pub language: Language,
 }
 
 impl Draft {
@@ -47,7 +49,7 @@ impl Draft {
             return None;
         }
         let problem = self.problem.as_ref()?;
-        problem.errors.as_ref()?.iter().find(|e| e.field == field).map(|e| e.problem.clone())
+        problem.errors.as_ref()?.iter().find(|e| e.field == field).map(|e| labels::problem(&e.problem, self.language))
     }
 }
 
@@ -80,7 +82,7 @@ pub async fn page(
     Path(number): Path<String>,
     Query(query): Query<PageQuery>,
 ) -> Response {
-    let mut draft = Draft::default();
+    let mut draft = Draft { language: user.language, ..Draft::default() };
     if let Some(id) = query.canned.as_deref()
         && let Some((_, _, _, body)) = canned_replies(&state).await.into_iter().find(|r| r.0 == id)
     {
@@ -728,8 +730,13 @@ pub async fn act(
     let body = body_of(&action, &posted);
     let values: HashMap<String, String> = posted.fields.iter().filter(|(k, _)| k != "csrf").cloned().collect();
     let again = |problem: Problem, status: StatusCode| {
-        let draft =
-            Draft { action: action.clone(), values: values.clone(), problem: Some(problem), from_version: version };
+        let draft = Draft {
+            action: action.clone(),
+            values: values.clone(),
+            problem: Some(problem),
+            from_version: version,
+            language: l,
+        };
         let user = user.clone();
         let number = number.clone();
         let state = state.clone();
