@@ -278,8 +278,10 @@ pub async fn console_sessions_expire_and_end(backend: Backend) {
     assert!(signed_in(&kata.get("/console/queues/new").await));
     set("2026-03-02T10:01:00Z");
     assert!(to_login(&kata.get("/console/queues/new").await), "past the absolute limit");
-    // Idle for more than an hour.
+    // Idle for more than an hour. (Signing in deletes every expired session: the unused one
+    // from 08:00 is gone, only this one is left.)
     let kata = sign_in(&app, "kata").await;
+    assert_eq!(app.query_count("SELECT COUNT(*) FROM console_sessions").await, 1);
     set("2026-03-02T11:02:00Z");
     assert!(to_login(&kata.get("/console/queues/new").await), "idle past the limit");
     // Sign-out ends it at once.

@@ -266,6 +266,18 @@ pub async fn session(
     Ok(Some(session))
 }
 
+/// Deletes every expired session (run at each sign-in, so abandoned ones do not pile up).
+pub async fn purge_expired(database: &Database, now: DateTime<Utc>, limits: SessionLimits) -> Result<u64, StoreError> {
+    let idle = (now - limits.idle).timestamp_micros();
+    let absolute = (now - limits.absolute).timestamp_micros();
+    sql::execute(
+        database,
+        "DELETE FROM console_sessions WHERE seen_at < $1 OR created_at < $2",
+        vec![idle.into(), absolute.into()],
+    )
+    .await
+}
+
 pub async fn end_session(database: &Database, token_hash: &str) -> Result<(), StoreError> {
     sql::execute(database, "DELETE FROM console_sessions WHERE token_hash = $1", vec![token_hash.into()]).await?;
     Ok(())

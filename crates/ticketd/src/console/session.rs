@@ -418,6 +418,9 @@ pub async fn login(State(state): State<AppState>, request: Request) -> Response 
         return respond(StatusCode::UNAUTHORIZED, login_form(language, &next, &name, Some(text)));
     }
     console.limiter.succeeded(&name);
+    if let Err(error) = accounts::purge_expired(&state.database, now, console.limits).await {
+        tracing::warn!(%error, "could not delete expired console sessions");
+    }
     let token = match accounts::create_session(&state.database, &name, now).await {
         Ok(token) => token,
         Err(error) => return failure(&error.to_string()),
