@@ -102,27 +102,39 @@ async fn canned_replies(state: &AppState) -> Vec<(String, String, String, String
     .unwrap_or_default()
 }
 
-/// Root causes given before, most used first: offered by the resolve form (refreshed each minute).
+/// Root causes given before, most used first: offered by the resolve form. Read in the
+/// background (it scans the log's resolutions) at most once a minute; a page never waits for
+/// it and shows what the last reading found.
 async fn root_causes(state: &AppState) -> Vec<String> {
     static CACHE: Mutex<Option<(Instant, Vec<String>)>> = Mutex::new(None);
-    if let Some((at, causes)) = CACHE.lock().expect("root causes lock").as_ref()
-        && at.elapsed() < Duration::from_secs(60)
-    {
-        return causes.clone();
-    }
-    let sql = match &state.database {
-        event_store::Database::Sqlite { .. } => {
-            "SELECT json_extract(payload, '$.root_cause') AS cause, COUNT(*) AS n FROM events \
-             WHERE event_type = 'Resolved' GROUP BY cause ORDER BY n DESC, cause LIMIT 200"
-        }
-        event_store::Database::Postgres(_) => {
-            "SELECT payload->>'root_cause' AS cause, COUNT(*) AS n FROM events \
-             WHERE event_type = 'Resolved' GROUP BY cause ORDER BY n DESC, cause LIMIT 200"
-        }
+    static READING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let (fresh, causes) = match CACHE.lock().expect("root causes lock").as_ref() {
+        Some((at, causes)) => (at.elapsed() < Duration::from_secs(60), causes.clone()),
+        None => (false, Vec::new()),
     };
-    let rows: Vec<(Option<String>, i64)> = sql::fetch(&state.database, sql, vec![]).await.unwrap_or_default();
-    let causes: Vec<String> = rows.into_iter().filter_map(|(c, _)| c).collect();
-    *CACHE.lock().expect("root causes lock") = Some((Instant::now(), causes.clone()));
+    if !fresh && !READING.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        let database = state.database.clone();
+        tokio::spawn(async move {
+            let sql = match &database {
+                event_store::Database::Sqlite { .. } => {
+                    "SELECT json_extract(payload, '$.root_cause') AS cause, COUNT(*) AS n FROM events \
+                     WHERE event_type = 'Resolved' GROUP BY cause ORDER BY n DESC, cause LIMIT 200"
+                }
+                event_store::Database::Postgres(_) => {
+                    "SELECT payload->>'root_cause' AS cause, COUNT(*) AS n FROM events \
+                     WHERE event_type = 'Resolved' GROUP BY cause ORDER BY n DESC, cause LIMIT 200"
+                }
+            };
+            match sql::fetch::<(Option<String>, i64)>(&database, sql, vec![]).await {
+                Ok(rows) => {
+                    let causes: Vec<String> = rows.into_iter().filter_map(|(c, _)| c).collect();
+                    *CACHE.lock().expect("root causes lock") = Some((Instant::now(), causes));
+                }
+                Err(error) => tracing::warn!(%error, "reading the root causes used before"),
+            }
+            READING.store(false, std::sync::atomic::Ordering::Release);
+        });
+    }
     causes
 }
 
