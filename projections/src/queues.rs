@@ -331,6 +331,18 @@ pub async fn status_counts(database: &Database) -> Result<Vec<(String, i64)>, St
     Ok(rows)
 }
 
+/// How many tickets each division holds (escalated, by division).
+pub async fn escalated_counts(database: &Database) -> Result<Vec<(String, i64)>, StoreError> {
+    let sql = "SELECT escalated_to, COUNT(*) FROM ticket_view WHERE status = 'escalated' AND escalated_to IS NOT NULL \
+               GROUP BY escalated_to ORDER BY escalated_to";
+    let rows: Vec<(String, i64)> = match database {
+        Database::Sqlite { read, .. } => sqlx::query_as(sql).fetch_all(read).await,
+        Database::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await,
+    }
+    .map_err(|e| StoreError::Database(format!("counting the escalations: {e}")))?;
+    Ok(rows)
+}
+
 /// How many open tickets are assigned to `assignee` (the `(assignee, status)` index).
 pub async fn assigned_open(database: &Database, assignee: &str) -> Result<i64, StoreError> {
     let count: Result<i64, sqlx::Error> = match database {

@@ -588,6 +588,24 @@ pub async fn queues_filter_sort_save_views_and_act_in_bulk(backend: Backend) {
     }
     let untouched = app.get(&format!("/api/v1/tickets/{}", numbers[1]), &app.auditor).await;
     assert_eq!(untouched.body["assignee"], serde_json::Value::Null);
+    // Escalated tickets are counted per division in the navigation.
+    app.register_divisions(&["billing"]).await;
+    let id = numbers[2].as_str();
+    assert_eq!(app.act(id, "acknowledge", json!({})).await.status, StatusCode::OK);
+    let investigate = json!({"category": "complaint", "service_area": "norma", "contact_method": "phone"});
+    assert_eq!(app.act(id, "investigate", investigate).await.status, StatusCode::OK);
+    let escalate = json!({"division": "billing", "reason": "Számlázási kérdés"});
+    assert_eq!(app.act(id, "escalate", escalate).await.status, StatusCode::OK);
+    let mut nav = String::new();
+    for _ in 0..200 {
+        nav = kata.get("/console/queues/escalated").await.html;
+        if nav.contains("data-count=\"escalated:billing\" aria-label=\"1 ") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(nav.contains("href=\"/console/queues/escalated?division=billing\""), "{nav}");
+    assert!(nav.contains("data-count=\"escalated:billing\" aria-label=\"1 "), "one with billing");
     // The same bulk form sent again applies nothing twice.
     let events_before = app.get(&format!("/api/v1/tickets/{}/events", numbers[0]), &app.auditor).await.body["events"]
         .as_array()

@@ -127,7 +127,7 @@ pub fn layout(
     user: &StaffUser,
     title: &str,
     section: &Section,
-    counts: &[(String, i64)],
+    counts: &Counts,
     data: PageData,
     content: Markup,
 ) -> Markup {
@@ -169,11 +169,23 @@ pub fn layout(
                     nav.side aria-label=(tr(l, "Sorok", "Queues")) {
                         h2 { (tr(l, "Sorok", "Queues")) }
                         ul {
-                            @for (queue, count) in counts {
+                            @for (queue, count) in &counts.queues {
                                 li {
                                     a href={"/console/queues/" (queue)} aria-current=[(section == &Section::Queue(queue.clone())).then_some("page")] {
                                         span { (labels::queue(queue, l)) }
                                         span.count data-count=(queue) aria-label={(count) " " (tr(l, "jegy", "tickets"))} { (count) }
+                                    }
+                                    @if queue == "escalated" && !counts.divisions.is_empty() {
+                                        ul.divisions {
+                                            @for (division, n) in &counts.divisions {
+                                                li {
+                                                    a href={"/console/queues/escalated?division=" (division)} {
+                                                        span { (division) }
+                                                        span.count data-count={"escalated:" (division)} aria-label={(n) " " (tr(l, "jegy", "tickets"))} { (n) }
+                                                    }
+                                                }
+                                            }
+                                        }
                                     }
                                 }
                             }
@@ -232,34 +244,47 @@ pub fn respond(status: axum::http::StatusCode, markup: Markup) -> Response {
     response
 }
 
-/// The navigation's queue counts (the open tickets per status shared between pages while the
-/// read model stands still; the user's own counted each time, by the assignee index).
-pub async fn nav_counts(state: &AppState, user: &StaffUser) -> Vec<(String, i64)> {
+/// The navigation: each queue's count, and the escalated ones per division.
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    pub queues: Vec<(String, i64)>,
+    pub divisions: Vec<(String, i64)>,
+}
+
+/// The navigation's counts (the open tickets per status and the escalations per division
+/// shared between pages while the read model stands still; the user's own counted each time,
+/// by the assignee index).
+pub async fn nav_counts(state: &AppState, user: &StaffUser) -> Counts {
     use ticket_projections::queues;
     // Counted again only when the read model has moved; the checkpoint is read first, so a
     // count stored under it never misses what it covers.
-    let checkpoint = ticket_projections::checkpoint_of(&state.database, "ticket_view").await.map(|p| p.0);
-    let by_status = match checkpoint {
-        Ok(at) => match state.console.cached_status_counts(at) {
-            Some(counts) => Ok(counts),
-            None => queues::status_counts(&state.database)
-                .await
-                .inspect(|c| state.console.store_status_counts(at, c.clone())),
-        },
-        Err(error) => Err(error),
+    let shared = async {
+        let at = ticket_projections::checkpoint_of(&state.database, "ticket_view").await?.0;
+        if let Some(counts) = state.console.cached_status_counts(at) {
+            return Ok(counts);
+        }
+        let counts = session::SharedCounts {
+            by_status: queues::status_counts(&state.database).await?,
+            by_division: queues::escalated_counts(&state.database).await?,
+        };
+        state.console.store_status_counts(at, counts.clone());
+        Ok::<_, event_store::StoreError>(counts)
     };
-    let mine = queues::assigned_open(&state.database, &user.name).await;
-    match (by_status, mine) {
-        (Ok(by_status), Ok(mine)) => queues::queue_counts(&by_status, mine)
-            .into_iter()
-            .map(|(queue, n)| {
-                let name = queues::Queue::ALL.iter().find(|(_, q)| *q == queue).map(|(n, _)| *n).unwrap_or("");
-                (name.to_owned(), n)
-            })
-            .collect(),
+    let mine = queues::assigned_open(&state.database, &user.name);
+    match (shared.await, mine.await) {
+        (Ok(shared), Ok(mine)) => Counts {
+            queues: queues::queue_counts(&shared.by_status, mine)
+                .into_iter()
+                .map(|(queue, n)| {
+                    let name = queues::Queue::ALL.iter().find(|(_, q)| *q == queue).map(|(n, _)| *n).unwrap_or("");
+                    (name.to_owned(), n)
+                })
+                .collect(),
+            divisions: shared.by_division,
+        },
         (Err(error), _) | (_, Err(error)) => {
             tracing::warn!(%error, "could not count the queues");
-            Vec::new()
+            Counts::default()
         }
     }
 }

@@ -446,8 +446,13 @@ pub async fn row(
 
 /// `GET /console/counts`: each queue's count (JSON), for the navigation's live badges.
 pub async fn counts(State(state): State<AppState>, user: StaffUser) -> Response {
-    let counts: serde_json::Map<String, serde_json::Value> =
-        nav_counts(&state, &user).await.into_iter().map(|(q, n)| (q, serde_json::json!(n))).collect();
+    let nav = nav_counts(&state, &user).await;
+    let counts: serde_json::Map<String, serde_json::Value> = nav
+        .queues
+        .into_iter()
+        .map(|(q, n)| (q, serde_json::json!(n)))
+        .chain(nav.divisions.into_iter().map(|(d, n)| (format!("escalated:{d}"), serde_json::json!(n))))
+        .collect();
     let mut response = axum::Json(counts).into_response();
     response.headers_mut().insert(axum::http::header::CACHE_CONTROL, axum::http::HeaderValue::from_static("no-store"));
     response

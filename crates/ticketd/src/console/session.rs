@@ -33,7 +33,7 @@ pub struct Console {
     pub live: std::sync::Arc<super::live::Live>,
     /// The open tickets per status as of a `ticket_view` checkpoint, shared by every page
     /// until the read model moves (counting is a scan; reading the checkpoint is not).
-    status_counts: Mutex<Option<(i64, Vec<(String, i64)>)>>,
+    status_counts: Mutex<Option<(i64, SharedCounts)>>,
 }
 
 impl Console {
@@ -66,14 +66,21 @@ impl Console {
         HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static(""))
     }
 
-    pub fn cached_status_counts(&self, checkpoint: i64) -> Option<Vec<(String, i64)>> {
+    pub fn cached_status_counts(&self, checkpoint: i64) -> Option<SharedCounts> {
         let counts = self.status_counts.lock().expect("counts lock");
         counts.as_ref().filter(|(at, _)| *at == checkpoint).map(|(_, c)| c.clone())
     }
 
-    pub fn store_status_counts(&self, checkpoint: i64, counts: Vec<(String, i64)>) {
+    pub fn store_status_counts(&self, checkpoint: i64, counts: SharedCounts) {
         *self.status_counts.lock().expect("counts lock") = Some((checkpoint, counts));
     }
+}
+
+/// The counts every user's navigation shares: open tickets per status, escalated per division.
+#[derive(Debug, Clone, Default)]
+pub struct SharedCounts {
+    pub by_status: Vec<(String, i64)>,
+    pub by_division: Vec<(String, i64)>,
 }
 
 /// A signed-in member of staff.
