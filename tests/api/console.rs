@@ -652,3 +652,16 @@ pub async fn queues_filter_sort_save_views_and_act_in_bulk(backend: Backend) {
     assert!(bela_mine.html.contains("data-count=\"mine\" aria-label=\"2 "), "the count of bela's own queue");
     assert!(rows_of(&kata.get("/console/queues/mine").await.html).is_empty(), "not kata's");
 }
+
+/// An idle service waits: its background work (projections, the live-update follower, the SLA
+/// scheduler, the mailer) sleeps until something happens. (A follower that polled the store in
+/// a loop once burned a core.)
+pub async fn an_idle_service_does_not_busy_wait(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, &[("TICKETD_MAIL", "files")]).await else { return };
+    assert_eq!(app.create_ticket().await.status, StatusCode::CREATED);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let before = app.cpu_time();
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    let used = app.cpu_time() - before;
+    assert!(used < std::time::Duration::from_millis(400), "an idle server used {used:?} of CPU in 4 s");
+}

@@ -209,6 +209,18 @@ impl TestApp {
         self.dir.path()
     }
 
+    /// The CPU time the server process has used so far (Linux: `/proc/<pid>/stat`).
+    pub fn cpu_time(&self) -> Duration {
+        let pid = self.child.as_ref().expect("the server runs").id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the server's /proc stat");
+        // Fields after the command's closing parenthesis; utime and stime are the 14th and 15th.
+        let after = stat.rsplit_once(')').unwrap().1;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // USER_HZ is 100 on Linux.
+        Duration::from_millis(ticks * 10)
+    }
+
     /// Kills the server process outright (SIGKILL): a crash, nothing finishes.
     pub fn crash(&mut self) {
         if let Some(mut child) = self.child.take() {

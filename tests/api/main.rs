@@ -133,6 +133,7 @@ on_both_backends_with_settings!(
     crate::console::sign_in_is_rate_limited_and_says_nothing_about_which_part_was_wrong => sign_in_is_rate_limited_and_says_nothing_about_which_part_was_wrong,
     crate::console::every_page_sends_the_security_headers => every_page_sends_the_security_headers,
     crate::console::queues_filter_sort_save_views_and_act_in_bulk => queues_filter_sort_save_views_and_act_in_bulk,
+    crate::console::an_idle_service_does_not_busy_wait => an_idle_service_does_not_busy_wait,
     crate::console_browser::an_agent_works_a_phone_report_to_closed_in_the_browser => an_agent_works_a_phone_report_to_closed_in_the_browser,
     crate::console_browser::the_console_works_without_javascript => the_console_works_without_javascript,
     crate::console_browser::two_agents_live_queues_and_shortcuts => two_agents_live_queues_and_shortcuts,

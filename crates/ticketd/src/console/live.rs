@@ -159,9 +159,17 @@ pub async fn run(live: Arc<Live>, store: SharedStore, database: Database, shutdo
     };
     let mut subscription = Subscription::new(store, GlobalPosition(head));
     loop {
+        // Wait for the next event, then take whatever else has committed with it.
         let batch = tokio::select! {
             _ = shutdown.cancelled() => return,
-            batch = subscription.next_batch_now() => batch,
+            first = subscription.next() => match first {
+                Ok(first) => subscription.next_batch_now().await.map(|rest| {
+                    let mut batch = vec![first];
+                    batch.extend(rest);
+                    batch
+                }),
+                Err(error) => Err(error),
+            },
         };
         let batch = match batch {
             Ok(batch) => batch,
