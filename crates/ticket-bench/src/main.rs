@@ -14,9 +14,15 @@
 //!   serve` process (the release binary beside this one) at `--http-connections` connections,
 //!   compared with the foundation `lifecycle` (store only, `--writers`) and with `lifecycle`
 //!   through the store alone at the same concurrency, in the same run.
+//! - with `--console` (instead of the store workloads; `src/console.rs`): the staff console's
+//!   queue page (50 rows, filtered) and ticket page (200 events) beside the JSON API's requests
+//!   for the same data, p50/p99 of one sequential keep-alive client against a real `ticketd
+//!   serve` over `--console-tickets` tickets (default 100,000); the console lines say whether
+//!   the target holds (p99 ≤ 2 × the API's p99 and < 30 ms).
 //!
 //! Each measurement prints a table row and one JSON object on its own line.
 
+mod console;
 mod projections;
 
 use std::path::PathBuf;
@@ -83,6 +89,22 @@ struct Args {
     /// Days the generated history spans.
     #[arg(long, default_value_t = 730)]
     history_days: i64,
+    /// Instead of the store workloads: the staff console's pages beside the JSON API over a
+    /// generated store, against a real `ticketd serve` (see `console.rs`).
+    #[arg(long)]
+    console: bool,
+    /// Tickets in the store of `--console` (one more, of 200 events, is added).
+    #[arg(long, default_value_t = 100_000)]
+    console_tickets: usize,
+    /// Days the `--console` history spans (default: 180 per 100,000 tickets).
+    #[arg(long)]
+    console_days: Option<i64>,
+    /// Measured rounds of `--console` (each round one request of each kind).
+    #[arg(long, default_value_t = 500)]
+    console_requests: usize,
+    /// Warm-up rounds of `--console`, not measured.
+    #[arg(long, default_value_t = 50)]
+    console_warmup: usize,
     /// Folder for the SQLite file (a temporary folder by default).
     #[arg(long)]
     sqlite_dir: Option<PathBuf>,
@@ -163,7 +185,12 @@ fn histogram() -> Histogram<u64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if args.projections {
+    if args.console {
+        println!(
+            "# ticket-bench --console: console pages beside the JSON API over {} tickets, {} rounds after {} of warm-up; release build expected; one JSON object per measurement line",
+            args.console_tickets, args.console_requests, args.console_warmup
+        );
+    } else if args.projections {
         println!(
             "# ticket-bench --projections: a {}-day history of {} tickets; release build expected; one JSON object per measurement line",
             args.history_days, args.history_tickets
@@ -195,6 +222,14 @@ async fn bench_sqlite(args: &Args) -> anyhow::Result<()> {
         let _ = std::fs::remove_file(&path);
         async move { SqliteStore::open(&path, SqliteOptions::default()).await }
     };
+    if args.console {
+        let path = dir.join("console.db");
+        let store = Arc::new(open("console.db").await?);
+        let database =
+            event_store::Database::Sqlite { write: store.write_pool().clone(), read: store.read_pool().clone() };
+        let url = format!("sqlite:{}", path.display());
+        return console::bench("sqlite", &console_args(args), store, database, &url, &dir).await;
+    }
     if args.projections {
         let store = Arc::new(open("history.db").await?);
         let database =
@@ -270,6 +305,15 @@ async fn bench_postgres(args: &Args) -> anyhow::Result<()> {
         async move { PostgresStore::connect(&url, options).await }
     };
     let result = async {
+        if args.console {
+            let store = Arc::new(connect("console").await.context("connecting to PostgreSQL")?);
+            let database = event_store::Database::Postgres(store.pool().clone());
+            // The server keeps its tables beside the log, in the same schema.
+            let separator = if args.postgres_url.contains('?') { '&' } else { '?' };
+            let url = format!("{}{separator}options=-c%20search_path%3D{schema}_console", args.postgres_url);
+            let work = tempfile::tempdir()?;
+            return console::bench("postgres", &console_args(args), store, database, &url, work.path()).await;
+        }
         if args.projections {
             let store = Arc::new(connect("history").await.context("connecting to PostgreSQL")?);
             let database = event_store::Database::Postgres(store.pool().clone());
@@ -342,12 +386,21 @@ async fn bench_postgres(args: &Args) -> anyhow::Result<()> {
     .await;
     // Leave the database as we found it.
     if let Ok(mut connection) = <sqlx::PgConnection as sqlx::Connection>::connect(&args.postgres_url).await {
-        for name in ["raw", "cached", "uncached", "store32", "http", "history"] {
+        for name in ["raw", "cached", "uncached", "store32", "http", "history", "console"] {
             let _ =
                 sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema}_{name} CASCADE")).execute(&mut connection).await;
         }
     }
     result
+}
+
+fn console_args(args: &Args) -> console::ConsoleArgs {
+    console::ConsoleArgs {
+        tickets: args.console_tickets,
+        days: args.console_days,
+        requests: args.console_requests,
+        warmup: args.console_warmup,
+    }
 }
 
 /// A row shaped like a stored lifecycle event.

@@ -109,7 +109,7 @@ fn plan(
 }
 
 /// The generated history: every event with its ticket and time, in time order.
-fn generate(tickets: usize, days: i64) -> Vec<(DateTime<Utc>, usize, TicketEvent)> {
+pub(crate) fn generate(tickets: usize, days: i64) -> Vec<(DateTime<Utc>, usize, TicketEvent)> {
     let start: DateTime<Utc> = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap().and_hms_opt(7, 0, 0).unwrap().and_utc();
     let end = start + chrono::Duration::days(days);
     let spacing = chrono::Duration::days(days).num_seconds() as f64 * 0.98 / tickets as f64;
@@ -131,7 +131,7 @@ fn generate(tickets: usize, days: i64) -> Vec<(DateTime<Utc>, usize, TicketEvent
 }
 
 /// Appends the history in time order, `WINDOW` events at a time, concurrently within a window.
-async fn load(
+pub(crate) async fn load(
     store: &SharedStore,
     tickets: usize,
     history: &[(DateTime<Utc>, usize, TicketEvent)],
