@@ -30,6 +30,9 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 6] =
+        [Self::Received, Self::Acknowledged, Self::Investigating, Self::Escalated, Self::Resolved, Self::Closed];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Received => "received",
