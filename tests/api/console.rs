@@ -234,6 +234,11 @@ pub async fn console_posts_need_the_csrf_token_and_our_origin(backend: Backend) 
         .await;
     assert_eq!(resolve.status, StatusCode::CONFLICT, "{}", resolve.html);
     assert!(resolve.html.contains("id=\"refusal\""), "the workflow's reason is shown");
+    assert!(
+        resolve.html.contains("a jegy állapota „Visszaigazolva”"),
+        "in Hungarian, with where the ticket stands: {}",
+        resolve.html
+    );
     assert_eq!(events(&app, &number).await.len(), count, "a refusal appends nothing");
 }
 

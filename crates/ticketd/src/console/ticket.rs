@@ -779,7 +779,9 @@ pub async fn act(
             Err(_) => Redirect::to(&format!("/console/tickets/{number}")).into_response(),
         },
         Ok(Answer::Stored { status, body }) => match serde_json::from_str::<Problem>(&body) {
-            Ok(problem) => again(problem, StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT)).await,
+            Ok(problem) => {
+                again(localise(problem, l), StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT)).await
+            }
             Err(_) => Redirect::to(&format!("/console/tickets/{number}")).into_response(),
         },
         Ok(Answer::InProgress) => {
@@ -802,13 +804,37 @@ pub async fn act(
 
 /// The refusal in the user's language where we say it ourselves (the workflow's own reason stays).
 fn localise(mut problem: Problem, language: Language) -> Problem {
-    if problem.code == "version_conflict" {
-        problem.detail = tr(
-            language,
-            "A jegyet közben más módosította; lent látja, mi változott.",
-            "Someone changed the ticket meanwhile; what changed is shown below.",
-        )
-        .to_owned();
+    let l = language;
+    match problem.code.as_str() {
+        "version_conflict" => {
+            problem.detail = tr(
+                l,
+                "A jegyet közben más módosította; lent látja, mi változott.",
+                "Someone changed the ticket meanwhile; what changed is shown below.",
+            )
+            .to_owned();
+        }
+        "invalid_transition" if l == Language::Hu => {
+            let status = problem.current_status.as_deref().map(|s| labels::word(labels::STATUSES, s, l).to_owned());
+            let mut detail = match status {
+                Some(status) => format!("Ez a lépés most nem lehetséges: a jegy állapota „{status}”."),
+                None => "Ez a lépés most nem lehetséges.".to_owned(),
+            };
+            if let Some(allowed) = problem.allowed_actions.as_ref().filter(|a| !a.is_empty()) {
+                let words: Vec<&str> = allowed.iter().map(|a| labels::action(a, l)).collect();
+                detail.push_str(&format!(" Most lehetséges: {}.", words.join(", ")));
+            }
+            problem.detail = detail;
+        }
+        "nothing_to_change" if l == Language::Hu => {
+            problem.detail = "Nincs mit módosítani: a jegy már így áll.".to_owned();
+        }
+        "outcome_not_informed" if l == Language::Hu => {
+            problem.detail =
+                "Megoldás előtt a bejelentőt tájékoztatni kell a szakterület válaszáról (válasz az ügyfélnek)."
+                    .to_owned();
+        }
+        _ => {}
     }
     problem
 }
