@@ -210,7 +210,8 @@ fn ms(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
-fn server_peak_rss_mb(server: &Child) -> f64 {
+/// The server process's peak resident memory (Linux: `VmHWM` in `/proc/<pid>/status`).
+pub fn server_peak_rss_mb(server: &Child) -> f64 {
     std::fs::read_to_string(format!("/proc/{}/status", server.id()))
         .ok()
         .and_then(|status| {

@@ -718,16 +718,7 @@ async fn http_lifecycle(
     let client_cpu = cpu_seconds("self") - client_cpu_before;
     let server_cpu = cpu_seconds(&server.id().to_string()) - server_cpu_before;
     let postgres_cpu = postgres_cpu_seconds() - postgres_cpu_before;
-    let server_peak_rss_mb = std::fs::read_to_string(format!("/proc/{}/status", server.id()))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .map(|v| v.trim().trim_end_matches("kB").trim().to_owned())
-        })
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0);
+    let server_peak_rss_mb = console::server_peak_rss_mb(&server);
     // The read models' lag during the run, as the server measured it (from each event's
     // recording to the commit of the read model showing it); the last events are given a
     // moment to be applied first.

@@ -702,6 +702,27 @@ fn timeline_line(record: &TicketRecord) -> String {
     )
 }
 
+/// Disables or enables a member of staff in the registry (nothing to change is fine).
+async fn set_disabled(
+    registry: &ticket_app::registry::RegistryService,
+    name: &ticket_domain::vocabulary::StaffName,
+    disabled: bool,
+) -> anyhow::Result<()> {
+    use ticket_domain::registry::{RegistryCommand, RegistryError};
+    let mut terms = registry
+        .load()
+        .await?
+        .staff
+        .get(name)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no member of staff is called {name}"))?;
+    terms.disabled = disabled;
+    match registry.execute(RegistryCommand::SaveStaff { name: name.clone(), terms }, &cli_context()).await {
+        Ok(_) | Err(ticket_app::registry::RegistryFailure::Refused(RegistryError::NothingToChange)) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// `ticketd staff …`: the staff directory (registry events) and console accounts' secrets.
 async fn staff_command(
     registry: &ticket_app::registry::RegistryService,
@@ -800,29 +821,13 @@ async fn staff_command(
         }
         StaffCommand::Disable { name } => {
             let name = parse_name(&name)?;
-            let mut terms = registry
-                .load()
-                .await?
-                .staff
-                .get(&name)
-                .cloned()
-                .ok_or_else(|| anyhow::anyhow!("no member of staff is called {name}"))?;
-            terms.disabled = true;
-            save(name.clone(), terms).await?;
+            set_disabled(registry, &name, true).await?;
             let ended = crate::accounts::end_sessions(database, name.as_str()).await?;
             println!("{name} is disabled ({ended} sessions ended)");
         }
         StaffCommand::Enable { name } => {
             let name = parse_name(&name)?;
-            let mut terms = registry
-                .load()
-                .await?
-                .staff
-                .get(&name)
-                .cloned()
-                .ok_or_else(|| anyhow::anyhow!("no member of staff is called {name}"))?;
-            terms.disabled = false;
-            save(name.clone(), terms).await?;
+            set_disabled(registry, &name, false).await?;
             println!("{name} is enabled");
         }
         StaffCommand::Totp { name, off } => {
