@@ -15,6 +15,7 @@
 //!   breaches.
 
 pub mod fold;
+pub mod ledger;
 pub mod queues;
 mod rebuild;
 pub mod sla_clocks;

@@ -8,6 +8,7 @@ mod console_browser;
 mod harness;
 mod idempotency;
 mod intake;
+mod ledger;
 mod limits;
 mod mail;
 mod registry;
@@ -144,6 +145,8 @@ on_both_backends_with_settings!(
     crate::consistency::one_clock_for_every_time_the_service_shows => one_clock_for_every_time_the_service_shows,
     crate::idempotency::a_slow_append_is_applied_once_while_the_client_repeats => a_slow_append_is_applied_once_while_the_client_repeats,
     crate::limits::the_document_states_every_limit_the_server_checks => the_document_states_every_limit_the_server_checks,
+    crate::ledger::verify_names_the_first_event_altered_removed_reordered_or_inserted => verify_names_the_first_event_altered_removed_reordered_or_inserted,
+    crate::ledger::proofs_check_offline_and_a_rewritten_ledger_fails_its_old_checkpoint => proofs_check_offline_and_a_rewritten_ledger_fails_its_old_checkpoint,
 );
 
 /// Polls the daily summary until `done` holds for today's row.

@@ -65,6 +65,8 @@ enum Command {
         clock_file: Option<std::path::PathBuf>,
         #[command(flatten)]
         sla: SlaArgs,
+        #[command(flatten)]
+        ledger: LedgerArgs,
     },
     /// Takes in the customer e-mail a mail server delivered to a Maildir (`DIR/new`, `DIR/cur`):
     /// each message becomes a ticket or a reply, then moves to `DIR/.processed/cur` (or, when
@@ -124,6 +126,38 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// The tamper-evident ledger: its signing key and checkpoints.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+    /// Recomputes the whole log against the ledger and every signed checkpoint, and names the
+    /// first event altered, removed, reordered or inserted, by its position. Exits 1 if
+    /// anything differs.
+    Verify {
+        /// The ledger's public key (the text `NAME+ID+BASE64`, or a file holding it); without
+        /// it, `--ledger-key`'s.
+        #[arg(long, env = "TICKETD_LEDGER_PUBLIC_KEY")]
+        public_key: Option<String>,
+        /// The private key file (its public half checks the checkpoints).
+        #[arg(long, env = "TICKETD_LEDGER_KEY")]
+        ledger_key: Option<std::path::PathBuf>,
+        /// Signed checkpoints kept outside the database (e.g. the mailed copies), checked too.
+        #[arg(long = "checkpoint", value_name = "FILE")]
+        checkpoints: Vec<std::path::PathBuf>,
+    },
+    /// Checks an exported proof bundle (a ticket's proof, a consistency proof, or an audit
+    /// export's lines) offline, with no database: the auditor's own tool. Exits 1 if it fails.
+    VerifyProof {
+        file: std::path::PathBuf,
+        /// The ledger's public key (the text `NAME+ID+BASE64`, or a file holding it).
+        #[arg(long)]
+        public_key: String,
+        /// For a consistency proof: the older checkpoint as the auditor kept it (instead of
+        /// the one in the bundle).
+        #[arg(long, value_name = "FILE")]
+        old_checkpoint: Option<std::path::PathBuf>,
+    },
     /// Prints a ticket's full history: who did what, when.
     Replay {
         /// The ticket's id (a UUID) or its number.
@@ -135,6 +169,160 @@ enum Command {
         #[arg(long)]
         as_of: Option<chrono::DateTime<chrono::FixedOffset>>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Creates the ledger's ed25519 signing key: the private key file (mode 0600, never
+    /// overwritten) and FILE.pub with the public key auditors keep. Needs no database.
+    InitKey {
+        /// The private key file to create.
+        #[arg(long, default_value = "data/ledger.key")]
+        out: std::path::PathBuf,
+        /// The key's name, which every checkpoint states as its origin (no spaces or '+').
+        #[arg(long, default_value = "ticketd.local/ledger")]
+        name: String,
+    },
+    /// Signs a checkpoint of the ledger as it stands now and prints it.
+    Checkpoint {
+        #[arg(long, env = "TICKETD_LEDGER_KEY")]
+        ledger_key: std::path::PathBuf,
+    },
+    /// Prints the public key of a private key file.
+    PublicKey {
+        #[arg(long, env = "TICKETD_LEDGER_KEY")]
+        ledger_key: std::path::PathBuf,
+    },
+}
+
+/// The ledger's signed checkpoints.
+#[derive(Debug, clap::Args)]
+struct LedgerArgs {
+    /// The ledger's private signing key file (`ticketd ledger init-key`). Without it the
+    /// ledger still records every event, but signs no checkpoints.
+    #[arg(long, env = "TICKETD_LEDGER_KEY")]
+    ledger_key: Option<std::path::PathBuf>,
+    /// Sign a checkpoint after this many new events…
+    #[arg(long, env = "TICKETD_LEDGER_CHECKPOINT_EVENTS", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    ledger_checkpoint_events: u64,
+    /// …or this many seconds after the last one, if the log has grown.
+    #[arg(long, env = "TICKETD_LEDGER_CHECKPOINT_SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    ledger_checkpoint_seconds: u64,
+}
+
+/// A public key given as its text or as a file holding it.
+fn public_key_text(given: &str) -> anyhow::Result<String> {
+    let path = std::path::Path::new(given);
+    let text = if !given.contains('+') || path.exists() {
+        std::fs::read_to_string(path).with_context(|| format!("reading the public key file {given}"))?
+    } else {
+        given.to_owned()
+    };
+    Ok(text.trim().to_owned())
+}
+
+/// The commands that need no database.
+fn run_offline(command: &Command) -> Option<anyhow::Result<()>> {
+    match command {
+        Command::Ledger { command: LedgerCommand::InitKey { out, name } } => Some(init_key(out, name)),
+        Command::Ledger { command: LedgerCommand::PublicKey { ledger_key } } => {
+            Some(ticket_ledger::checkpoint::LedgerKey::read(ledger_key).map_err(Into::into).map(|key| {
+                println!("{}", key.public_key());
+            }))
+        }
+        Command::VerifyProof { file, public_key, old_checkpoint } => {
+            Some(verify_proof(file, public_key, old_checkpoint.as_deref()))
+        }
+        _ => None,
+    }
+}
+
+fn init_key(out: &std::path::Path, name: &str) -> anyhow::Result<()> {
+    let (private, public) = ticket_ledger::checkpoint::LedgerKey::generate(name)?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(out).with_context(|| {
+        format!(
+            "creating {} (an existing key is never overwritten: checkpoints signed with it would no longer verify)",
+            out.display()
+        )
+    })?;
+    std::io::Write::write_all(&mut file, format!("{private}\n").as_bytes())?;
+    let public_file = std::path::PathBuf::from(format!("{}.pub", out.display()));
+    std::fs::write(&public_file, format!("{public}\n"))?;
+    println!("private key: {} (keep it secret; give it to `serve --ledger-key`)", out.display());
+    println!("public key:  {} (give it to the auditors)", public_file.display());
+    println!("{public}");
+    Ok(())
+}
+
+fn verify_proof(
+    file: &std::path::Path,
+    public_key: &str,
+    old_checkpoint: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use ticket_ledger::bundle::{self, Verified};
+    let public_key = public_key_text(public_key)?;
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let old = old_checkpoint
+        .map(|path| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display())))
+        .transpose()?;
+    // A bundle is one JSON document; an audit export is one per line, each with its `proof`.
+    let documents: Vec<serde_json::Value> = match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(value) => vec![value],
+        Err(_) => text
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .enumerate()
+            .map(|(i, line)| serde_json::from_str(line).with_context(|| format!("line {} is not JSON", i + 1)))
+            .collect::<anyhow::Result<_>>()?,
+    };
+    let mut failed = 0;
+    for (i, mut document) in documents.into_iter().enumerate() {
+        let label = match document.get("number") {
+            Some(number) => format!("ticket {number}"),
+            None => format!("bundle {}", i + 1),
+        };
+        if document.get("format").is_none() {
+            match document.get_mut("proof").map(serde_json::Value::take) {
+                Some(proof) => document = proof,
+                None => anyhow::bail!("{label} has no `format` and no `proof`: not a proof bundle or an audit export"),
+            }
+        }
+        if let (Some(old), Some(object)) = (&old, document.as_object_mut()) {
+            object.insert("old_checkpoint".into(), serde_json::Value::String(old.clone()));
+        }
+        match bundle::verify(&document.to_string(), &public_key) {
+            Ok(Verified::Events { stream, events, checkpoint, not_yet_in_checkpoint }) => println!(
+                "OK {label}: {events} events of {stream} are in the signed tree of {} events ({}){}",
+                checkpoint.size,
+                checkpoint.signed_at.map_or("no time".into(), |at| format!("signed {}", at.to_rfc3339())),
+                if not_yet_in_checkpoint > 0 {
+                    format!("; {not_yet_in_checkpoint} later events are not in that checkpoint yet")
+                } else {
+                    String::new()
+                }
+            ),
+            Ok(Verified::Consistency { old_size, new_size }) => {
+                println!("OK {label}: the signed tree of {new_size} events extends the tree of {old_size} events")
+            }
+            Err(error) => {
+                failed += 1;
+                println!("FAILED {label}: {error}");
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of the bundles did not verify");
+    }
+    Ok(())
 }
 
 /// The public contact form and attachments.
@@ -398,6 +586,9 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(result) = run_offline(&cli.command) {
+        return result;
+    }
     // One clock for everything the service reads as "now", the store's `recorded_at` included.
     let clock: Arc<dyn ticket_app::Clock> = match &cli.command {
         Command::Serve { clock_file: Some(path), .. } => {
@@ -428,6 +619,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             session_max_hours,
             clock_file: _,
             sla,
+            ledger,
         } => {
             let mail = mail.settings()?;
             let intake = intake.settings();
@@ -445,6 +637,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 sessions: crate::accounts::SessionLimits {
                     idle: chrono::Duration::minutes(session_idle_minutes as i64),
                     absolute: chrono::Duration::hours(session_max_hours as i64),
+                },
+                ledger: crate::server::LedgerSettings {
+                    key: ledger
+                        .ledger_key
+                        .as_deref()
+                        .map(ticket_ledger::checkpoint::LedgerKey::read)
+                        .transpose()?
+                        .map(Arc::new),
+                    checkpoint_events: ledger.ledger_checkpoint_events,
+                    checkpoint_interval: std::time::Duration::from_secs(ledger.ledger_checkpoint_seconds),
                 },
             };
             crate::server::serve(opened, config).await?;
@@ -558,6 +760,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rebuild { names, sla, page_events } => {
             let view = ticket_projections::ticket_view::TicketView::new(store.clone());
             let known = ["ticket_index", "ticket_view", "statistics", "sla_clocks"];
+            if names.iter().any(|n| n == ticket_projections::ledger::NAME) {
+                anyhow::bail!(
+                    "the ledger is never rebuilt: it is the witness of what was recorded (`ticketd verify` checks it)"
+                );
+            }
             if let Some(unknown) = names.iter().find(|n| !known.contains(&n.as_str())) {
                 anyhow::bail!("'{unknown}' is not a read model: {}", known.join(", "));
             }
@@ -601,6 +808,55 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 );
             }
         }
+        Command::Ledger { command } => match command {
+            LedgerCommand::Checkpoint { ledger_key } => {
+                let key = ticket_ledger::checkpoint::LedgerKey::read(&ledger_key)?;
+                let (_, note) = ticket_projections::ledger::checkpoint_now(&opened.database, &key, clock.now()).await?;
+                print!("{note}");
+            }
+            LedgerCommand::InitKey { .. } | LedgerCommand::PublicKey { .. } => unreachable!("run offline"),
+        },
+        Command::Verify { public_key, ledger_key, checkpoints } => {
+            let public_key = match (public_key, ledger_key) {
+                (Some(given), _) => Some(public_key_text(&given)?),
+                (None, Some(path)) => Some(ticket_ledger::checkpoint::LedgerKey::read(&path)?.public_key().to_owned()),
+                (None, None) => None,
+            };
+            let extra = checkpoints
+                .iter()
+                .map(|path| std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display())))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let started = std::time::Instant::now();
+            let report =
+                ticket_projections::ledger::verify(&store, &opened.database, public_key.as_deref(), &extra).await?;
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                "checked {} events against {} ledger leaves and {} signed checkpoints in {seconds:.2} s ({:.0} events/s)",
+                report.events,
+                report.leaves,
+                report.checkpoints,
+                report.events as f64 / seconds.max(1e-9)
+            );
+            if public_key.is_none() {
+                println!("warning: no public key given: the checkpoints' signatures were not checked");
+            }
+            if report.not_yet_in_ledger > 0 {
+                println!("{} events recorded after the ledger's last leaf (not in it yet)", report.not_yet_in_ledger);
+            }
+            match report.findings.first() {
+                None => println!(
+                    "OK: every event is the one recorded, in its place, and the ledger matches every checkpoint"
+                ),
+                Some(first) => {
+                    println!("FIRST: {first}");
+                    for finding in report.findings.iter().skip(1).take(20) {
+                        println!("also: {finding}");
+                    }
+                    anyhow::bail!("the log differs from the ledger: {} findings", report.findings.len());
+                }
+            }
+        }
+        Command::VerifyProof { .. } => unreachable!("run offline"),
         Command::Migrate => {
             println!("{} store at {} is migrated", store.backend(), cli.database_url);
         }

@@ -28,6 +28,15 @@ pub struct ServeConfig {
     pub idempotency_stale: std::time::Duration,
     /// How long console sessions live.
     pub sessions: crate::accounts::SessionLimits,
+    pub ledger: LedgerSettings,
+}
+
+/// The ledger's signing key and how often it signs.
+#[derive(Debug, Clone)]
+pub struct LedgerSettings {
+    pub key: Option<Arc<ticket_ledger::checkpoint::LedgerKey>>,
+    pub checkpoint_events: u64,
+    pub checkpoint_interval: std::time::Duration,
 }
 
 /// The public contact form's limits and where attachments go.
@@ -113,6 +122,20 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         opened.database.clone(),
         shutdown.clone(),
     );
+    let (ledger_status, ledger_task) = ticket_projections::ledger::spawn(
+        followed.clone(),
+        opened.database.clone(),
+        ticket_projections::ledger::LedgerOptions {
+            key: config.ledger.key.clone(),
+            checkpoint_events: config.ledger.checkpoint_events,
+            checkpoint_interval: config.ledger.checkpoint_interval,
+            now: {
+                let clock = config.clock.clone();
+                Arc::new(move || clock.now())
+            },
+        },
+        shutdown.clone(),
+    );
     let service = Arc::new(TicketService::new(opened.store.clone(), config.clock.clone(), ServiceOptions::default()));
     let registry = Arc::new(ticket_app::registry::RegistryService::new(opened.store.clone(), config.clock.clone()));
     let calendar = config.calendar.clone();
@@ -140,7 +163,9 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
             ("statistics", stats_status),
             ("mail_outbox", outbox_status),
             ("sla_clocks", sla_status),
+            ("ledger", ledger_status),
         ]),
+        ledger_key: config.ledger.key.clone(),
         tokens: Arc::default(),
         stats_days: Arc::default(),
         intake: Arc::new(crate::intake::PublicIntake::new(
@@ -215,6 +240,7 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
     let _ = stats_task.await;
     let _ = outbox_task.await;
     let _ = sla_task.await;
+    let _ = ledger_task.await;
     let _ = scheduler_task.await;
     let _ = live_task.await;
     if let Some(task) = dispatcher_task {

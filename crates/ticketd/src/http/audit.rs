@@ -51,7 +51,9 @@ fn ever_a_complaint(events: &[ticket_app::TicketRecord]) -> bool {
 }
 
 /// Every ticket received in `[from, to)` that was a complaint at any moment, one JSON object
-/// per line: `{"ticket_id", "number", "events": [every event with its envelope]}`.
+/// per line: `{"ticket_id", "number", "events": [every event with its envelope], "proof": the
+/// ticket's proof bundle against the newest signed checkpoint (null when none was signed)}`;
+/// `ticketd verify-proof` checks the file as it is.
 #[utoipa::path(
     get, path = "/api/v1/audit/export", tag = "audit",
     params(ExportQuery),
@@ -90,10 +92,12 @@ pub async fn export(
         if !ever_a_complaint(&history) {
             continue;
         }
+        let proof = ticket_proof(&state, TicketId::from_uuid(ticket_id)).await?;
         let line = serde_json::json!({
             "ticket_id": ticket_id,
             "number": number,
             "events": history.iter().map(event_view).collect::<Vec<_>>(),
+            "proof": proof,
         });
         body.push_str(&line.to_string());
         body.push('\n');
@@ -101,4 +105,173 @@ pub async fn export(
     let mut response = (StatusCode::OK, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
     Ok(response)
+}
+
+/// The ledger's problems as API errors: a mismatch is the service's failure (logged, alarmed),
+/// a question the ledger cannot answer is the caller's.
+fn ledger_error(error: ticket_projections::ledger::LedgerError) -> ApiError {
+    use ticket_projections::ledger::LedgerError;
+    match error {
+        LedgerError::Store(e) => ApiError::from(ticket_app::AppError::Store(e)),
+        LedgerError::Invalid(detail) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "A query parameter is invalid", detail)
+        }
+        LedgerError::Mismatch(detail) => ApiError::internal(format!("LEDGER MISMATCH: {detail}")),
+    }
+}
+
+fn no_checkpoint() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "ledger_not_signed",
+        "No checkpoint has been signed",
+        "the service has no ledger key (`serve --ledger-key`, made with `ticketd ledger init-key`), and none was signed before",
+    )
+}
+
+fn text_response(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+/// The newest signed checkpoint of the ledger (C2SP signed note), signing one first when the
+/// service has the key and none was signed yet.
+#[utoipa::path(
+    get, path = "/api/v1/audit/checkpoint", tag = "audit",
+    responses(
+        (status = 200, description = "The signed checkpoint: origin, tree size, root hash (base64), `time …`, a blank line, the ed25519 signature line", content_type = "text/plain", body = String),
+        (status = 409, description = "No checkpoint was signed and the service has no ledger key (`ledger_not_signed`)", body = super::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn checkpoint(State(state): State<AppState>, _caller: Caller) -> Result<Response, ApiError> {
+    let latest = ticket_projections::ledger::latest_checkpoint(&state.database).await.map_err(ledger_error)?;
+    let note = match (latest, &state.ledger_key) {
+        (Some((_, note)), _) => note,
+        (None, Some(key)) => {
+            ticket_projections::ledger::checkpoint_now(&state.database, key, state.service.clock().now())
+                .await
+                .map_err(ledger_error)?
+                .1
+        }
+        (None, None) => return Err(no_checkpoint()),
+    };
+    Ok(text_response(StatusCode::OK, note))
+}
+
+/// Signs a checkpoint of the ledger as it stands now (auditors and admins).
+#[utoipa::path(
+    post, path = "/api/v1/audit/checkpoint", tag = "audit",
+    responses(
+        (status = 201, description = "The checkpoint just signed (or the one already signed at this size)", content_type = "text/plain", body = String),
+        (status = 403, description = "Only auditors and admins sign checkpoints (`forbidden`)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The service has no ledger key (`ledger_not_signed`)", body = super::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn sign_checkpoint(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    if !matches!(caller.role, Role::Auditor | Role::Admin) {
+        return Err(ApiError::forbidden("checkpoints are signed on demand by auditors and admins"));
+    }
+    let Some(key) = &state.ledger_key else { return Err(no_checkpoint()) };
+    let (_, note) = ticket_projections::ledger::checkpoint_now(&state.database, key, state.service.clock().now())
+        .await
+        .map_err(ledger_error)?;
+    Ok(text_response(StatusCode::CREATED, note))
+}
+
+/// A ticket's proof bundle, for `ticketd verify-proof`; `None` when nothing was ever signed.
+pub async fn ticket_proof(
+    state: &AppState,
+    ticket_id: TicketId,
+) -> Result<Option<ticket_ledger::bundle::ProofBundle>, ApiError> {
+    let stream = event_store::StreamId::parse(&ticket_id.stream_name()).map_err(ApiError::internal)?;
+    ticket_projections::ledger::prove_stream(
+        state.service.store(),
+        &state.database,
+        &stream,
+        state.ledger_key.as_deref(),
+        state.service.clock().now(),
+    )
+    .await
+    .map_err(ledger_error)
+}
+
+/// Each of the ticket's events with its inclusion proof against the newest signed checkpoint
+/// (one is signed first if it does not cover them yet): check it offline with
+/// `ticketd verify-proof FILE --public-key KEY`.
+#[utoipa::path(
+    get, path = "/api/v1/audit/tickets/{id}/proof", tag = "audit",
+    params(("id" = String, Path, description = "The ticket's id (UUID) or number")),
+    responses(
+        (status = 200, description = "The proof bundle", body = ticket_ledger::bundle::ProofBundle),
+        (status = 403, description = "Only auditors and admins read proofs (`forbidden`)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No checkpoint was signed and the service has no ledger key (`ledger_not_signed`)", body = super::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn proof(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    if !matches!(caller.role, Role::Auditor | Role::Admin) {
+        return Err(ApiError::forbidden("proofs are for auditors and admins"));
+    }
+    let ticket_id = crate::commands::resolve_ticket(&state, &id).await?;
+    // Read as stored, not decoded: a proof is most wanted when an event no longer reads.
+    let stream = event_store::StreamId::parse(&ticket_id.stream_name()).map_err(ApiError::internal)?;
+    let version = state
+        .service
+        .store()
+        .stream_version(&stream)
+        .await
+        .map_err(|e| ApiError::from(ticket_app::AppError::Store(e)))?;
+    if version == 0 {
+        return Err(ApiError::not_found(format!("ticket {id} does not exist")));
+    }
+    let bundle = ticket_proof(&state, ticket_id).await?.ok_or_else(no_checkpoint)?;
+    Ok(axum::Json(bundle).into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyQuery {
+    /// The older tree size (an auditor's kept checkpoint).
+    pub from: u64,
+    /// The newer tree size: a signed checkpoint's; the newest by default.
+    pub to: Option<u64>,
+}
+
+/// The proof that the ledger's tree of `from` events is a prefix of the signed tree of `to`
+/// events: nothing recorded up to `from` was changed since.
+#[utoipa::path(
+    get, path = "/api/v1/audit/consistency", tag = "audit",
+    params(ConsistencyQuery),
+    responses(
+        (status = 200, description = "The consistency bundle", body = ticket_ledger::bundle::ConsistencyBundle),
+        (status = 400, description = "`to` is not a signed checkpoint's size, or `from` is not between 1 and `to` (`invalid_query`)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "No checkpoint was signed (`ledger_not_signed`)", body = super::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn consistency(
+    State(state): State<AppState>,
+    _caller: Caller,
+    query: Result<Query<ConsistencyQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "A query parameter is invalid", e.body_text())
+    })?;
+    let to = match query.to {
+        Some(to) => to,
+        None => {
+            ticket_projections::ledger::latest_checkpoint(&state.database)
+                .await
+                .map_err(ledger_error)?
+                .ok_or_else(no_checkpoint)?
+                .0
+        }
+    };
+    let bundle =
+        ticket_projections::ledger::prove_consistency(&state.database, query.from, to).await.map_err(ledger_error)?;
+    Ok(axum::Json(bundle).into_response())
 }

@@ -62,6 +62,8 @@ pub struct AppState {
     pub idempotency_stale: std::time::Duration,
     /// The staff console's sessions, sign-in limits and live updates.
     pub console: Arc<crate::console::Console>,
+    /// The ledger's signing key (checkpoints on demand), if configured.
+    pub ledger_key: Option<Arc<ticket_ledger::checkpoint::LedgerKey>>,
 }
 
 /// The whole HTTP application, without a socket (tests drive it directly too).
@@ -108,6 +110,9 @@ pub fn app(state: AppState) -> Router {
         .route("/stats/root-causes", get(stats::root_causes))
         .route("/stats/sla", get(stats::sla))
         .route("/audit/export", get(audit::export))
+        .route("/audit/checkpoint", get(audit::checkpoint).post(audit::sign_checkpoint))
+        .route("/audit/tickets/{id}/proof", get(audit::proof))
+        .route("/audit/consistency", get(audit::consistency))
         .route("/openapi.json", get(openapi::serve));
     Router::new()
         .nest("/api/v1", api)

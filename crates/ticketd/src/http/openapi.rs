@@ -25,7 +25,8 @@ use super::{Health, ProjectionHealth, Readiness};
         create_ticket, get_ticket, get_events, get_sla, get_attachment, super::contact::contact, super::intake::email, acknowledge, investigate, escalate, escalation_answer, resolve, close,
         reopen, assign, prioritise, link_contract, reclassify, out_of_scope, notes, replies, survey_sent, survey_answer,
         super::queues::get_queue, super::stats::summary, super::stats::divisions, super::stats::root_causes, super::stats::sla,
-        super::audit::export, super::healthz, super::readyz,
+        super::audit::export, super::audit::checkpoint, super::audit::sign_checkpoint, super::audit::proof,
+        super::audit::consistency, super::healthz, super::readyz,
         super::registry::list_contracts, super::registry::put_contract, super::registry::retire_contract,
         super::registry::set_default_contract, super::registry::list_divisions, super::registry::put_division,
         super::registry::history, super::registry::list_staff, super::registry::put_staff,
@@ -38,14 +39,15 @@ use super::{Health, ProjectionHealth, Readiness};
         super::registry::DivisionView, super::registry::DefaultContractBody, super::registry::RegistryChange,
         ticket_domain::registry::ContractTerms, ticket_domain::registry::DivisionTerms, ticket_domain::registry::SlaTargets, ticket_domain::registry::WorkingHours, PriorityBody,
         ticket_domain::registry::StaffTerms, super::registry::StaffView, ticket_domain::vocabulary::AttachmentRef, EventView, HistoryView, CreateTicket, ReporterInput,
-        Health, Readiness, ProjectionHealth, super::Lag, super::queues::QueuePage, super::queues::QueueItem,
+        ticket_ledger::bundle::ProofBundle, ticket_ledger::bundle::ProvenEvent, ticket_ledger::bundle::ConsistencyBundle,
+        ticket_ledger::leaf::LeafEvent, Health, Readiness, ProjectionHealth, super::Lag, super::queues::QueuePage, super::queues::QueueItem,
     )),
     tags(
         (name = "tickets", description = "Intake, the ticket, its history"),
         (name = "workflow", description = "The workflow's commands: each answers with the ticket after it"),
         (name = "queues", description = "The agents' work lists, from the read models"),
         (name = "statistics", description = "Complaint statistics for quality managers (JSON or CSV)"),
-        (name = "audit", description = "Exports for record keeping"),
+        (name = "audit", description = "Exports for record keeping, and the tamper-evident ledger: signed checkpoints and proofs"),
         (name = "registry", description = "Contracts (SLA targets, reporters), divisions and the staff directory: read by staff, changed by admins"),
         (name = "operations", description = "Health")
     )

@@ -1,0 +1,955 @@
+//! The tamper-evident ledger in the database: a follower of the global order that appends one
+//! RFC 6962 leaf per stored event (`ticket_ledger::leaf`), the hashes of the subtrees each
+//! completes, and signed checkpoints; the proofs the API serves; and [`verify`], which
+//! recomputes the log against them.
+//!
+//! The ledger is **never rebuilt**: it is the witness, so on any mismatch between what it holds
+//! and what the store holds it stops and raises the alarm (an error in the log and in
+//! `/readyz`); it never repairs itself. Its tables refuse UPDATE and DELETE (migration 2008).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use event_store::{Database, GlobalPosition, RecordedEvent, SharedStore, StoreError, StreamId, Subscription};
+use ticket_ledger::bundle::{ConsistencyBundle, ProofBundle, ProvenEvent};
+use ticket_ledger::checkpoint::{Checkpoint, LedgerKey};
+use ticket_ledger::leaf::LeafEvent;
+use ticket_ledger::tree::{Frontier, Hashes, Needed, NodeId};
+use ticket_ledger::{Hash, hash_from_bytes, hash_text};
+use tokio_util::sync::CancellationToken;
+
+use crate::{APPLY_BATCH_MAX, FollowedLog, PROJECTION_PACE, SharedStatus};
+
+/// The ledger's row in `projection_checkpoints`.
+pub const NAME: &str = "ledger";
+
+/// When the ledger signs a checkpoint by itself.
+#[derive(Clone)]
+pub struct LedgerOptions {
+    /// Without a key the ledger still records leaves; checkpoints need one.
+    pub key: Option<Arc<LedgerKey>>,
+    /// After this many new events…
+    pub checkpoint_events: u64,
+    /// …or this long after the last checkpoint, if the tree has grown.
+    pub checkpoint_interval: Duration,
+    /// The service's clock (a checkpoint's time).
+    pub now: Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The ledger and the store disagree: someone changed what was recorded.
+    #[error("LEDGER MISMATCH: {0}")]
+    Mismatch(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<sqlx::Error> for LedgerError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Store(StoreError::from_sqlx(error))
+    }
+}
+
+/// What the ledger holds: its size, the place in the log of its last leaf, and its frontier.
+struct State {
+    position: GlobalPosition,
+    frontier: Frontier,
+}
+
+/// The number of leaves.
+pub async fn size(database: &Database) -> Result<u64, LedgerError> {
+    let size: Option<i64> = match database {
+        Database::Sqlite { read, .. } => {
+            sqlx::query_scalar("SELECT MAX(leaf_index) + 1 FROM ledger_leaves").fetch_one(read).await?
+        }
+        Database::Postgres(pool) => {
+            sqlx::query_scalar("SELECT MAX(leaf_index) + 1 FROM ledger_leaves").fetch_one(pool).await?
+        }
+    };
+    Ok(size.unwrap_or(0) as u64)
+}
+
+/// The stored hashes of `nodes` (level 0 are the leaves).
+pub async fn fetch_nodes(database: &Database, nodes: &[NodeId]) -> Result<Hashes, LedgerError> {
+    let mut hashes = Hashes::default();
+    let (leaves, inner): (Vec<NodeId>, Vec<NodeId>) = nodes.iter().partition(|node| node.level == 0);
+    let wanted = |list: &[NodeId], leaf: bool| -> Vec<i64> {
+        let mut keys: Vec<i64> =
+            list.iter().map(|n| if leaf { n.index as i64 } else { n.stored_index() as i64 }).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    };
+    for (leaf, keys) in [(true, wanted(&leaves, true)), (false, wanted(&inner, false))] {
+        for chunk in keys.chunks(500) {
+            let rows: Vec<(i64, Vec<u8>)> = match database {
+                Database::Sqlite { read, .. } => {
+                    let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(if leaf {
+                        "SELECT leaf_index, leaf_hash FROM ledger_leaves WHERE leaf_index IN ("
+                    } else {
+                        "SELECT stored_index, hash FROM ledger_nodes WHERE stored_index IN ("
+                    });
+                    let mut list = query.separated(", ");
+                    for key in chunk {
+                        list.push_bind(*key);
+                    }
+                    query.push(")");
+                    query.build_query_as().fetch_all(read).await?
+                }
+                Database::Postgres(pool) => {
+                    sqlx::query_as(if leaf {
+                        "SELECT leaf_index, leaf_hash FROM ledger_leaves WHERE leaf_index = ANY($1)"
+                    } else {
+                        "SELECT stored_index, hash FROM ledger_nodes WHERE stored_index = ANY($1)"
+                    })
+                    .bind(chunk)
+                    .fetch_all(pool)
+                    .await?
+                }
+            };
+            for (key, bytes) in rows {
+                let hash = hash_from_bytes(&bytes)
+                    .ok_or_else(|| LedgerError::Mismatch(format!("a stored ledger hash ({key}) is not 32 bytes")))?;
+                let node =
+                    if leaf { NodeId { level: 0, index: key as u64 } } else { NodeId::from_stored_index(key as u64) };
+                hashes.0.insert(node, hash);
+            }
+        }
+    }
+    if let Some(missing) = nodes.iter().find(|node| !hashes.0.contains_key(node)) {
+        return Err(LedgerError::Mismatch(format!(
+            "the ledger lacks the hash of the subtree at level {} index {}",
+            missing.level, missing.index
+        )));
+    }
+    Ok(hashes)
+}
+
+/// The root hash of the tree of `size` leaves, from the stored hashes.
+pub async fn tree_hash(database: &Database, size: u64) -> Result<Hash, LedgerError> {
+    let hashes = fetch_nodes(database, &Needed::tree_hash(size)).await?;
+    hashes.tree_hash(size).map_err(|e| LedgerError::Invalid(e.to_string()))
+}
+
+async fn load(database: &Database) -> Result<State, LedgerError> {
+    let size = size(database).await?;
+    let roots = fetch_nodes(database, &Frontier::nodes_for(size)).await?;
+    let roots = Frontier::nodes_for(size).iter().map(|node| roots.0[node]).collect();
+    let frontier = Frontier::from_roots(size, roots).map_err(LedgerError::Mismatch)?;
+    let position = crate::checkpoint(database, NAME).await?;
+    let last_leaf_position: Option<i64> = if size == 0 {
+        None
+    } else {
+        Some(match database {
+            Database::Sqlite { read, .. } => {
+                sqlx::query_scalar("SELECT position FROM ledger_leaves WHERE leaf_index = ?1")
+                    .bind(size as i64 - 1)
+                    .fetch_one(read)
+                    .await?
+            }
+            Database::Postgres(pool) => {
+                sqlx::query_scalar("SELECT position FROM ledger_leaves WHERE leaf_index = $1")
+                    .bind(size as i64 - 1)
+                    .fetch_one(pool)
+                    .await?
+            }
+        })
+    };
+    if last_leaf_position.unwrap_or(0) != position.0 {
+        return Err(LedgerError::Mismatch(format!(
+            "the ledger's checkpoint is at position {position}, its last leaf at {}",
+            last_leaf_position.unwrap_or(0)
+        )));
+    }
+    Ok(State { position, frontier })
+}
+
+/// The checkpoints signed so far, oldest first.
+pub async fn checkpoints(database: &Database) -> Result<Vec<(u64, Hash, String)>, LedgerError> {
+    let rows: Vec<(i64, Vec<u8>, String)> = match database {
+        Database::Sqlite { read, .. } => {
+            sqlx::query_as("SELECT tree_size, root_hash, note FROM ledger_checkpoints ORDER BY tree_size")
+                .fetch_all(read)
+                .await?
+        }
+        Database::Postgres(pool) => {
+            sqlx::query_as("SELECT tree_size, root_hash, note FROM ledger_checkpoints ORDER BY tree_size")
+                .fetch_all(pool)
+                .await?
+        }
+    };
+    rows.into_iter()
+        .map(|(size, root, note)| {
+            let root = hash_from_bytes(&root)
+                .ok_or_else(|| LedgerError::Mismatch(format!("the checkpoint at size {size} has no 32-byte root")))?;
+            Ok((size as u64, root, note))
+        })
+        .collect()
+}
+
+/// The newest signed checkpoint (its size and note).
+pub async fn latest_checkpoint(database: &Database) -> Result<Option<(u64, String)>, LedgerError> {
+    let row: Option<(i64, String)> = match database {
+        Database::Sqlite { read, .. } => {
+            sqlx::query_as("SELECT tree_size, note FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1")
+                .fetch_optional(read)
+                .await?
+        }
+        Database::Postgres(pool) => {
+            sqlx::query_as("SELECT tree_size, note FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1")
+                .fetch_optional(pool)
+                .await?
+        }
+    };
+    Ok(row.map(|(size, note)| (size as u64, note)))
+}
+
+/// Signs a checkpoint of the ledger as it stands now and keeps it (a checkpoint of that size
+/// signed already is kept as it was). Returns the size and the note.
+pub async fn checkpoint_now(
+    database: &Database,
+    key: &LedgerKey,
+    at: DateTime<Utc>,
+) -> Result<(u64, String), LedgerError> {
+    let size = size(database).await?;
+    let root = tree_hash(database, size).await?;
+    let note = key.sign(size, root, at);
+    let root = root.0.to_vec();
+    let at = at.timestamp_micros();
+    match database {
+        Database::Sqlite { write, .. } => {
+            sqlx::query(
+                "INSERT INTO ledger_checkpoints (tree_size, root_hash, signed_at, note) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (tree_size) DO NOTHING",
+            )
+            .bind(size as i64)
+            .bind(root)
+            .bind(at)
+            .bind(&note)
+            .execute(write)
+            .await?;
+        }
+        Database::Postgres(pool) => {
+            sqlx::query(
+                "INSERT INTO ledger_checkpoints (tree_size, root_hash, signed_at, note) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (tree_size) DO NOTHING",
+            )
+            .bind(size as i64)
+            .bind(root)
+            .bind(at)
+            .bind(&note)
+            .execute(pool)
+            .await?;
+        }
+    }
+    let kept = latest_checkpoint(database).await?.filter(|(kept, _)| *kept == size);
+    Ok(kept.unwrap_or((size, note)))
+}
+
+/// Follows the global order and appends it to the ledger until `shutdown`. Stops with
+/// [`LedgerError::Mismatch`] on any disagreement between the ledger and the store.
+pub async fn run(
+    log: FollowedLog,
+    database: Database,
+    options: LedgerOptions,
+    status: SharedStatus,
+    shutdown: CancellationToken,
+) -> Result<(), LedgerError> {
+    let store = log.store.clone();
+    let mut state = load(&database).await?;
+    check_last_leaf(&store, &database, &state).await?;
+    check_signed_roots(&database, &state).await?;
+    status.lock().expect("status lock").position = state.position;
+    let following_since = Utc::now();
+    let mut subscription = Subscription::new(store.clone(), state.position).with_batch_size(APPLY_BATCH_MAX);
+    let mut last_batch: Option<tokio::time::Instant> = None;
+    let mut signed_size = latest_checkpoint(&database).await?.map_or(0, |(size, _)| size);
+    let mut last_signed = tokio::time::Instant::now();
+    loop {
+        let grown = state.frontier.size() > signed_size;
+        let due = last_signed + options.checkpoint_interval;
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            next = subscription.next() => Some(next?),
+            _ = tokio::time::sleep_until(due), if grown && options.key.is_some() => None,
+        };
+        if let Some(first) = first {
+            if let Some(last) = last_batch {
+                tokio::time::sleep_until(last + PROJECTION_PACE).await;
+            }
+            last_batch = Some(tokio::time::Instant::now());
+            let mut batch = vec![first];
+            batch.extend(subscription.next_batch_now().await?);
+            let events = batch.len() as u64;
+            let recorded: Vec<DateTime<Utc>> = batch.iter().map(|e| e.recorded_at).collect();
+            match append(&database, &mut state, batch).await {
+                Ok(()) => {
+                    let committed = Utc::now();
+                    let mut status = status.lock().expect("status lock");
+                    status.position = state.position;
+                    status.events_applied += events;
+                    for recorded_at in recorded.into_iter().filter(|at| *at >= following_since) {
+                        let lag = (committed - recorded_at).num_microseconds().unwrap_or(i64::MAX);
+                        status.lag_us.saturating_record(lag.max(1) as u64);
+                    }
+                }
+                Err(AppendError::Moved) => {
+                    // Another instance appended these: take the ledger as it now stands.
+                    state = load(&database).await?;
+                    status.lock().expect("status lock").position = state.position;
+                    subscription = Subscription::new(store.clone(), state.position).with_batch_size(APPLY_BATCH_MAX);
+                }
+                Err(AppendError::Ledger(error)) => return Err(error),
+            }
+        }
+        let size = state.frontier.size();
+        let Some(key) = &options.key else { continue };
+        if size > signed_size && (size - signed_size >= options.checkpoint_events || tokio::time::Instant::now() >= due)
+        {
+            let (kept, _) = checkpoint_now(&database, key, (options.now)()).await?;
+            signed_size = kept.max(size);
+            last_signed = tokio::time::Instant::now();
+        }
+    }
+}
+
+enum AppendError {
+    Moved,
+    Ledger(LedgerError),
+}
+
+impl From<sqlx::Error> for AppendError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Ledger(error.into())
+    }
+}
+
+/// Appends a batch's leaves and completed subtrees and moves the ledger's checkpoint, in one
+/// transaction (in a task of its own: see `crate::apply_batch`).
+async fn append(database: &Database, state: &mut State, batch: Vec<RecordedEvent>) -> Result<(), AppendError> {
+    if let Some(first) = batch.first()
+        && first.position <= state.position
+    {
+        return Err(AppendError::Ledger(LedgerError::Mismatch(format!(
+            "the store gave the event at position {} after the ledger had passed {}",
+            first.position, state.position
+        ))));
+    }
+    let mut frontier = state.frontier.clone();
+    let mut leaves: Vec<(i64, i64, uuid::Uuid, Vec<u8>)> = Vec::with_capacity(batch.len());
+    let mut nodes: Vec<(i64, Vec<u8>)> = Vec::with_capacity(batch.len());
+    for event in &batch {
+        let hash = ticket_ledger::leaf::leaf_hash(event);
+        let index = frontier.size() as i64;
+        for (node, hash) in frontier.push(hash).into_iter().skip(1) {
+            nodes.push((node.stored_index() as i64, hash.0.to_vec()));
+        }
+        leaves.push((index, event.position.0, event.event_id, hash.0.to_vec()));
+    }
+    let start = state.position.0;
+    let last = batch.last().map_or(start, |e| e.position.0);
+    let database = database.clone();
+    let task = tokio::spawn(async move { write_batch(&database, start, last, leaves, nodes).await });
+    task.await.map_err(|e| AppendError::Ledger(LedgerError::Invalid(format!("appending to the ledger: {e}"))))??;
+    state.frontier = frontier;
+    state.position = GlobalPosition(last);
+    Ok(())
+}
+
+async fn write_batch(
+    database: &Database,
+    start: i64,
+    last: i64,
+    leaves: Vec<(i64, i64, uuid::Uuid, Vec<u8>)>,
+    nodes: Vec<(i64, Vec<u8>)>,
+) -> Result<(), AppendError> {
+    match database {
+        Database::Sqlite { write, .. } => {
+            let mut transaction = write.begin().await?;
+            let claimed = sqlx::query(
+                "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at \
+                 WHERE projection_checkpoints.position = ?4",
+            )
+            .bind(NAME)
+            .bind(last)
+            .bind(Utc::now().timestamp_micros())
+            .bind(start)
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+            if claimed != 1 {
+                return Err(AppendError::Moved);
+            }
+            for chunk in leaves.chunks(200) {
+                let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                    "INSERT INTO ledger_leaves (leaf_index, position, event_id, leaf_hash) ",
+                );
+                insert.push_values(chunk, |mut row, (index, position, id, hash)| {
+                    row.push_bind(*index).push_bind(*position).push_bind(*id).push_bind(hash.as_slice());
+                });
+                insert.build().execute(&mut *transaction).await?;
+            }
+            for chunk in nodes.chunks(400) {
+                let mut insert =
+                    sqlx::QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO ledger_nodes (stored_index, hash) ");
+                insert.push_values(chunk, |mut row, (index, hash)| {
+                    row.push_bind(*index).push_bind(hash.as_slice());
+                });
+                insert.build().execute(&mut *transaction).await?;
+            }
+            transaction.commit().await?;
+        }
+        Database::Postgres(pool) => {
+            let mut transaction = pool.begin().await?;
+            let claimed = sqlx::query(
+                "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES ($1, $2, now()) \
+                 ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at \
+                 WHERE projection_checkpoints.position = $3",
+            )
+            .bind(NAME)
+            .bind(last)
+            .bind(start)
+            .execute(&mut *transaction)
+            .await?
+            .rows_affected();
+            if claimed != 1 {
+                return Err(AppendError::Moved);
+            }
+            let (indexes, positions, ids, hashes): (Vec<i64>, Vec<i64>, Vec<uuid::Uuid>, Vec<Vec<u8>>) =
+                leaves.into_iter().fold(Default::default(), |mut columns, (i, p, id, h)| {
+                    columns.0.push(i);
+                    columns.1.push(p);
+                    columns.2.push(id);
+                    columns.3.push(h);
+                    columns
+                });
+            sqlx::query(
+                "INSERT INTO ledger_leaves (leaf_index, position, event_id, leaf_hash) \
+                 SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::uuid[], $4::bytea[])",
+            )
+            .bind(indexes)
+            .bind(positions)
+            .bind(ids)
+            .bind(hashes)
+            .execute(&mut *transaction)
+            .await?;
+            let (indexes, hashes): (Vec<i64>, Vec<Vec<u8>>) = nodes.into_iter().unzip();
+            sqlx::query(
+                "INSERT INTO ledger_nodes (stored_index, hash) SELECT * FROM UNNEST($1::bigint[], $2::bytea[])",
+            )
+            .bind(indexes)
+            .bind(hashes)
+            .execute(&mut *transaction)
+            .await?;
+            // Unlike a read model, the ledger waits for the disk: it is never built again.
+            transaction.commit().await?;
+        }
+    }
+    Ok(())
+}
+
+/// At start: the last leaf still recomputes from the event the store holds at its position.
+async fn check_last_leaf(store: &SharedStore, database: &Database, state: &State) -> Result<(), LedgerError> {
+    let size = state.frontier.size();
+    if size == 0 {
+        return Ok(());
+    }
+    let stored = fetch_nodes(database, &[NodeId { level: 0, index: size - 1 }]).await?;
+    let event = store.read_all(GlobalPosition(state.position.0 - 1), 1).await?;
+    match event.first() {
+        Some(event) if event.position == state.position => {
+            if ticket_ledger::leaf::leaf_hash(event) != stored.0[&NodeId { level: 0, index: size - 1 }] {
+                return Err(LedgerError::Mismatch(format!(
+                    "the event at position {} is not the one the ledger recorded (run `ticketd verify`)",
+                    state.position
+                )));
+            }
+            Ok(())
+        }
+        _ => Err(LedgerError::Mismatch(format!(
+            "the event at position {} the ledger recorded last is gone from the store (run `ticketd verify`)",
+            state.position
+        ))),
+    }
+}
+
+/// At start: the newest signed checkpoint's root is the stored tree's root at its size.
+async fn check_signed_roots(database: &Database, state: &State) -> Result<(), LedgerError> {
+    let Some((size, note)) = latest_checkpoint(database).await? else { return Ok(()) };
+    if size > state.frontier.size() {
+        return Err(LedgerError::Mismatch(format!(
+            "a checkpoint was signed at size {size}, but the ledger holds {} leaves",
+            state.frontier.size()
+        )));
+    }
+    let root = tree_hash(database, size).await?;
+    let signed = checkpoints(database).await?.into_iter().find(|(s, _, _)| *s == size).map(|(_, root, _)| root);
+    if signed != Some(root) || !note.contains(&hash_text(&root)) {
+        return Err(LedgerError::Mismatch(format!(
+            "the stored tree of {size} leaves does not have the root its signed checkpoint states"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs the ledger in the background, restarting it after database outages, never after a
+/// mismatch (that needs a person).
+pub fn spawn(
+    log: FollowedLog,
+    database: Database,
+    options: LedgerOptions,
+    shutdown: CancellationToken,
+) -> (SharedStatus, tokio::task::JoinHandle<()>) {
+    let status: SharedStatus = Arc::default();
+    let task_status = status.clone();
+    let handle = tokio::spawn(async move {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let result =
+                run(log.clone(), database.clone(), options.clone(), task_status.clone(), shutdown.clone()).await;
+            match result {
+                Ok(()) => return,
+                Err(error @ (LedgerError::Mismatch(_) | LedgerError::Invalid(_))) => {
+                    tracing::error!(
+                        %error,
+                        "LEDGER STOPPED: the ledger and the store disagree; nothing is repaired. Run `ticketd verify` \
+                         and call the auditors"
+                    );
+                    task_status.lock().expect("status lock").failed = Some(error.to_string());
+                    return;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "ledger interrupted; retrying");
+                    {
+                        let mut status = task_status.lock().expect("status lock");
+                        status.retries += 1;
+                        status.last_error = Some(error.to_string());
+                    }
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    });
+    (status, handle)
+}
+
+/// The leaves of the events at `positions`: position → leaf index.
+async fn leaf_indexes(database: &Database, positions: &[i64]) -> Result<HashMap<i64, u64>, LedgerError> {
+    let mut found = HashMap::new();
+    for chunk in positions.chunks(500) {
+        let rows: Vec<(i64, i64)> = match database {
+            Database::Sqlite { read, .. } => {
+                let mut query = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                    "SELECT position, leaf_index FROM ledger_leaves WHERE position IN (",
+                );
+                let mut list = query.separated(", ");
+                for position in chunk {
+                    list.push_bind(*position);
+                }
+                query.push(")");
+                query.build_query_as().fetch_all(read).await?
+            }
+            Database::Postgres(pool) => {
+                sqlx::query_as("SELECT position, leaf_index FROM ledger_leaves WHERE position = ANY($1)")
+                    .bind(chunk)
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        found.extend(rows.into_iter().map(|(position, leaf)| (position, leaf as u64)));
+    }
+    Ok(found)
+}
+
+/// A stream's events with their inclusion proofs against the newest signed checkpoint. With a
+/// key, a checkpoint is signed first when the newest does not cover every event the ledger
+/// holds of the stream. `None` when no checkpoint has been signed.
+pub async fn prove_stream(
+    store: &SharedStore,
+    database: &Database,
+    stream: &StreamId,
+    key: Option<&LedgerKey>,
+    now: DateTime<Utc>,
+) -> Result<Option<ProofBundle>, LedgerError> {
+    let mut events = Vec::new();
+    loop {
+        let page = store.read_stream(stream, events.len() as u64, event_store::READ_EVENTS_MAX).await?;
+        let done = page.len() < event_store::READ_EVENTS_MAX;
+        events.extend(page);
+        if done {
+            break;
+        }
+    }
+    let positions: Vec<i64> = events.iter().map(|e| e.position.0).collect();
+    let leaves = leaf_indexes(database, &positions).await?;
+    let mut latest = latest_checkpoint(database).await?;
+    let last_leaf = leaves.values().max().copied();
+    if let (Some(key), Some(last)) = (key, last_leaf)
+        && latest.as_ref().is_none_or(|(size, _)| *size <= last)
+    {
+        latest = Some(checkpoint_now(database, key, now).await?);
+    }
+    let Some((size, note)) = latest else { return Ok(None) };
+    let mut proven = Vec::new();
+    let mut pending = Vec::new();
+    let mut needed = HashSet::new();
+    for event in &events {
+        match leaves.get(&event.position.0) {
+            Some(leaf) if *leaf < size => {
+                needed.extend(Needed::inclusion(size, *leaf).map_err(|e| LedgerError::Invalid(e.to_string()))?);
+            }
+            _ => pending.push(event.version),
+        }
+    }
+    let needed: Vec<NodeId> = needed.into_iter().collect();
+    let hashes = fetch_nodes(database, &needed).await?;
+    for event in &events {
+        let Some(leaf) = leaves.get(&event.position.0).copied().filter(|leaf| *leaf < size) else { continue };
+        let proof = hashes.inclusion(size, leaf).map_err(|e| LedgerError::Invalid(e.to_string()))?;
+        let event = LeafEvent::of(event);
+        proven.push(ProvenEvent {
+            leaf_index: leaf,
+            leaf_hash: hash_text(&event.leaf_hash()),
+            inclusion_proof: proof.iter().map(hash_text).collect(),
+            event,
+        });
+    }
+    Ok(Some(ProofBundle {
+        format: ticket_ledger::bundle::PROOF_FORMAT.into(),
+        stream: stream.as_str().to_owned(),
+        checkpoint: note,
+        events: proven,
+        not_yet_in_checkpoint: pending,
+    }))
+}
+
+/// The proof that the tree of `old` leaves is a prefix of the signed tree of `new` leaves.
+pub async fn prove_consistency(database: &Database, old: u64, new: u64) -> Result<ConsistencyBundle, LedgerError> {
+    let signed = checkpoints(database).await?;
+    let note_at = |size: u64| signed.iter().find(|(s, _, _)| *s == size).map(|(_, _, note)| note.clone());
+    let new_checkpoint = note_at(new).ok_or_else(|| {
+        LedgerError::Invalid(format!(
+            "no checkpoint was signed at size {new}; signed sizes end with {:?}",
+            signed.iter().rev().take(5).map(|(s, _, _)| *s).collect::<Vec<_>>()
+        ))
+    })?;
+    if old == 0 || old > new {
+        return Err(LedgerError::Invalid(format!("`from` must be between 1 and `to` ({new})")));
+    }
+    let mut needed = Needed::consistency(new, old).map_err(|e| LedgerError::Invalid(e.to_string()))?;
+    needed.extend(Needed::tree_hash(old));
+    let hashes = fetch_nodes(database, &needed).await?;
+    let proof = hashes.consistency(new, old).map_err(|e| LedgerError::Invalid(e.to_string()))?;
+    let old_root = hashes.tree_hash(old).map_err(|e| LedgerError::Invalid(e.to_string()))?;
+    Ok(ConsistencyBundle {
+        format: ticket_ledger::bundle::CONSISTENCY_FORMAT.into(),
+        old_size: old,
+        new_size: new,
+        old_root: hash_text(&old_root),
+        old_checkpoint: note_at(old),
+        new_checkpoint,
+        proof: proof.iter().map(hash_text).collect(),
+    })
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Finding {
+    /// The event at this position is not the one recorded.
+    Altered { position: i64 },
+    /// The ledger recorded an event at this position; the store no longer has it.
+    Removed { position: i64 },
+    /// The store has an event at this position the ledger never recorded, among ones it did.
+    Inserted { position: i64 },
+    /// The event at this position is one the ledger recorded at another position.
+    Reordered { position: i64, recorded_at_position: i64 },
+    /// The stored tree at this size does not have the root its signed checkpoint states.
+    CheckpointMismatch { size: u64 },
+    /// A checkpoint whose signature does not verify with the public key.
+    BadSignature { size: Option<u64>, reason: String },
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Altered { position } => write!(f, "the event at position {position} was altered"),
+            Self::Removed { position } => write!(f, "the event at position {position} was removed"),
+            Self::Inserted { position } => write!(f, "an event was inserted at position {position}"),
+            Self::Reordered { position, recorded_at_position } => write!(
+                f,
+                "events were reordered: the event at position {position} was recorded at position {recorded_at_position}"
+            ),
+            Self::CheckpointMismatch { size } => write!(
+                f,
+                "the ledger's tree of {size} events does not have the root its signed checkpoint states: the ledger \
+                 itself was rewritten"
+            ),
+            Self::BadSignature { size, reason } => match size {
+                Some(size) => write!(f, "the checkpoint of size {size} does not verify: {reason}"),
+                None => write!(f, "a checkpoint does not verify: {reason}"),
+            },
+        }
+    }
+}
+
+/// What [`verify`] did.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    pub events: u64,
+    pub leaves: u64,
+    pub checkpoints: u64,
+    /// Events recorded after the ledger's last leaf (it has not reached them yet).
+    pub not_yet_in_ledger: u64,
+    /// Every difference, the first first.
+    pub findings: Vec<Finding>,
+}
+
+/// Recomputes every leaf from the store's events, compares them with the ledger's leaves, and
+/// checks the ledger's tree against every signed checkpoint (the database's and `extra`, e.g.
+/// the copies mailed to the auditors). Findings name each difference by position.
+pub async fn verify(
+    store: &SharedStore,
+    database: &Database,
+    public_key: Option<&str>,
+    extra: &[String],
+) -> Result<VerifyReport, LedgerError> {
+    let mut report = VerifyReport::default();
+    // Every signed checkpoint, opened with the public key.
+    let mut signed: Vec<(u64, Hash)> = Vec::new();
+    let stored = checkpoints(database).await?;
+    for (size, root, note) in &stored {
+        match public_key {
+            Some(key) => match ticket_ledger::checkpoint::open(note, key) {
+                Ok(opened) if opened.size == *size && opened.root == *root => signed.push((*size, *root)),
+                Ok(_) => report.findings.push(Finding::BadSignature {
+                    size: Some(*size),
+                    reason: "its row does not match its signed note".into(),
+                }),
+                Err(e) => report.findings.push(Finding::BadSignature { size: Some(*size), reason: e.to_string() }),
+            },
+            None => signed.push((*size, *root)),
+        }
+    }
+    for note in extra {
+        match public_key.map(|key| ticket_ledger::checkpoint::open(note, key)) {
+            Some(Ok(Checkpoint { size, root, .. })) => signed.push((size, root)),
+            Some(Err(e)) => report.findings.push(Finding::BadSignature { size: None, reason: e.to_string() }),
+            None => return Err(LedgerError::Invalid("checking a checkpoint file needs the public key".into())),
+        }
+    }
+    signed.sort_by_key(|(size, _)| *size);
+    report.checkpoints = signed.len() as u64;
+
+    // The ledger's leaves, and the store's events recomputed (each page hashed while the next
+    // is read).
+    let leaves = all_leaves(database).await?;
+    report.leaves = leaves.len() as u64;
+    let mut events: Vec<(i64, uuid::Uuid, Hash)> = Vec::with_capacity(leaves.len());
+    let mut next = tokio::spawn(read_and_hash(store.clone(), GlobalPosition::START));
+    loop {
+        let page = (&mut next).await.map_err(|e| LedgerError::Invalid(e.to_string()))??;
+        let Some(last) = page.last() else { break };
+        next = tokio::spawn(read_and_hash(store.clone(), GlobalPosition(last.0)));
+        events.extend(page);
+    }
+    report.events = events.len() as u64;
+    report.findings.extend(compare(&leaves, &events, &mut report.not_yet_in_ledger));
+
+    // The ledger's tree against every signed checkpoint.
+    let mut frontier = Frontier::new();
+    let mut checks = signed.iter().peekable();
+    while let Some((size, _)) = checks.peek()
+        && *size == 0
+    {
+        checks.next();
+    }
+    for leaf in &leaves {
+        frontier.push(leaf.2);
+        while let Some((size, root)) = checks.peek()
+            && *size == frontier.size()
+        {
+            if frontier.root() != *root {
+                report.findings.push(Finding::CheckpointMismatch { size: *size });
+            }
+            checks.next();
+        }
+    }
+    for (size, _) in checks {
+        report.findings.push(Finding::CheckpointMismatch { size: *size });
+    }
+    report.findings.sort_by_key(|finding| match finding {
+        Finding::Altered { position }
+        | Finding::Removed { position }
+        | Finding::Inserted { position }
+        | Finding::Reordered { position, .. } => (1, *position as i128),
+        Finding::CheckpointMismatch { size } => (0, *size as i128),
+        Finding::BadSignature { .. } => (0, -1),
+    });
+    Ok(report)
+}
+
+/// The differences between the ledger's leaves and the store's events (both `(position, event
+/// id, leaf hash)` in position order), by position:
+/// - same position, same event, other content: altered;
+/// - an event the ledger recorded at another position: reordered;
+/// - an event the ledger never recorded, before its last leaf: inserted (also where it took
+///   the place of an event that is still there, moved on);
+/// - an event the ledger recorded that is nowhere in the store: removed (or, when another
+///   unknown event took its place, altered).
+fn compare(leaves: &[(i64, uuid::Uuid, Hash)], events: &[(i64, uuid::Uuid, Hash)], beyond: &mut u64) -> Vec<Finding> {
+    let recorded_at: HashMap<i64, (uuid::Uuid, Hash)> = leaves.iter().map(|(p, id, h)| (*p, (*id, *h))).collect();
+    let recorded_position: HashMap<uuid::Uuid, i64> = leaves.iter().map(|(p, id, _)| (*id, *p)).collect();
+    let present: HashSet<uuid::Uuid> = events.iter().map(|(_, id, _)| *id).collect();
+    let positions: HashSet<i64> = events.iter().map(|(p, _, _)| *p).collect();
+    let last_recorded = leaves.last().map_or(0, |leaf| leaf.0);
+    let mut findings = Vec::new();
+    for (position, id, hash) in events {
+        let position = *position;
+        match recorded_at.get(&position) {
+            Some((_, recorded)) if recorded == hash => {}
+            Some((recorded_id, _)) if recorded_id == id => findings.push(Finding::Altered { position }),
+            found => match recorded_position.get(id) {
+                Some(elsewhere) => findings.push(Finding::Reordered { position, recorded_at_position: *elsewhere }),
+                None => match found {
+                    Some((recorded_id, _)) if !present.contains(recorded_id) => {
+                        findings.push(Finding::Altered { position })
+                    }
+                    Some(_) => findings.push(Finding::Inserted { position }),
+                    None if position < last_recorded => findings.push(Finding::Inserted { position }),
+                    None => *beyond += 1,
+                },
+            },
+        }
+    }
+    for (position, id, _) in leaves {
+        if !present.contains(id) && !positions.contains(position) {
+            findings.push(Finding::Removed { position: *position });
+        }
+    }
+    findings
+}
+
+/// Every leaf: (position, event id, leaf hash), in order.
+async fn all_leaves(database: &Database) -> Result<Vec<(i64, uuid::Uuid, Hash)>, LedgerError> {
+    let mut leaves = Vec::new();
+    loop {
+        let from = leaves.len() as i64;
+        let rows: Vec<(i64, uuid::Uuid, Vec<u8>)> = match database {
+            Database::Sqlite { read, .. } => {
+                sqlx::query_as(
+                    "SELECT position, event_id, leaf_hash FROM ledger_leaves WHERE leaf_index >= ?1 \
+                     ORDER BY leaf_index LIMIT 50000",
+                )
+                .bind(from)
+                .fetch_all(read)
+                .await?
+            }
+            Database::Postgres(pool) => {
+                sqlx::query_as(
+                    "SELECT position, event_id, leaf_hash FROM ledger_leaves WHERE leaf_index >= $1 \
+                     ORDER BY leaf_index LIMIT 50000",
+                )
+                .bind(from)
+                .fetch_all(pool)
+                .await?
+            }
+        };
+        let done = rows.len() < 50_000;
+        for (position, id, hash) in rows {
+            let hash = hash_from_bytes(&hash)
+                .ok_or_else(|| LedgerError::Mismatch(format!("the leaf of position {position} is not 32 bytes")))?;
+            leaves.push((position, id, hash));
+        }
+        if done {
+            return Ok(leaves);
+        }
+    }
+}
+
+/// One page of the global order, each event's leaf hash computed on every core.
+async fn read_and_hash(store: SharedStore, after: GlobalPosition) -> Result<Vec<(i64, uuid::Uuid, Hash)>, LedgerError> {
+    let page = store.read_all(after, event_store::READ_EVENTS_MAX).await?;
+    let hashed = tokio::task::spawn_blocking(move || {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = page.len().div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = page
+                .chunks(chunk)
+                .map(|events| {
+                    scope.spawn(move || {
+                        events
+                            .iter()
+                            .map(|e| (e.position.0, e.event_id, ticket_ledger::leaf::leaf_hash(e)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            parts.into_iter().flat_map(|part| part.join().expect("hashing does not panic")).collect::<Vec<_>>()
+        })
+    })
+    .await
+    .map_err(|e| LedgerError::Invalid(e.to_string()))?;
+    Ok(hashed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(position: i64, id: u128, content: &str) -> (i64, uuid::Uuid, Hash) {
+        (position, uuid::Uuid::from_u128(id), ticket_ledger::tree::leaf_of(content.as_bytes()))
+    }
+
+    #[test]
+    fn each_kind_of_tampering_is_named_by_its_position() {
+        let recorded: Vec<_> = (1..=6).map(|i| row(i * 10, i as u128, &format!("event {i}"))).collect();
+        let check = |events: Vec<(i64, uuid::Uuid, Hash)>| {
+            let mut beyond = 0;
+            let mut found = compare(&recorded, &events, &mut beyond);
+            found.sort_by_key(|f| format!("{f}"));
+            (found, beyond)
+        };
+        assert_eq!(check(recorded.clone()), (vec![], 0));
+        let mut more = recorded.clone();
+        more.push(row(70, 7, "event 7"));
+        assert_eq!(check(more), (vec![], 1), "an event after the last leaf is not in the ledger yet");
+
+        let mut altered = recorded.clone();
+        altered[1].2 = ticket_ledger::tree::leaf_of(b"changed");
+        assert_eq!(check(altered).0, vec![Finding::Altered { position: 20 }]);
+
+        let mut removed = recorded.clone();
+        removed.remove(2);
+        assert_eq!(check(removed).0, vec![Finding::Removed { position: 30 }]);
+
+        let mut swapped = recorded.clone();
+        let (a, b) = (swapped[3].clone(), swapped[4].clone());
+        swapped[3] = (a.0, b.1, ticket_ledger::tree::leaf_of(b"event 5 at 40"));
+        swapped[4] = (b.0, a.1, ticket_ledger::tree::leaf_of(b"event 4 at 50"));
+        assert_eq!(
+            check(swapped).0,
+            vec![
+                Finding::Reordered { position: 40, recorded_at_position: 50 },
+                Finding::Reordered { position: 50, recorded_at_position: 40 },
+            ]
+        );
+
+        let mut inserted = recorded.clone();
+        inserted.insert(2, row(25, 99, "forged"));
+        assert_eq!(check(inserted).0, vec![Finding::Inserted { position: 25 }]);
+
+        let mut replaced = recorded.clone();
+        replaced[0] = row(10, 98, "forged in its place");
+        assert_eq!(check(replaced).0, vec![Finding::Altered { position: 10 }]);
+    }
+}
