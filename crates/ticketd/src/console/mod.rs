@@ -56,6 +56,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/tickets/{number}", get(ticket::page))
         .route("/console/tickets/{number}/{action}", post(ticket::act))
         .route("/console/tickets/{number}/attachments/{sha256}", get(ticket::attachment))
+        .route("/console/tickets/{number}/complaint-record", get(ticket::complaint_record))
         .route(
             "/console/new",
             get(intake::page).post(intake::submit).layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024)),

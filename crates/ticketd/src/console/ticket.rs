@@ -588,6 +588,9 @@ async fn render(
     ];
     let content = html! {
         h1 { (title) }
+        @if crate::record::ever_a_complaint(&history) {
+            p { a href={"/console/tickets/" (n) "/complaint-record"} { (tr(l, "Jegyzőkönyv a panaszról (nyomtatható)", "Complaint record (printable)")) } }
+        }
         p #presence .presence aria-live="polite" { (super::live::presence_text(&present, &user.display_name, l)) }
         p #live-change .notice role="status" hidden { (tr(l, "A jegy közben megváltozott. ", "This ticket has just changed. ")) a href={"/console/tickets/" (n)} { (tr(l, "Újratöltés", "Reload")) } " " (tr(l, "(a piszkozatok elvesznek — előbb küldje el őket)", "(drafts are lost — send them first)")) }
         @if draft.problem.as_ref().is_some_and(|p| p.code == "version_conflict") {
@@ -889,4 +892,27 @@ pub async fn attachment(
     );
     headers.insert(header::CONTENT_DISPOSITION, HeaderValue::from_static("attachment"));
     response
+}
+
+/// `GET /console/tickets/{number}/complaint-record`: the §17/A record, in the user's language.
+pub async fn complaint_record(State(state): State<AppState>, user: StaffUser, Path(number): Path<String>) -> Response {
+    let Ok(ticket_id) = commands::resolve_ticket(&state, &number).await else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let (Ok(history), Ok(outbox)) =
+        (state.service.history(ticket_id).await, ticket_mail::outbox::for_ticket(&state.database, ticket_id).await)
+    else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let context = crate::record::RecordContext {
+        outbox: &outbox,
+        answer_days: state.complaint_answer_days,
+        now: state.service.clock().now(),
+        company: &state.company,
+        language: user.language,
+    };
+    match crate::record::render(&history, &context) {
+        Some(markup) => markup.into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }

@@ -6,8 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use ticket_domain::TicketEvent;
-use ticket_domain::vocabulary::{Category, Role, TicketId};
+use ticket_domain::vocabulary::{Role, TicketId};
 use utoipa::IntoParams;
 
 use super::AppState;
@@ -39,16 +38,7 @@ fn instant(name: &str, text: &str) -> Result<DateTime<Utc>, ApiError> {
     })
 }
 
-/// Whether a ticket was a complaint at any moment of its history (a reclassification away
-/// from complaint does not remove it from the record).
-fn ever_a_complaint(events: &[ticket_app::TicketRecord]) -> bool {
-    events.iter().any(|record| match &record.event {
-        TicketEvent::Received(received) => received.category == Some(Category::Complaint),
-        TicketEvent::Investigated(investigated) => investigated.category == Category::Complaint,
-        TicketEvent::Reclassified(reclassified) => reclassified.category == Some(Category::Complaint),
-        _ => false,
-    })
-}
+use crate::record::ever_a_complaint;
 
 /// Every ticket received in `[from, to)` that was a complaint at any moment, one JSON object
 /// per line: `{"ticket_id", "number", "events": [every event with its envelope], "proof": the

@@ -64,6 +64,10 @@ pub struct AppState {
     pub console: Arc<crate::console::Console>,
     /// The ledger's signing key (checkpoints on demand), if configured.
     pub ledger_key: Option<Arc<ticket_ledger::checkpoint::LedgerKey>>,
+    /// Calendar days to answer a complaint (`--complaint-answer-days`), for the complaint record.
+    pub complaint_answer_days: Option<u32>,
+    /// The company as its mail is signed (`--mail-from`'s name), for the complaint record.
+    pub company: Arc<str>,
 }
 
 /// The whole HTTP application, without a socket (tests drive it directly too).
@@ -73,6 +77,7 @@ pub fn app(state: AppState) -> Router {
         .route("/tickets/{id}", get(tickets::get_ticket))
         .route("/tickets/{id}/events", get(tickets::get_events))
         .route("/tickets/{id}/sla", get(tickets::get_sla))
+        .route("/tickets/{id}/complaint-record", get(tickets::complaint_record))
         .route("/tickets/{id}/attachments/{sha256}", get(tickets::get_attachment))
         .route("/contact", post(contact::contact))
         .route(

@@ -22,7 +22,7 @@ use super::{Health, ProjectionHealth, Readiness};
         version = "1.0.0"
     ),
     paths(
-        create_ticket, get_ticket, get_events, get_sla, get_attachment, super::contact::contact, super::intake::email, acknowledge, investigate, escalate, escalation_answer, resolve, close,
+        create_ticket, get_ticket, get_events, get_sla, complaint_record, get_attachment, super::contact::contact, super::intake::email, acknowledge, investigate, escalate, escalation_answer, resolve, close,
         reopen, assign, prioritise, link_contract, reclassify, out_of_scope, notes, replies, survey_sent, survey_answer,
         super::queues::get_queue, super::stats::summary, super::stats::divisions, super::stats::root_causes, super::stats::sla,
         super::audit::export, super::audit::checkpoint, super::audit::sign_checkpoint, super::audit::proof,

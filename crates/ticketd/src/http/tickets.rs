@@ -268,6 +268,62 @@ pub async fn get_events(
     Ok(axum::Json(body).into_response())
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct RecordQuery {
+    /// The record's language: `hu` (the default) or `en`.
+    pub lang: Option<Language>,
+}
+
+/// The complaint record of Act CLV of 1997 §17/A (5), printable: the complainant, the place,
+/// time and manner of the complaint, its description and evidence, the company's position,
+/// who recorded it, where and when, its identifier, and a copy of the written answer with when
+/// it was sent. Marked when the answer came after the statutory deadline.
+#[utoipa::path(
+    get, path = "/api/v1/tickets/{id}/complaint-record", tag = "tickets",
+    params(("id" = String, Path, description = "The ticket's id (UUID) or number"), RecordQuery),
+    responses(
+        (status = 200, description = "The record, HTML with print styles", content_type = "text/html", body = String),
+        (status = 400, description = "`lang` is not `hu` or `en` (`invalid_query`)", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The ticket never was a complaint (`not_a_complaint`)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn complaint_record(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(id): Path<String>,
+    query: Result<axum::extract::Query<RecordQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let axum::extract::Query(query) = query.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "A query parameter is invalid", e.body_text())
+    })?;
+    let ticket_id = commands::resolve_ticket(&state, &id).await?;
+    let history = state.service.history(ticket_id).await?;
+    if history.is_empty() {
+        return Err(ApiError::not_found(format!("ticket {id} does not exist")));
+    }
+    let outbox = ticket_mail::outbox::for_ticket(&state.database, ticket_id)
+        .await
+        .map_err(|e| ApiError::from(AppError::Store(e)))?;
+    let context = crate::record::RecordContext {
+        outbox: &outbox,
+        answer_days: state.complaint_answer_days,
+        now: state.service.clock().now(),
+        company: &state.company,
+        language: query.lang.unwrap_or(Language::Hu),
+    };
+    let markup = crate::record::render(&history, &context).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            "not_a_complaint",
+            "Not a complaint",
+            format!("ticket {id} never was a complaint: §17/A records are kept for complaints"),
+        )
+    })?;
+    Ok(markup.into_response())
+}
+
 /// Runs a workflow step from a parsed body, through the path the console shares.
 async fn command<T>(
     state: AppState,

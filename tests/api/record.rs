@@ -1,0 +1,119 @@
+//! The complaint record of §17/A: every field the law lists, the written answer with when it
+//! was sent, and the mark of an answer after 30 days.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+use crate::harness::{Backend, TestApp, spawn_app_with};
+
+async fn record(app: &TestApp, number: &str, lang: &str) -> (StatusCode, String) {
+    let response = app
+        .client
+        .get(format!("{}/api/v1/tickets/{number}/complaint-record?lang={lang}", app.base))
+        .bearer_auth(&app.auditor)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+/// The text of the element with this id (tags dropped).
+fn field(html: &str, id: &str) -> String {
+    let start = html.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("no #{id} in {html}"));
+    let rest = &html[start..];
+    let rest = &rest[rest.find('>').unwrap() + 1..];
+    let end = rest.find("</dd>").or_else(|| rest.find("</p>")).unwrap();
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in rest[..end].chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text
+}
+
+pub async fn a_complaint_has_a_record_with_every_field_the_law_lists(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, &[("TICKETD_MAIL", "files"), ("TICKETD_CLOCK_FILE", "{dir}/now")]).await
+    else {
+        return;
+    };
+    let set_clock = |now: &str| std::fs::write(app.dir().join("now"), now).unwrap();
+    set_clock("2026-03-02T09:00:00Z");
+    let created = app
+        .create_ticket_with(json!({
+            "channel": "phone",
+            "reporter": {"name": "Kovács Anna", "email": "kovacs.anna@example.hu", "phone": "+36 30 123 4567"},
+            "subject": "Kétszer számláztak",
+            "message": "A márciusi számlát kétszer vonták le.",
+            "category": "complaint",
+            "service_area": "norma"
+        }))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let number = created.body["number"].to_string();
+    let other = app.create_ticket().await;
+    let (status, _) = record(&app, &other.body["number"].to_string(), "hu").await;
+    assert_eq!(status, StatusCode::CONFLICT, "a ticket that never was a complaint has no record");
+
+    let (status, html) = record(&app, &number, "en").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(field(&html, "name"), "Kovács Anna");
+    assert!(field(&html, "address").contains("kovacs.anna@example.hu"), "{html}");
+    assert!(field(&html, "address").contains("+36 30 123 4567"));
+    assert!(field(&html, "time").starts_with("2026-03-02 10:00:00"), "Budapest time: {}", field(&html, "time"));
+    assert_eq!(field(&html, "manner"), "orally, by phone");
+    assert!(field(&html, "place").contains("customer service"));
+    assert!(field(&html, "description").contains("Kétszer számláztak"));
+    assert!(field(&html, "description").contains("A márciusi számlát kétszer vonták le."));
+    assert_eq!(field(&html, "evidence"), "none");
+    assert_eq!(field(&html, "recorder"), "kata", "the agent who took the phone call");
+    assert!(field(&html, "identifier").starts_with(&format!("#{number}")));
+    assert!(field(&html, "made").contains("recorded: 2026-03-02 10:00:00"));
+    assert!(field(&html, "position").contains("not been answered yet"));
+    assert!(!html.contains("id=\"late\""));
+    assert!(html.contains("/assets/record."), "the print stylesheet");
+
+    // Answered 31 days later, rejected with reasons: marked late, the answer's copy with its sending.
+    for (action, body) in [
+        ("acknowledge", json!({})),
+        ("investigate", json!({"category": "complaint", "service_area": "norma", "contact_method": "phone"})),
+    ] {
+        let done = app.act(&number, action, body).await;
+        assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    }
+    set_clock("2026-04-02T09:00:00Z");
+    let resolved = app
+        .act(
+            &number,
+            "resolve",
+            json!({"resolution": "Megvizsgáltuk a levonásokat.", "root_cause": "billing", "within_own_authority": true,
+                   "complaint_outcome": "rejected", "rejection_reasons": "A második levonás az áprilisi előleg."}),
+        )
+        .await;
+    assert_eq!(resolved.status, StatusCode::OK, "{}", resolved.body);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let html = loop {
+        let (_, html) = record(&app, &number, "hu").await;
+        if html.contains("Elküldve: 2026") {
+            break html;
+        }
+        assert!(std::time::Instant::now() < deadline, "the resolution mail was not sent: {html}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(html.contains("id=\"late\""), "answered after 30 days: {html}");
+    assert!(field(&html, "position").contains("Elutasítva"), "{}", field(&html, "position"));
+    assert_eq!(field(&html, "reasons"), "A második levonás az áprilisi előleg.");
+    assert!(html.contains("Message-ID: <code>&lt;"), "the answer mail as sent: {html}");
+    assert!(html.contains("Megvizsgáltuk a levonásokat."));
+    assert!(html.contains("címzett: kovacs.anna@example.hu"), "{html}");
+    assert_eq!(field(&html, "manner"), "szóban, telefonon");
+
+    // Agents reach it from the console too; a stranger not at all.
+    let anonymous =
+        app.request(Method::GET, &format!("/api/v1/tickets/{number}/complaint-record"), None, &[], None).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+}
