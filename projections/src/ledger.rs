@@ -20,10 +20,14 @@ use ticket_ledger::tree::{Frontier, Hashes, Needed, NodeId};
 use ticket_ledger::{Hash, hash_from_bytes, hash_text};
 use tokio_util::sync::CancellationToken;
 
-use crate::{APPLY_BATCH_MAX, FollowedLog, PROJECTION_PACE, SharedStatus};
+use crate::{FollowedLog, PROJECTION_PACE, SharedStatus};
 
 /// The ledger's row in `projection_checkpoints`.
 pub const NAME: &str = "ledger";
+
+/// The most events the ledger records in one transaction (catching up on a long log, its
+/// batches are larger than a read model's: a leaf is cheap, a commit is not).
+pub const LEDGER_BATCH_MAX: usize = 5_000;
 
 /// When the ledger signs a checkpoint by itself.
 #[derive(Clone)]
@@ -266,7 +270,7 @@ pub async fn run(
     check_signed_roots(&database, &state).await?;
     status.lock().expect("status lock").position = state.position;
     let following_since = Utc::now();
-    let mut subscription = Subscription::new(store.clone(), state.position).with_batch_size(APPLY_BATCH_MAX);
+    let mut subscription = Subscription::new(store.clone(), state.position).with_batch_size(LEDGER_BATCH_MAX);
     let mut last_batch: Option<tokio::time::Instant> = None;
     let mut signed_size = latest_checkpoint(&database).await?.map_or(0, |(size, _)| size);
     let mut last_signed = tokio::time::Instant::now();
@@ -302,7 +306,7 @@ pub async fn run(
                     // Another instance appended these: take the ledger as it now stands.
                     state = load(&database).await?;
                     status.lock().expect("status lock").position = state.position;
-                    subscription = Subscription::new(store.clone(), state.position).with_batch_size(APPLY_BATCH_MAX);
+                    subscription = Subscription::new(store.clone(), state.position).with_batch_size(LEDGER_BATCH_MAX);
                 }
                 Err(AppendError::Ledger(error)) => return Err(error),
             }
@@ -343,8 +347,13 @@ async fn append(database: &Database, state: &mut State, batch: Vec<RecordedEvent
     let mut frontier = state.frontier.clone();
     let mut leaves: Vec<(i64, i64, uuid::Uuid, Vec<u8>)> = Vec::with_capacity(batch.len());
     let mut nodes: Vec<(i64, Vec<u8>)> = Vec::with_capacity(batch.len());
-    for event in &batch {
-        let hash = ticket_ledger::leaf::leaf_hash(event);
+    let (batch, hashes) = tokio::task::spawn_blocking(move || {
+        let hashes = hash_all(&batch);
+        (batch, hashes)
+    })
+    .await
+    .map_err(|e| AppendError::Ledger(LedgerError::Invalid(format!("hashing a batch: {e}"))))?;
+    for (event, hash) in batch.iter().zip(hashes) {
         let index = frontier.size() as i64;
         for (node, hash) in frontier.push(hash).into_iter().skip(1) {
             nodes.push((node.stored_index() as i64, hash.0.to_vec()));
@@ -750,18 +759,46 @@ pub async fn verify(
     signed.sort_by_key(|(size, _)| *size);
     report.checkpoints = signed.len() as u64;
 
-    // The ledger's leaves, and the store's events recomputed (each page hashed while the next
-    // is read).
-    let leaves = all_leaves(database).await?;
+    // The ledger's leaves, and the store's events recomputed, all at once: the leaves, and the
+    // events in two halves (split at the ledger's middle leaf), each page hashed on every core
+    // while the next is read.
+    let size = size(database).await?;
+    let middle: Option<i64> = if size < 20_000 {
+        None
+    } else {
+        let index = (size / 2) as i64;
+        Some(match database {
+            Database::Sqlite { read, .. } => {
+                sqlx::query_scalar("SELECT position FROM ledger_leaves WHERE leaf_index = ?1")
+                    .bind(index)
+                    .fetch_one(read)
+                    .await?
+            }
+            Database::Postgres(pool) => {
+                sqlx::query_scalar("SELECT position FROM ledger_leaves WHERE leaf_index = $1")
+                    .bind(index)
+                    .fetch_one(pool)
+                    .await?
+            }
+        })
+    };
+    let leaves_task = {
+        let database = database.clone();
+        tokio::spawn(async move { all_leaves(&database).await })
+    };
+    let first_half = tokio::spawn(read_range(store.clone(), GlobalPosition::START, middle));
+    let mut events = match middle {
+        Some(middle) => {
+            let second = read_range(store.clone(), GlobalPosition(middle), None).await?;
+            let mut first = first_half.await.map_err(|e| LedgerError::Invalid(e.to_string()))??;
+            first.extend(second);
+            first
+        }
+        None => first_half.await.map_err(|e| LedgerError::Invalid(e.to_string()))??,
+    };
+    events.dedup_by_key(|event| event.0);
+    let leaves = leaves_task.await.map_err(|e| LedgerError::Invalid(e.to_string()))??;
     report.leaves = leaves.len() as u64;
-    let mut events: Vec<(i64, uuid::Uuid, Hash)> = Vec::with_capacity(leaves.len());
-    let mut next = tokio::spawn(read_and_hash(store.clone(), GlobalPosition::START));
-    loop {
-        let page = (&mut next).await.map_err(|e| LedgerError::Invalid(e.to_string()))??;
-        let Some(last) = page.last() else { break };
-        next = tokio::spawn(read_and_hash(store.clone(), GlobalPosition(last.0)));
-        events.extend(page);
-    }
     report.events = events.len() as u64;
     report.findings.extend(compare(&leaves, &events, &mut report.not_yet_in_ledger));
 
@@ -876,26 +913,54 @@ async fn all_leaves(database: &Database) -> Result<Vec<(i64, uuid::Uuid, Hash)>,
     }
 }
 
+/// The events after `after` up to `until` (inclusive; all when `None`), hashed.
+async fn read_range(
+    store: SharedStore,
+    after: GlobalPosition,
+    until: Option<i64>,
+) -> Result<Vec<(i64, uuid::Uuid, Hash)>, LedgerError> {
+    let mut events = Vec::new();
+    let mut next = tokio::spawn(read_and_hash(store.clone(), after));
+    loop {
+        let mut page = (&mut next).await.map_err(|e| LedgerError::Invalid(e.to_string()))??;
+        let Some(last) = page.last().map(|e| e.0) else { break };
+        let done = until.is_some_and(|until| last >= until);
+        if !done {
+            next = tokio::spawn(read_and_hash(store.clone(), GlobalPosition(last)));
+        }
+        if let Some(until) = until {
+            page.retain(|e| e.0 <= until);
+        }
+        events.extend(page);
+        if done {
+            break;
+        }
+    }
+    Ok(events)
+}
+
+/// The leaf hashes of `events`, computed on every core.
+fn hash_all(events: &[RecordedEvent]) -> Vec<Hash> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if events.len() < 256 || threads == 1 {
+        return events.iter().map(ticket_ledger::leaf::leaf_hash).collect();
+    }
+    let chunk = events.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = events
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(ticket_ledger::leaf::leaf_hash).collect::<Vec<_>>()))
+            .collect();
+        parts.into_iter().flat_map(|part| part.join().expect("hashing does not panic")).collect()
+    })
+}
+
 /// One page of the global order, each event's leaf hash computed on every core.
 async fn read_and_hash(store: SharedStore, after: GlobalPosition) -> Result<Vec<(i64, uuid::Uuid, Hash)>, LedgerError> {
     let page = store.read_all(after, event_store::READ_EVENTS_MAX).await?;
     let hashed = tokio::task::spawn_blocking(move || {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = page.len().div_ceil(threads).max(1);
-        std::thread::scope(|scope| {
-            let parts: Vec<_> = page
-                .chunks(chunk)
-                .map(|events| {
-                    scope.spawn(move || {
-                        events
-                            .iter()
-                            .map(|e| (e.position.0, e.event_id, ticket_ledger::leaf::leaf_hash(e)))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            parts.into_iter().flat_map(|part| part.join().expect("hashing does not panic")).collect::<Vec<_>>()
-        })
+        let hashes = hash_all(&page);
+        page.iter().zip(hashes).map(|(e, hash)| (e.position.0, e.event_id, hash)).collect::<Vec<_>>()
     })
     .await
     .map_err(|e| LedgerError::Invalid(e.to_string()))?;

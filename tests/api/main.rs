@@ -149,6 +149,7 @@ on_both_backends_with_settings!(
     crate::ledger::verify_names_the_first_event_altered_removed_reordered_or_inserted => verify_names_the_first_event_altered_removed_reordered_or_inserted,
     crate::ledger::proofs_check_offline_and_a_rewritten_ledger_fails_its_old_checkpoint => proofs_check_offline_and_a_rewritten_ledger_fails_its_old_checkpoint,
     crate::record::a_complaint_has_a_record_with_every_field_the_law_lists => a_complaint_has_a_record_with_every_field_the_law_lists,
+    crate::record::the_contact_form_links_the_privacy_notice => the_contact_form_links_the_privacy_notice,
 );
 
 /// Polls the daily summary until `done` holds for today's row.

@@ -117,3 +117,20 @@ pub async fn a_complaint_has_a_record_with_every_field_the_law_lists(backend: Ba
         app.request(Method::GET, &format!("/api/v1/tickets/{number}/complaint-record"), None, &[], None).await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
 }
+
+/// The contact form links the privacy notice, as the policy's form does.
+pub async fn the_contact_form_links_the_privacy_notice(backend: Backend) {
+    let url = "https://ceg.example.hu/adatkezelesi-tajekoztato";
+    let Some(app) = spawn_app_with(backend, &[("TICKETD_MAIL", "off"), ("TICKETD_PRIVACY_NOTICE_URL", url)]).await
+    else {
+        return;
+    };
+    for lang in ["hu", "en"] {
+        let page =
+            app.client.get(format!("{}/contact?lang={lang}", app.base)).send().await.unwrap().text().await.unwrap();
+        assert!(page.contains(&format!("<a href=\"{url}\">")), "{page}");
+    }
+    let without = crate::harness::spawn_app(backend).await.unwrap();
+    let page = without.client.get(format!("{}/contact", without.base)).send().await.unwrap().text().await.unwrap();
+    assert!(!page.contains("id=\"privacy\""), "no link without a notice");
+}

@@ -346,6 +346,9 @@ struct IntakeArgs {
     /// A customer's e-mail within this many days of the resolution reopens the ticket.
     #[arg(long, env = "TICKETD_REOPEN_WINDOW_DAYS", default_value_t = 14)]
     reopen_window_days: u32,
+    /// The privacy notice the contact form links to (the policy's "Adatkezelési tájékoztató").
+    #[arg(long, env = "TICKETD_PRIVACY_NOTICE_URL")]
+    privacy_notice_url: Option<String>,
 }
 
 impl IntakeArgs {
@@ -357,6 +360,7 @@ impl IntakeArgs {
             contact_per_hour: self.contact_per_hour,
             mail_max_bytes: self.intake_mail_max_bytes,
             reopen_window: chrono::Duration::days(i64::from(self.reopen_window_days)),
+            privacy_notice_url: self.privacy_notice_url,
         }
     }
 }

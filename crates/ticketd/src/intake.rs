@@ -21,6 +21,8 @@ pub struct PublicIntake {
     pub attachments: AttachmentStore,
     /// The largest contact-form request (fields and attachment together).
     pub body_max: usize,
+    /// The privacy notice the form links to.
+    pub privacy_notice_url: Option<String>,
     limiter: DefaultKeyedRateLimiter<String>,
 }
 
@@ -28,7 +30,12 @@ impl PublicIntake {
     /// `per_hour` submissions per client address and per e-mail address.
     pub fn new(attachments: AttachmentStore, body_max: usize, per_hour: u32) -> Self {
         let quota = Quota::per_hour(NonZeroU32::new(per_hour.max(1)).unwrap_or(NonZeroU32::MIN));
-        Self { attachments, body_max, limiter: RateLimiter::keyed(quota) }
+        Self { attachments, body_max, privacy_notice_url: None, limiter: RateLimiter::keyed(quota) }
+    }
+
+    pub fn with_privacy_notice(mut self, url: Option<String>) -> Self {
+        self.privacy_notice_url = url;
+        self
     }
 
     /// Takes one submission from `client` for `email`, or says how long to wait.

@@ -50,6 +50,8 @@ pub struct IntakeSettings {
     pub mail_max_bytes: usize,
     /// A customer's mail within this long of the resolution reopens the ticket.
     pub reopen_window: chrono::Duration,
+    /// The privacy notice the contact form links to.
+    pub privacy_notice_url: Option<String>,
 }
 
 /// How mail leaves the service.
@@ -170,11 +172,14 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         company: config.mail.from.name.clone().unwrap_or_else(|| config.mail.from.email.domain().to_owned()).into(),
         tokens: Arc::default(),
         stats_days: Arc::default(),
-        intake: Arc::new(crate::intake::PublicIntake::new(
-            attachments.clone(),
-            config.intake.contact_body_max_bytes,
-            config.intake.contact_per_hour,
-        )),
+        intake: Arc::new(
+            crate::intake::PublicIntake::new(
+                attachments.clone(),
+                config.intake.contact_body_max_bytes,
+                config.intake.contact_per_hour,
+            )
+            .with_privacy_notice(config.intake.privacy_notice_url.clone()),
+        ),
         mail_intake: Arc::new(ticket_mail::intake::MailIntake {
             service: service.clone(),
             database: opened.database.clone(),

@@ -27,7 +27,13 @@ fn error_for<'a>(errors: &'a Errors, field: &str) -> Option<&'a str> {
     errors.iter().find(|(f, _)| *f == field).map(|(_, e)| e.as_str())
 }
 
-fn form(language: Language, filled: &Submission, errors: &Errors, general: Option<&str>) -> Markup {
+fn form(
+    privacy: Option<&str>,
+    language: Language,
+    filled: &Submission,
+    errors: &Errors,
+    general: Option<&str>,
+) -> Markup {
     let title = tr(language, "Kapcsolatfelvétel", "Contact us");
     let other = match language {
         Language::Hu => ("en", "English"),
@@ -85,6 +91,13 @@ fn form(language: Language, filled: &Submission, errors: &Errors, general: Optio
                         "Nem kötelező. PDF, kép, szöveg vagy Word/Excel-fájl. Ha hibát jelzünk, a fájlt újra ki kell választani.",
                         "Optional. A PDF, an image, text or a Word/Excel file. If the form shows an error, choose the file again.")) }
                 }))
+                @if let Some(url) = privacy {
+                    p.hint id="privacy" {
+                        (tr(language, "Személyes adatait az ", "We handle your personal data as our "))
+                        a href=(url) { (tr(language, "adatkezelési tájékoztató", "privacy notice")) }
+                        (tr(language, " szerint kezeljük.", " says."))
+                    }
+                }
                 button type="submit" { (tr(language, "Küldés", "Send")) }
             }
         },
@@ -102,9 +115,18 @@ fn field_label(language: Language, field: &str) -> &'static str {
 }
 
 /// The empty form.
-pub async fn show(Query(query): Query<LangQuery>) -> Response {
+pub async fn show(State(state): State<AppState>, Query(query): Query<LangQuery>) -> Response {
     let language = language(query.lang.as_deref());
-    respond(StatusCode::OK, form(language, &Submission { language, ..Submission::default() }, &Vec::new(), None))
+    respond(
+        StatusCode::OK,
+        form(
+            state.intake.privacy_notice_url.as_deref(),
+            language,
+            &Submission { language, ..Submission::default() },
+            &Vec::new(),
+            None,
+        ),
+    )
 }
 
 /// A submission: the ticket's number, or the form again with what to fix.
@@ -121,7 +143,10 @@ pub async fn submit_form(State(state): State<AppState>, Query(query): Query<Lang
                 "Az űrlapot nem sikerült beolvasni; kérjük, küldje el újra.",
                 "The form could not be read; please send it again.",
             );
-            return respond(StatusCode::BAD_REQUEST, form(language, &filled, &errors, Some(general)));
+            return respond(
+                StatusCode::BAD_REQUEST,
+                form(state.intake.privacy_notice_url.as_deref(), language, &filled, &errors, Some(general)),
+            );
         }
     };
     // The body broke off or passed the size limit: keep what was typed, say why.
@@ -174,7 +199,10 @@ pub async fn submit_form(State(state): State<AppState>, Query(query): Query<Lang
     }
     filled.language = language;
     if !errors.is_empty() {
-        return respond(StatusCode::UNPROCESSABLE_ENTITY, form(language, &filled, &errors, None));
+        return respond(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            form(state.intake.privacy_notice_url.as_deref(), language, &filled, &errors, None),
+        );
     }
     match submit(&state, client, filled.clone()).await {
         Ok((_, number)) => {
@@ -199,7 +227,10 @@ pub async fn submit_form(State(state): State<AppState>, Query(query): Query<Lang
         }
         Err(Refusal::Fields(problems)) => {
             let errors = problems.into_iter().map(|(field, problem)| (field, problem.text(language))).collect();
-            respond(StatusCode::UNPROCESSABLE_ENTITY, form(language, &filled, &errors, None))
+            respond(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                form(state.intake.privacy_notice_url.as_deref(), language, &filled, &errors, None),
+            )
         }
         Err(Refusal::RateLimited { retry_after_s }) => {
             let minutes = retry_after_s.div_ceil(60);
@@ -211,8 +242,10 @@ pub async fn submit_form(State(state): State<AppState>, Query(query): Query<Lang
                     "Too many reports have come from here in a short time; please try again in {minutes} minutes."
                 ),
             };
-            let mut response =
-                respond(StatusCode::TOO_MANY_REQUESTS, form(language, &filled, &Vec::new(), Some(&general)));
+            let mut response = respond(
+                StatusCode::TOO_MANY_REQUESTS,
+                form(state.intake.privacy_notice_url.as_deref(), language, &filled, &Vec::new(), Some(&general)),
+            );
             if let Ok(value) = retry_after_s.to_string().parse() {
                 response.headers_mut().insert(header::RETRY_AFTER, value);
             }
@@ -225,7 +258,10 @@ pub async fn submit_form(State(state): State<AppState>, Query(query): Query<Lang
                 "A bejelentést most nem tudtuk rögzíteni; kérjük, próbálja újra később.",
                 "We could not record your report just now; please try again later.",
             );
-            respond(StatusCode::SERVICE_UNAVAILABLE, form(language, &filled, &Vec::new(), Some(general)))
+            respond(
+                StatusCode::SERVICE_UNAVAILABLE,
+                form(state.intake.privacy_notice_url.as_deref(), language, &filled, &Vec::new(), Some(general)),
+            )
         }
     }
 }
