@@ -227,8 +227,10 @@ pub async fn proof(
 #[serde(deny_unknown_fields)]
 pub struct ConsistencyQuery {
     /// The older tree size (an auditor's kept checkpoint).
+    #[param(minimum = 1)]
     pub from: u64,
     /// The newer tree size: a signed checkpoint's; the newest by default.
+    #[param(minimum = 1)]
     pub to: Option<u64>,
 }
 
@@ -239,7 +241,8 @@ pub struct ConsistencyQuery {
     params(ConsistencyQuery),
     responses(
         (status = 200, description = "The consistency bundle", body = ticket_ledger::bundle::ConsistencyBundle),
-        (status = 400, description = "`to` is not a signed checkpoint's size, or `from` is not between 1 and `to` (`invalid_query`)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`from` or `to` is not a positive integer (`invalid_query`)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No checkpoint was signed at size `to`, or `from` is beyond it (`no_such_checkpoint`)", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "No checkpoint was signed (`ledger_not_signed`)", body = super::problem::Problem, content_type = "application/problem+json"),
     )
 )]
@@ -261,7 +264,21 @@ pub async fn consistency(
                 .0
         }
     };
+    if query.from == 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "A query parameter is invalid",
+            "`from` is at least 1",
+        ));
+    }
     let bundle =
-        ticket_projections::ledger::prove_consistency(&state.database, query.from, to).await.map_err(ledger_error)?;
+        ticket_projections::ledger::prove_consistency(&state.database, query.from, to).await.map_err(|e| match e {
+            // A size no checkpoint was signed at, or a larger tree than `to`: no such proof exists.
+            ticket_projections::ledger::LedgerError::Invalid(detail) => {
+                ApiError::new(StatusCode::NOT_FOUND, "no_such_checkpoint", "No such proof", detail)
+            }
+            other => ledger_error(other),
+        })?;
     Ok(axum::Json(bundle).into_response())
 }
