@@ -844,6 +844,15 @@ pub async fn verify(
 /// - an event the ledger recorded that is nowhere in the store: removed (or, when another
 ///   unknown event took its place, altered).
 fn compare(leaves: &[(i64, uuid::Uuid, Hash)], events: &[(i64, uuid::Uuid, Hash)], beyond: &mut u64) -> Vec<Finding> {
+    // The usual answer first, without maps: every leaf's event in its place, then only events
+    // after the last leaf.
+    let aligned = events.len() >= leaves.len()
+        && leaves.iter().zip(events).all(|(leaf, event)| leaf.0 == event.0 && leaf.2 == event.2)
+        && events[leaves.len()..].iter().all(|event| event.0 > leaves.last().map_or(0, |leaf| leaf.0));
+    if aligned {
+        *beyond += (events.len() - leaves.len()) as u64;
+        return Vec::new();
+    }
     let recorded_at: HashMap<i64, (uuid::Uuid, Hash)> = leaves.iter().map(|(p, id, h)| (*p, (*id, *h))).collect();
     let recorded_position: HashMap<uuid::Uuid, i64> = leaves.iter().map(|(p, id, _)| (*id, *p)).collect();
     let present: HashSet<uuid::Uuid> = events.iter().map(|(_, id, _)| *id).collect();
@@ -882,14 +891,28 @@ async fn all_leaves(database: &Database) -> Result<Vec<(i64, uuid::Uuid, Hash)>,
     loop {
         let from = leaves.len() as i64;
         let rows: Vec<(i64, uuid::Uuid, Vec<u8>)> = match database {
+            // One JSON document a page: sqlx hands each SQLite row over separately, at ~5 µs a row.
             Database::Sqlite { read, .. } => {
-                sqlx::query_as(
-                    "SELECT position, event_id, leaf_hash FROM ledger_leaves WHERE leaf_index >= ?1 \
-                     ORDER BY leaf_index LIMIT 50000",
+                let page: Option<String> = sqlx::query_scalar(
+                    "SELECT json_group_array(json_array(position, hex(event_id), hex(leaf_hash)) ORDER BY leaf_index) \
+                     FROM (SELECT * FROM ledger_leaves WHERE leaf_index >= ?1 ORDER BY leaf_index LIMIT 50000)",
                 )
                 .bind(from)
-                .fetch_all(read)
-                .await?
+                .fetch_one(read)
+                .await?;
+                let page: Vec<(i64, &str, &str)> = serde_json::from_str(page.as_deref().unwrap_or("[]"))
+                    .map_err(|e| LedgerError::Mismatch(format!("reading the ledger's leaves: {e}")))?;
+                page.into_iter()
+                    .map(|(position, id, hash)| {
+                        let bad = || LedgerError::Mismatch(format!("the leaf of position {position} is malformed"));
+                        let id = uuid::Uuid::try_parse(id).map_err(|_| bad())?;
+                        let hash = (0..hash.len())
+                            .step_by(2)
+                            .map(|i| hash.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()).ok_or_else(bad))
+                            .collect::<Result<Vec<u8>, _>>()?;
+                        Ok((position, id, hash))
+                    })
+                    .collect::<Result<_, LedgerError>>()?
             }
             Database::Postgres(pool) => {
                 sqlx::query_as(
