@@ -417,3 +417,29 @@ pub async fn received_between(
     }
     .map_err(StoreError::from_sqlx)
 }
+
+/// The tickets whose queue search text holds `needle` (lower-cased): the candidates for a
+/// person's access export, to be confirmed against each ticket's own reporter.
+pub async fn tickets_mentioning(database: &Database, needle: &str) -> Result<Vec<(Uuid, i64)>, StoreError> {
+    let escaped = needle.to_lowercase().replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    let pattern = format!("%{escaped}%");
+    match database {
+        Database::Sqlite { read, .. } => {
+            sqlx::query_as(
+                "SELECT ticket_id, number FROM ticket_view WHERE search_text LIKE ?1 ESCAPE '\\' ORDER BY number",
+            )
+            .bind(pattern)
+            .fetch_all(read)
+            .await
+        }
+        Database::Postgres(pool) => {
+            sqlx::query_as(
+                "SELECT ticket_id, number FROM ticket_view WHERE search_text LIKE $1 ESCAPE '\\' ORDER BY number",
+            )
+            .bind(pattern)
+            .fetch_all(pool)
+            .await
+        }
+    }
+    .map_err(StoreError::from_sqlx)
+}

@@ -372,3 +372,33 @@ pub async fn proofs_check_offline_and_a_rewritten_ledger_fails_its_old_checkpoin
         "{text}"
     );
 }
+
+/// With `--ledger-mail-to`, a signed checkpoint is mailed at start: the copy outside the
+/// database. The mailed checkpoint is what `verify --checkpoint` takes.
+pub async fn a_signed_checkpoint_is_mailed_to_the_auditors(backend: Backend) {
+    let Some(mut app) = crate::harness::spawn_app_with(backend, &[("TICKETD_MAIL", "files")]).await else { return };
+    new_ticket(&app, true).await;
+    ledger_caught_up(&app).await;
+    app.stop();
+    let key = app.dir().join("ledger.key");
+    app.cli(&["ledger", "init-key", "--out", key.to_str().unwrap(), "--name", "test.example/ledger"]);
+    app.env.push(("TICKETD_LEDGER_KEY".into(), key.display().to_string()));
+    app.env.push(("TICKETD_LEDGER_MAIL_TO".into(), "Auditors <auditors@example.hu>".into()));
+    let leaves = app.query_count("SELECT COUNT(*) FROM ledger_leaves").await;
+    app.start();
+    let file = app.dir().join("outbox").join(format!("ledger-checkpoint-{leaves}.eml"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !file.exists() {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint mail at {}", file.display());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let raw = std::fs::read(&file).unwrap();
+    let mail = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    assert_eq!(mail.to().and_then(|to| to.first()).and_then(|a| a.address()), Some("auditors@example.hu"));
+    assert_eq!(mail.subject(), Some(format!("Ledger checkpoint {leaves} (test.example/ledger)").as_str()));
+    let body = mail.body_text(0).unwrap().replace("\r\n", "\n");
+    let note = &body[body.find("test.example/ledger\n").expect("the note in the body")..];
+    let kept = write(&app, "mailed-checkpoint.txt", note);
+    let (ok, text) = run(&app, &["verify", "--public-key", &public_key(&app), "--checkpoint", &kept]);
+    assert!(ok && text.contains("OK: every event"), "{text}");
+}

@@ -149,7 +149,9 @@ on_both_backends_with_settings!(
     crate::ledger::verify_names_the_first_event_altered_removed_reordered_or_inserted => verify_names_the_first_event_altered_removed_reordered_or_inserted,
     crate::ledger::proofs_check_offline_and_a_rewritten_ledger_fails_its_old_checkpoint => proofs_check_offline_and_a_rewritten_ledger_fails_its_old_checkpoint,
     crate::record::a_complaint_has_a_record_with_every_field_the_law_lists => a_complaint_has_a_record_with_every_field_the_law_lists,
+    crate::ledger::a_signed_checkpoint_is_mailed_to_the_auditors => a_signed_checkpoint_is_mailed_to_the_auditors,
     crate::record::the_contact_form_links_the_privacy_notice => the_contact_form_links_the_privacy_notice,
+    crate::record::an_access_export_holds_one_persons_data_and_nobody_elses => an_access_export_holds_one_persons_data_and_nobody_elses,
 );
 
 /// Polls the daily summary until `done` holds for today's row.

@@ -134,3 +134,65 @@ pub async fn the_contact_form_links_the_privacy_notice(backend: Backend) {
     let page = without.client.get(format!("{}/contact", without.base)).send().await.unwrap().text().await.unwrap();
     assert!(!page.contains("id=\"privacy\""), "no link without a notice");
 }
+
+/// Right of access (GDPR Art. 15): everything held about one person — tickets, messages, the
+/// replies and mails to them — and nothing of anyone else, also not of an address that merely
+/// contains theirs.
+pub async fn an_access_export_holds_one_persons_data_and_nobody_elses(backend: Backend) {
+    let Some(app) = spawn_app_with(backend, &[("TICKETD_MAIL", "files")]).await else { return };
+    let report = |name: &str, email: Option<&str>, phone: Option<&str>, subject: &str, message: &str| {
+        json!({"channel": "phone", "reporter": {"name": name, "email": email, "phone": phone},
+               "subject": subject, "message": message})
+    };
+    let mut anna = Vec::new();
+    for (subject, message) in [("Belépési hiba", "Nem tudok belépni."), ("Számla", "Kétszer fizettem.")] {
+        let created =
+            app.create_ticket_with(report("Kovács Anna", Some("Anna@Example.hu"), None, subject, message)).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        anna.push(created.body["number"].to_string());
+    }
+    let hanna = report("Szabó Hanna", Some("hanna@example.hu"), None, "Hanna kérdése", "Hanna üzenete.");
+    assert_eq!(app.create_ticket_with(hanna).await.status, StatusCode::CREATED);
+    let bela = report("Nagy Béla", None, Some("+36 30 999 8888"), "Béla telefonált", "Béla üzenete.");
+    assert_eq!(app.create_ticket_with(bela).await.status, StatusCode::CREATED);
+    let replied = app.act(&anna[0], "replies", json!({"body": "Kedves Anna, megnéztük."})).await;
+    assert_eq!(replied.status, StatusCode::OK, "{}", replied.body);
+
+    let get = |query: &str, token: &str| {
+        let path = format!("/api/v1/subjects/export?{query}");
+        let token = token.to_owned();
+        let app = &app;
+        async move { app.request(Method::GET, &path, Some(&token), &[], None).await }
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let export = loop {
+        let export = get("email=anna%40example.hu", &app.admin).await;
+        assert_eq!(export.status, StatusCode::OK, "{}", export.body);
+        if export.body["tickets"].as_array().unwrap().len() == 2 {
+            break export.body;
+        }
+        assert!(std::time::Instant::now() < deadline, "the queues did not show Anna's tickets: {}", export.body);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let numbers: Vec<String> = export["tickets"].as_array().unwrap().iter().map(|t| t["number"].to_string()).collect();
+    assert_eq!(numbers, anna);
+    let text = export.to_string();
+    for hers in ["Kovács Anna", "Nem tudok belépni.", "Kétszer fizettem.", "Kedves Anna, megnéztük.", "Belépési hiba"]
+    {
+        assert!(text.contains(hers), "{hers} missing from {text}");
+    }
+    for theirs in ["hanna", "Hanna", "Béla", "999 8888", "kata"] {
+        assert!(!text.contains(theirs), "{theirs} is not Anna's: {text}");
+    }
+    let first = &export["tickets"][0];
+    assert_eq!(first["messages"][1]["by"], "company");
+    assert!(first["steps"].as_array().unwrap().iter().any(|s| s["event_type"] == "AgentReplied"));
+
+    let by_phone = get("phone=%2B36309998888", &app.admin).await;
+    assert_eq!(by_phone.body["tickets"].as_array().unwrap().len(), 1, "{}", by_phone.body);
+    assert_eq!(by_phone.body["tickets"][0]["reporter"]["name"], "Nagy Béla");
+    let refused = get("email=anna%40example.hu", &app.agent).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let nobody = get("", &app.admin).await;
+    assert_eq!((nobody.status, nobody.code()), (StatusCode::BAD_REQUEST, "invalid_query"));
+}

@@ -115,7 +115,10 @@ pub struct Checkpoint {
 pub fn open(note_text: &str, public_key: &str) -> Result<Checkpoint, CheckpointError> {
     let verifier = StandardVerifier::new(public_key.trim()).map_err(|e| CheckpointError::PublicKey(e.to_string()))?;
     let origin = signed_note::Verifier::name(&verifier).to_owned();
-    let note = Note::from_bytes(note_text.as_bytes()).map_err(|e| CheckpointError::Malformed(e.to_string()))?;
+    // As kept by people: from a mail (CRLF line ends, the last line break dropped) or a file.
+    // Only the text above the blank line is signed, so this changes nothing that is checked.
+    let kept = format!("{}\n", note_text.replace("\r\n", "\n").trim_end());
+    let note = Note::from_bytes(kept.as_bytes()).map_err(|e| CheckpointError::Malformed(e.to_string()))?;
     note.verify(&VerifierList::new(vec![Box::new(verifier)])).map_err(|e| CheckpointError::Signature(e.to_string()))?;
     let checkpoint =
         tlog_tiles::Checkpoint::from_bytes(note.text()).map_err(|e| CheckpointError::Malformed(e.to_string()))?;

@@ -210,6 +210,10 @@ struct LedgerArgs {
     #[arg(long, env = "TICKETD_LEDGER_CHECKPOINT_SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     ledger_checkpoint_seconds: u64,
+    /// Mail a freshly signed checkpoint to this address at start and once a day: the copy
+    /// outside the database that makes the proofs mean something (needs `--ledger-key` and mail on).
+    #[arg(long, env = "TICKETD_LEDGER_MAIL_TO")]
+    ledger_mail_to: Option<String>,
 }
 
 /// A public key given as its text or as a file holding it.
@@ -651,6 +655,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .map(Arc::new),
                     checkpoint_events: ledger.ledger_checkpoint_events,
                     checkpoint_interval: std::time::Duration::from_secs(ledger.ledger_checkpoint_seconds),
+                    mail_to: ledger
+                        .ledger_mail_to
+                        .as_deref()
+                        .map(|a| {
+                            a.parse::<lettre::message::Mailbox>()
+                                .with_context(|| format!("--ledger-mail-to '{a}' is not a mail address"))
+                        })
+                        .transpose()?,
                 },
             };
             crate::server::serve(opened, config).await?;

@@ -37,6 +37,56 @@ pub struct LedgerSettings {
     pub key: Option<Arc<ticket_ledger::checkpoint::LedgerKey>>,
     pub checkpoint_events: u64,
     pub checkpoint_interval: std::time::Duration,
+    /// Where a signed checkpoint is mailed at start and once a day.
+    pub mail_to: Option<lettre::message::Mailbox>,
+}
+
+/// Signs a checkpoint and mails it to the auditors' address, at start and then once a day
+/// (each instance; a copy more does no harm). A failure is logged and tried again next time.
+async fn mail_checkpoints(
+    database: event_store::Database,
+    key: Arc<ticket_ledger::checkpoint::LedgerKey>,
+    transport: ticket_mail::Transport,
+    from: lettre::message::Mailbox,
+    to: lettre::message::Mailbox,
+    clock: Arc<dyn ticket_app::Clock>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match ticket_projections::ledger::checkpoint_now(&database, &key, clock.now()).await {
+            Ok((size, note)) => {
+                let body = format!(
+                    "The ticket service's ledger checkpoint of {size} events, signed by {}.\n\
+                     Keep this mail: it is the copy outside the service's database that makes its proofs mean \
+                     something.\nCheck a proof with: ticketd verify-proof BUNDLE --public-key KEY \
+                     --old-checkpoint THIS-CHECKPOINT.txt\n\n{note}",
+                    key.name()
+                );
+                let message = lettre::Message::builder()
+                    .from(from.clone())
+                    .to(to.clone())
+                    .subject(format!("Ledger checkpoint {size} ({})", key.name()))
+                    .date(std::time::SystemTime::from(clock.now()))
+                    .singlepart(
+                        lettre::message::SinglePart::builder()
+                            .header(lettre::message::header::ContentType::TEXT_PLAIN)
+                            .body(body),
+                    );
+                match message {
+                    Ok(message) => match transport.send(&message, &format!("ledger-checkpoint-{size}")).await {
+                        Ok(()) => tracing::info!(size, to = %to.email, "ledger checkpoint mailed"),
+                        Err(error) => tracing::warn!(%error, "the ledger checkpoint could not be mailed; next time"),
+                    },
+                    Err(error) => tracing::warn!(%error, "the ledger checkpoint mail could not be built"),
+                }
+            }
+            Err(error) => tracing::warn!(%error, "no ledger checkpoint to mail; next time"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(24 * 3600)) => {}
+        }
+    }
 }
 
 /// The public contact form's limits and where attachments go.
@@ -226,6 +276,34 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         };
         tokio::spawn(dispatcher.run(shutdown.clone()))
     });
+    let checkpoint_mail_task = match (&config.ledger.mail_to, &config.ledger.key) {
+        (Some(to), Some(key)) => {
+            let transport = match &config.mail.delivery {
+                Delivery::Files(dir) => Some(ticket_mail::Transport::directory(dir)),
+                Delivery::Smtp(url) => Some(ticket_mail::Transport::smtp(url).map_err(anyhow::Error::msg)?),
+                Delivery::Off => None,
+            };
+            match transport {
+                Some(transport) => Some(tokio::spawn(mail_checkpoints(
+                    opened.database.clone(),
+                    key.clone(),
+                    transport,
+                    config.mail.from.clone(),
+                    to.clone(),
+                    config.clock.clone(),
+                    shutdown.clone(),
+                ))),
+                None => {
+                    tracing::warn!("--ledger-mail-to is set but mail is off: no checkpoint is mailed");
+                    None
+                }
+            }
+        }
+        (Some(_), None) => {
+            anyhow::bail!("--ledger-mail-to needs --ledger-key: only a signed checkpoint is worth mailing")
+        }
+        _ => None,
+    };
     let signal = shutdown.clone();
     // Answers are small and complete: send them at once rather than wait to coalesce (Nagle).
     use axum::serve::ListenerExt;
@@ -250,6 +328,9 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
     let _ = ledger_task.await;
     let _ = scheduler_task.await;
     let _ = live_task.await;
+    if let Some(task) = checkpoint_mail_task {
+        let _ = task.await;
+    }
     if let Some(task) = dispatcher_task {
         let _ = task.await;
     }

@@ -17,6 +17,7 @@ pub mod problem;
 pub mod queues;
 pub mod registry;
 pub mod stats;
+pub mod subjects;
 pub mod tickets;
 
 use std::sync::Arc;
@@ -118,6 +119,7 @@ pub fn app(state: AppState) -> Router {
         .route("/audit/checkpoint", get(audit::checkpoint).post(audit::sign_checkpoint))
         .route("/audit/tickets/{id}/proof", get(audit::proof))
         .route("/audit/consistency", get(audit::consistency))
+        .route("/subjects/export", get(subjects::export))
         .route("/openapi.json", get(openapi::serve));
     Router::new()
         .nest("/api/v1", api)

@@ -26,7 +26,7 @@ use super::{Health, ProjectionHealth, Readiness};
         reopen, assign, prioritise, link_contract, reclassify, out_of_scope, notes, replies, survey_sent, survey_answer,
         super::queues::get_queue, super::stats::summary, super::stats::divisions, super::stats::root_causes, super::stats::sla,
         super::audit::export, super::audit::checkpoint, super::audit::sign_checkpoint, super::audit::proof,
-        super::audit::consistency, super::healthz, super::readyz,
+        super::audit::consistency, super::subjects::export, super::healthz, super::readyz,
         super::registry::list_contracts, super::registry::put_contract, super::registry::retire_contract,
         super::registry::set_default_contract, super::registry::list_divisions, super::registry::put_division,
         super::registry::history, super::registry::list_staff, super::registry::put_staff,
@@ -40,7 +40,8 @@ use super::{Health, ProjectionHealth, Readiness};
         ticket_domain::registry::ContractTerms, ticket_domain::registry::DivisionTerms, ticket_domain::registry::SlaTargets, ticket_domain::registry::WorkingHours, PriorityBody,
         ticket_domain::registry::StaffTerms, super::registry::StaffView, ticket_domain::vocabulary::AttachmentRef, EventView, HistoryView, CreateTicket, ReporterInput,
         ticket_ledger::bundle::ProofBundle, ticket_ledger::bundle::ProvenEvent, ticket_ledger::bundle::ConsistencyBundle,
-        ticket_ledger::leaf::LeafEvent, Health, Readiness, ProjectionHealth, super::Lag, super::queues::QueuePage, super::queues::QueueItem,
+        ticket_ledger::leaf::LeafEvent, super::subjects::SubjectExport, super::subjects::SubjectTicket,
+        super::subjects::SubjectMessage, super::subjects::SubjectStep, super::subjects::SubjectMail, Health, Readiness, ProjectionHealth, super::Lag, super::queues::QueuePage, super::queues::QueueItem,
     )),
     tags(
         (name = "tickets", description = "Intake, the ticket, its history"),

@@ -1,0 +1,201 @@
+//! The data subject's rights (GDPR): `GET /api/v1/subjects/export` — everything held about one
+//! person (right of access, Art. 15), and nothing about anyone else.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use ticket_domain::TicketEvent;
+use ticket_domain::vocabulary::{AttachmentRef, Role, TicketId};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::problem::ApiError;
+use crate::auth::Caller;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectQuery {
+    /// The person's e-mail address (as reporter, reply-to or sender of a reply).
+    pub email: Option<String>,
+    /// The person's phone number.
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubjectExport {
+    /// Who the export is about, as asked.
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub generated_at: DateTime<Utc>,
+    pub tickets: Vec<SubjectTicket>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubjectTicket {
+    pub ticket_id: uuid::Uuid,
+    pub number: u64,
+    pub status: String,
+    pub channel: String,
+    pub received_at: DateTime<Utc>,
+    /// The person as the ticket holds them.
+    pub reporter: super::tickets::ReporterView,
+    pub subject: String,
+    /// What they wrote and what was written to them, oldest first.
+    pub messages: Vec<SubjectMessage>,
+    /// Every step of the ticket (type and time; who in staff did it is not theirs to see).
+    pub steps: Vec<SubjectStep>,
+    /// The mails sent to them.
+    pub mails: Vec<SubjectMail>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubjectMessage {
+    pub at: DateTime<Utc>,
+    /// `customer` (theirs) or `company` (a reply or the resolution).
+    pub by: String,
+    pub text: String,
+    pub attachments: Vec<AttachmentRef>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubjectStep {
+    pub at: DateTime<Utc>,
+    pub event_type: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubjectMail {
+    pub kind: String,
+    pub subject: Option<String>,
+    pub recipient: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub message_id: String,
+}
+
+fn same_phone(a: &str, b: &str) -> bool {
+    let digits = |s: &str| s.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect::<String>();
+    digits(a) == digits(b)
+}
+
+/// Everything held about one person, by e-mail address or phone number (admins: the
+/// data-protection officer's request). A ticket is theirs when its reporter is them.
+#[utoipa::path(
+    get, path = "/api/v1/subjects/export", tag = "audit",
+    params(SubjectQuery),
+    responses(
+        (status = 200, description = "The person's tickets, messages, mails and attachments", body = SubjectExport),
+        (status = 400, description = "Neither `email` nor `phone` given (`invalid_query`)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only admins export a person's data (`forbidden`)", body = super::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn export(
+    State(state): State<AppState>,
+    caller: Caller,
+    query: Result<Query<SubjectQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    if caller.role != Role::Admin {
+        return Err(ApiError::forbidden("a person's data is exported by admins"));
+    }
+    let invalid = |detail: String| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "A query parameter is invalid", detail)
+    };
+    let Query(query) = query.map_err(|e| invalid(e.body_text()))?;
+    let email = query.email.as_deref().map(str::trim).filter(|e| !e.is_empty()).map(str::to_lowercase);
+    let phone = query.phone.as_deref().map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned);
+    // Candidates from the queues' search text, each confirmed against the ticket's reporter. A
+    // phone number is looked for as typed and by its last four digits (however it was spaced).
+    let needles: Vec<String> = match (&email, &phone) {
+        (Some(email), _) => vec![email.clone()],
+        (None, Some(phone)) => {
+            let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+            let last = digits.get(digits.len().saturating_sub(4)..).unwrap_or_default().to_owned();
+            vec![phone.to_lowercase(), last]
+        }
+        (None, None) => return Err(invalid("give `email` or `phone`: whose data to export".into())),
+    };
+    let store_error = |e| ApiError::from(ticket_app::AppError::Store(e));
+    let mut candidates = Vec::new();
+    for needle in needles.iter().filter(|n| !n.is_empty()) {
+        candidates.extend(
+            ticket_projections::queues::tickets_mentioning(&state.database, needle).await.map_err(store_error)?,
+        );
+    }
+    candidates.sort_by_key(|(_, number)| *number);
+    candidates.dedup();
+    let mut tickets = Vec::new();
+    for (id, _) in candidates {
+        let ticket_id = TicketId::from_uuid(id);
+        let history = state.service.history(ticket_id).await?;
+        let Some(TicketEvent::Received(received)) = history.first().map(|r| &r.event) else { continue };
+        let reporter = &received.personal;
+        let theirs = email.as_deref().is_some_and(|email| {
+            [reporter.email.as_ref(), reporter.reply_to.as_ref()]
+                .into_iter()
+                .flatten()
+                .any(|address| address.as_str().eq_ignore_ascii_case(email))
+        }) || phone
+            .as_deref()
+            .is_some_and(|phone| reporter.phone.as_ref().is_some_and(|p| same_phone(p.as_str(), phone)));
+        if !theirs {
+            continue;
+        }
+        let ticket = state.service.load(ticket_id).await?;
+        let Some(view) = super::tickets::view(ticket_id, &ticket) else { continue };
+        let mut messages = vec![SubjectMessage {
+            at: history[0].occurred_at,
+            by: "customer".into(),
+            text: reporter.message.to_string(),
+            attachments: reporter.attachments.clone(),
+        }];
+        for record in &history[1..] {
+            let (by, text, attachments) = match &record.event {
+                TicketEvent::CustomerReplied(e) => {
+                    ("customer", e.personal.body.to_string(), e.personal.attachments.clone())
+                }
+                TicketEvent::AgentReplied(e) => ("company", e.personal.body.to_string(), Vec::new()),
+                TicketEvent::Resolved(e) => {
+                    let mut text = e.personal.resolution.to_string();
+                    if let Some(reasons) = &e.personal.rejection_reasons {
+                        text = format!("{text}\n\n{reasons}");
+                    }
+                    ("company", text, Vec::new())
+                }
+                _ => continue,
+            };
+            messages.push(SubjectMessage { at: record.occurred_at, by: by.into(), text, attachments });
+        }
+        let outbox = ticket_mail::outbox::for_ticket(&state.database, ticket_id).await.map_err(store_error)?;
+        // Mails to the customer only: not the agents' notifications, escalations or breach alerts.
+        let mails = outbox
+            .into_iter()
+            .filter(|row| matches!(row.kind.as_str(), "confirmation" | "reply" | "resolution" | "survey"))
+            .map(|row| SubjectMail {
+                kind: row.kind,
+                subject: row.subject,
+                recipient: row.recipient,
+                sent_at: row.sent_us.and_then(DateTime::from_timestamp_micros),
+                message_id: row.message_id,
+            })
+            .collect();
+        tickets.push(SubjectTicket {
+            ticket_id: id,
+            number: view.number,
+            status: crate::console::labels::api_name(&view.status),
+            channel: crate::console::labels::api_name(&view.channel),
+            received_at: view.received_at,
+            reporter: view.reporter,
+            subject: view.subject,
+            messages,
+            steps: history
+                .iter()
+                .map(|r| SubjectStep { at: r.occurred_at, event_type: r.event.event_type().to_owned() })
+                .collect(),
+            mails,
+        });
+    }
+    let body = SubjectExport { email, phone, generated_at: state.service.clock().now(), tickets };
+    Ok(axum::Json(body).into_response())
+}
