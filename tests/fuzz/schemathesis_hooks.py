@@ -11,7 +11,8 @@ ranges, formats). What no schema can say is steered here, for generated *positiv
   (.ci/run creates `fuzz` of each before fuzzing), so generated names are replaced by it; the
   `fuzz` staff member is never disabled (a disabled member cannot be assigned).
 - Rules across fields: a period's `to` is not before its `from` and spans a bounded number of
-  days; working hours open before they close.
+  days; working hours open before they close; a person's export names an e-mail address or a
+  phone number.
 - Rules on state: an Idempotency-Key is unique per request (a key reused for another body is
   refused); a complaint outcome depends on whether the ticket is a complaint.
 - Contents: an attachment's bytes must be an allowed type, judged by the bytes. (A raw e-mail
@@ -78,6 +79,13 @@ def before_call(ctx, case, **kwargs):
     headers = case.headers or {}
     if "Idempotency-Key" in headers:
         headers["Idempotency-Key"] = f"{headers['Idempotency-Key'][:160]}-{uuid.uuid4()}"
+    # A person's export names the person: an e-mail address or a phone number, one at least
+    # (no schema of query parameters can say "one of these two").
+    if path == "/api/v1/subjects/export":
+        query = case.query if isinstance(case.query, dict) else {}
+        if not any(str(query.get(name) or "").strip() for name in ("email", "phone")):
+            query["email"] = "fuzz@example.com"
+        case.query = query
     query = case.query
     if isinstance(query, dict):
         if path.startswith("/api/v1/stats/"):
