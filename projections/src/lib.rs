@@ -327,6 +327,29 @@ pub fn spawn<P: Projection + Clone>(
     (status, handle)
 }
 
+/// Waits until the read model `name` has applied everything committed before this call (the
+/// log's highest committed position then), for at most `max`; false when it did not catch up in
+/// time (its projection is stopped or far behind). Reads that must not miss a moment-old write
+/// (a number lookup, a person's export) wait here.
+pub async fn caught_up(database: &Database, name: &str, max: Duration) -> Result<bool, StoreError> {
+    let sql = "SELECT COALESCE(MAX(position), 0) FROM events";
+    let head: i64 = match database {
+        Database::Sqlite { read, .. } => sqlx::query_scalar(sql).fetch_one(read).await,
+        Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+    }
+    .map_err(StoreError::from_sqlx)?;
+    let deadline = tokio::time::Instant::now() + max;
+    let mut pause = Duration::from_millis(2);
+    while checkpoint(database, name).await?.0 < head {
+        if tokio::time::Instant::now() + pause > deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(25));
+    }
+    Ok(true)
+}
+
 /// Where a read model's checkpoint stands (0 before its first batch).
 pub async fn checkpoint_of(database: &Database, name: &str) -> Result<GlobalPosition, StoreError> {
     checkpoint(database, name).await

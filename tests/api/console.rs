@@ -20,6 +20,7 @@ pub fn put_staff(app: &TestApp, name: &str, role: &str, password: &str) {
         .args(["staff", "put", name, "--email", &format!("{name}@example.hu"), "--role", role, "--password-stdin"])
         .args(["--display-name", &display_name(name)])
         .env("TICKETD_DATABASE_URL", app.database_url())
+        .env("TICKETD_KEK_FILE", app.kek_file())
         .env("TICKETD_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

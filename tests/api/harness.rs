@@ -97,6 +97,7 @@ pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> Option<Te
         let output = Command::new(binary())
             .args(["token", "create", "--role", role, "--name", name])
             .env("TICKETD_DATABASE_URL", &database_url)
+            .env("TICKETD_KEK_FILE", dir.path().join("personal.keys"))
             .env("TICKETD_LOG", "warn")
             .output()
             .expect("ticketd token create runs");
@@ -144,6 +145,7 @@ impl TestApp {
         let mut child = Command::new(binary())
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("TICKETD_DATABASE_URL", &self.database_url)
+            .env("TICKETD_KEK_FILE", self.dir.path().join("personal.keys"))
             .env("TICKETD_LOG", std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()))
             .env("TICKETD_OUTBOX_DIR", self.dir.path().join("outbox"))
             .env("TICKETD_ATTACHMENTS_DIR", self.dir.path().join("attachments"))
@@ -165,6 +167,7 @@ impl TestApp {
         Command::new(binary())
             .args(args)
             .env("TICKETD_DATABASE_URL", &self.database_url)
+            .env("TICKETD_KEK_FILE", self.dir.path().join("personal.keys"))
             .env("TICKETD_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -195,6 +198,11 @@ impl TestApp {
     }
 
     /// The server's database URL (a PostgreSQL URL selects the test's schema).
+    /// The key-encryption key file every `ticketd` of this app reads.
+    pub fn kek_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("personal.keys")
+    }
+
     pub fn database_url(&self) -> &str {
         &self.database_url
     }
@@ -303,6 +311,7 @@ impl TestApp {
         let output = Command::new(binary())
             .args(args)
             .env("TICKETD_DATABASE_URL", &self.database_url)
+            .env("TICKETD_KEK_FILE", self.dir.path().join("personal.keys"))
             .env("TICKETD_LOG", "warn")
             .output()
             .expect("ticketd runs");

@@ -110,6 +110,17 @@ pub enum TicketCommand {
         target: crate::sla::SlaTarget,
         due_at: chrono::DateTime<chrono::Utc>,
     },
+    /// An erasure request meets a legal hold: restrict processing until the hold ends.
+    RestrictProcessing {
+        reason: Reason,
+        request_reference: Reason,
+        hold_until: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Record that the ticket's personal data is erased (its data key is destroyed with it).
+    ErasePersonalData {
+        reason: Reason,
+        request_reference: Reason,
+    },
 }
 
 /// The name of a command, as the API's action names it.
@@ -135,10 +146,12 @@ pub enum CommandKind {
     LinkContract,
     RecordSlaWarning,
     RecordSlaBreach,
+    RestrictProcessing,
+    ErasePersonalData,
 }
 
 impl CommandKind {
-    pub const ALL: [CommandKind; 20] = [
+    pub const ALL: [CommandKind; 22] = [
         Self::Receive,
         Self::Acknowledge,
         Self::Investigate,
@@ -159,12 +172,22 @@ impl CommandKind {
         Self::LinkContract,
         Self::RecordSlaWarning,
         Self::RecordSlaBreach,
+        Self::RestrictProcessing,
+        Self::ErasePersonalData,
     ];
 
     /// Whether agents run it through the API (`POST /tickets/{id}/{name}`); the others are
     /// recorded by intake and the scheduler.
     pub fn is_api_action(self) -> bool {
-        !matches!(self, Self::Receive | Self::RecordCustomerReply | Self::RecordSlaWarning | Self::RecordSlaBreach)
+        !matches!(
+            self,
+            Self::Receive
+                | Self::RecordCustomerReply
+                | Self::RecordSlaWarning
+                | Self::RecordSlaBreach
+                | Self::RestrictProcessing
+                | Self::ErasePersonalData
+        )
     }
 
     /// The action's name in the API (`POST /tickets/{id}/{name}`).
@@ -190,6 +213,8 @@ impl CommandKind {
             Self::LinkContract => "contract",
             Self::RecordSlaWarning => "sla-warning",
             Self::RecordSlaBreach => "sla-breach",
+            Self::RestrictProcessing => "restrict-processing",
+            Self::ErasePersonalData => "erase-personal-data",
         }
     }
 }
@@ -217,6 +242,8 @@ impl TicketCommand {
             Self::LinkContract { .. } => CommandKind::LinkContract,
             Self::RecordSlaWarning { .. } => CommandKind::RecordSlaWarning,
             Self::RecordSlaBreach { .. } => CommandKind::RecordSlaBreach,
+            Self::RestrictProcessing { .. } => CommandKind::RestrictProcessing,
+            Self::ErasePersonalData { .. } => CommandKind::ErasePersonalData,
         }
     }
 }

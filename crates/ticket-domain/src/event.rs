@@ -47,6 +47,45 @@ pub struct ReporterDetails {
     pub attachments: Vec<AttachmentRef>,
 }
 
+/// What every personal text reads as once its data key is destroyed (crypto-shredding).
+pub const ERASED: &str = "[erased]";
+
+fn erased_text<T>(parse: fn(&str) -> Result<T, InvalidValue>) -> T {
+    parse(ERASED).expect("the erased marker is valid text")
+}
+
+impl ReporterDetails {
+    /// The reporter once erased: no address, no phone, texts reading [`ERASED`], no files.
+    pub fn erased() -> Self {
+        Self {
+            name: erased_text(PersonName::parse),
+            email: None,
+            reply_to: None,
+            phone: None,
+            subject: erased_text(Subject::parse),
+            message: erased_text(MessageBody::parse),
+            attachments: Vec::new(),
+        }
+    }
+}
+
+/// The `personal` part of an event type once erased (`None`: the type has none), in the
+/// current schema version's shape.
+pub fn erased_personal(event_type: &str) -> Option<serde_json::Value> {
+    let body = || erased_text(MessageBody::parse);
+    let value = match event_type {
+        "Received" => serde_json::to_value(ReporterDetails::erased()),
+        "Resolved" => serde_json::to_value(ResolutionText { resolution: body(), rejection_reasons: None }),
+        "SurveyAnswered" => serde_json::to_value(SurveyComment { comment: None }),
+        "CustomerReplied" => {
+            serde_json::to_value(CustomerMessage { from: None, body: body(), attachments: Vec::new() })
+        }
+        "AgentReplied" | "NoteAdded" => serde_json::to_value(MessageText { body: body() }),
+        _ => return None,
+    };
+    Some(value.expect("plain data serialises"))
+}
+
 /// The customer was told the ticket exists (policy §7.2): the confirmation e-mail went out,
 /// or, without an address, the agent told them in person.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -236,6 +275,32 @@ pub struct SlaBreached {
     pub due_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// A data subject's request (GDPR Art. 17) could not be carried out yet because the law keeps
+/// the record (a complaint, five years after its answer: Act CLV of 1997 §17/A): its processing
+/// is restricted at once — hidden from queues, exports and drill-downs except for auditors — and
+/// its personal data erased when the hold ends. Carries no personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessingRestricted {
+    pub reason: Reason,
+    /// The request's reference (the data-protection officer's case number).
+    pub request_reference: Reason,
+    /// When the hold ends, if it is known yet (a complaint not answered yet holds until five
+    /// years after its answer).
+    pub hold_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The ticket's personal data was erased: its data key destroyed (crypto-shredding), so every
+/// personal part of its history reads as erased from now on. Who did it is the event's actor;
+/// carries no personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalDataErased {
+    pub reason: Reason,
+    /// The request's reference, or the retention rule that ended the period.
+    pub request_reference: Reason,
+}
+
 /// Declares [`TicketEvent`] over the event structs, with each type's name and schema version
 /// in one place, so that the name list, the codec and the schema list cannot drift apart.
 macro_rules! ticket_events {
@@ -328,4 +393,6 @@ ticket_events! {
     ContractLinked = 1,
     SlaWarned = 1,
     SlaBreached = 1,
+    ProcessingRestricted = 1,
+    PersonalDataErased = 1,
 }

@@ -90,6 +90,18 @@ pub struct TicketState {
     pub sla_breached: std::collections::BTreeSet<crate::sla::SlaTarget>,
     /// A division answered an escalation and the reporter has not been told yet: no resolving.
     pub outcome_to_inform: bool,
+    /// An erasure request met a legal hold: processing is restricted (until `hold_until`, or
+    /// until five years after the answer when that is not known yet).
+    pub restricted: Option<Restriction>,
+    /// The personal data was erased (the reporter reads as erased from then on).
+    pub personal_erased: bool,
+}
+
+/// Processing restricted under a legal hold (GDPR Art. 18).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Restriction {
+    pub since: DateTime<Utc>,
+    pub hold_until: Option<DateTime<Utc>>,
 }
 
 /// A ticket's stream folded: its version (the number of events) and its state, `None` until
@@ -153,7 +165,9 @@ pub fn allowed_from(kind: CommandKind) -> &'static [Status] {
         | CommandKind::RecordCustomerReply
         | CommandKind::LinkContract
         | CommandKind::RecordSlaWarning
-        | CommandKind::RecordSlaBreach => ANY,
+        | CommandKind::RecordSlaBreach
+        | CommandKind::RestrictProcessing
+        | CommandKind::ErasePersonalData => ANY,
         CommandKind::Assign | CommandKind::Prioritise | CommandKind::ReplyToCustomer => OPEN,
         CommandKind::MarkOutOfScope => &[Received, Acknowledged, Investigating, Escalated],
     }
@@ -332,6 +346,21 @@ impl Ticket {
                 }
                 TicketEvent::SlaBreached(ev::SlaBreached { target, due_at })
             }
+            TicketCommand::RestrictProcessing { reason, request_reference, hold_until } => {
+                if state.personal_erased {
+                    return Err(DomainError::NothingToChange("the ticket's personal data is already erased"));
+                }
+                if state.restricted.as_ref().is_some_and(|r| r.hold_until == hold_until) {
+                    return Err(DomainError::NothingToChange("the ticket's processing is already restricted"));
+                }
+                TicketEvent::ProcessingRestricted(ev::ProcessingRestricted { reason, request_reference, hold_until })
+            }
+            TicketCommand::ErasePersonalData { reason, request_reference } => {
+                if state.personal_erased {
+                    return Err(DomainError::NothingToChange("the ticket's personal data is already erased"));
+                }
+                TicketEvent::PersonalDataErased(ev::PersonalDataErased { reason, request_reference })
+            }
             TicketCommand::LinkContract { contract_id } => {
                 if state.contract_id.as_ref() == Some(&contract_id) {
                     return Err(DomainError::NothingToChange("the ticket is already linked to that contract"));
@@ -371,6 +400,8 @@ impl Ticket {
                 sla_warned: Default::default(),
                 sla_breached: Default::default(),
                 outcome_to_inform: false,
+                restricted: None,
+                personal_erased: false,
             });
             return self;
         }
@@ -435,6 +466,13 @@ impl Ticket {
             }
             TicketEvent::AgentReplied(_) => state.outcome_to_inform = false,
             TicketEvent::CustomerReplied(_) | TicketEvent::NoteAdded(_) => {}
+            TicketEvent::ProcessingRestricted(restricted) => {
+                state.restricted = Some(Restriction { since: at, hold_until: restricted.hold_until });
+            }
+            TicketEvent::PersonalDataErased(_) => {
+                state.personal_erased = true;
+                state.reporter = ev::ReporterDetails::erased();
+            }
             TicketEvent::MarkedOutOfScope(_) => {
                 state.status = Closed;
                 state.out_of_scope = true;

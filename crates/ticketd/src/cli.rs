@@ -21,6 +21,11 @@ struct Cli {
     /// Log lines as text or JSON.
     #[arg(long, global = true, env = "TICKETD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// The key-encryption keys that wrap every ticket's data key (`ID BASE64` a line, the
+    /// current first). Made on first start when the database holds no data key yet. Keep it
+    /// out of the database's backups: without it no personal data can be read.
+    #[arg(long, global = true, env = "TICKETD_KEK_FILE", default_value = "data/personal.keys")]
+    kek_file: std::path::PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -615,7 +620,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     crate::auth::migrate(&opened.database).await?;
     ticket_projections::migrate(&opened.database).await?;
     ticket_mail::migrate(&opened.database).await?;
-    let store = opened.store.clone();
+    ticket_vault::migrate(&opened.database).await?;
+    let vault = Arc::new(open_vault(&opened.database, &cli.kek_file).await?);
+    // The store as held (the ledger hashes it), and as everything else sees it: personal parts
+    // sealed on append and opened on read.
+    let raw = opened.store.clone();
+    let store: event_store::SharedStore = Arc::new(ticket_vault::SealedStore::new(raw.clone(), vault.clone()));
     match cli.command {
         Command::Serve {
             listen,
@@ -665,7 +675,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         .transpose()?,
                 },
             };
-            crate::server::serve(opened, config).await?;
+            crate::server::serve(opened, vault.clone(), config).await?;
         }
         Command::IngestMaildir { dir, watch, intake } => {
             let settings = intake.settings();
@@ -844,7 +854,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let started = std::time::Instant::now();
             let report =
-                ticket_projections::ledger::verify(&store, &opened.database, public_key.as_deref(), &extra).await?;
+                ticket_projections::ledger::verify(&raw, &opened.database, public_key.as_deref(), &extra).await?;
             let seconds = started.elapsed().as_secs_f64();
             println!(
                 "checked {} events against {} ledger leaves and {} signed checkpoints in {seconds:.2} s ({:.0} events/s)",
@@ -1119,5 +1129,66 @@ async fn staff_command(
             }
         }
     }
+    Ok(())
+}
+
+/// The key-encryption keys: from `TICKETD_KEK` (the file's text), else the key file — made
+/// (mode 0600) when it does not exist and the database holds no data key yet.
+async fn open_vault(database: &event_store::Database, kek_file: &std::path::Path) -> anyhow::Result<ticket_vault::Vault> {
+    let keks = match std::env::var("TICKETD_KEK") {
+        Ok(text) if !text.trim().is_empty() => {
+            ticket_vault::Keks::parse(&text).context("reading the key-encryption keys from TICKETD_KEK")?
+        }
+        _ => match std::fs::read_to_string(kek_file) {
+            Ok(text) => ticket_vault::Keks::parse(&text)
+                .with_context(|| format!("reading the key-encryption keys from {}", kek_file.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if !ticket_vault::Vault::is_empty(database).await? {
+                    anyhow::bail!(
+                        "the key file {} does not exist, but the database holds data keys wrapped by another: give \
+                         --kek-file (or TICKETD_KEK) the file they were made with",
+                        kek_file.display()
+                    );
+                }
+                let keks = ticket_vault::Keks::generate(&format!("kek-{}", chrono::Utc::now().format("%Y%m%d")));
+                match write_secret(kek_file, &keks.to_text()) {
+                    Ok(()) => {
+                        tracing::warn!(
+                            path = %kek_file.display(),
+                            "made a new key-encryption key; keep it safe and out of the database's backups"
+                        );
+                        keks
+                    }
+                    // Another process made it a moment ago: use theirs.
+                    Err(_) if kek_file.exists() => {
+                        ticket_vault::Keks::parse(&std::fs::read_to_string(kek_file)?)
+                            .with_context(|| format!("reading the key-encryption keys from {}", kek_file.display()))?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading {}", kek_file.display())),
+        },
+    };
+    let vault = ticket_vault::Vault::new(database.clone(), keks);
+    vault.check_keys().await?;
+    Ok(vault)
+}
+
+/// Writes a secret file readable by its owner only (never over an existing file).
+fn write_secret(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
     Ok(())
 }

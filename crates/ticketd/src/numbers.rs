@@ -54,26 +54,10 @@ impl Numbers {
         if let Some(ticket) = ticket_projections::ticket_by_number(&self.database, number).await? {
             return Ok(Some(ticket));
         }
-        let head = committed_head(&self.database).await?;
-        let deadline = tokio::time::Instant::now() + INDEX_WAIT_MAX;
-        let mut pause = Duration::from_millis(2);
-        while ticket_projections::checkpoint_of(&self.database, ticket_projections::TicketIndex::NAME).await?.0 < head {
-            if tokio::time::Instant::now() + pause > deadline {
-                return Err(NumberError::IndexBehind);
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(25));
+        if !ticket_projections::caught_up(&self.database, ticket_projections::TicketIndex::NAME, INDEX_WAIT_MAX).await? {
+            return Err(NumberError::IndexBehind);
         }
         Ok(ticket_projections::ticket_by_number(&self.database, number).await?)
     }
 }
 
-/// The highest position committed now (visible or not yet visible to readers of the order).
-async fn committed_head(database: &Database) -> Result<i64, StoreError> {
-    let sql = "SELECT COALESCE(MAX(position), 0) FROM events";
-    match database {
-        Database::Sqlite { read, .. } => sqlx::query_scalar(sql).fetch_one(read).await,
-        Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
-    }
-    .map_err(StoreError::from_sqlx)
-}

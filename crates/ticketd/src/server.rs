@@ -139,8 +139,12 @@ pub struct MailSettings {
 
 /// Runs until SIGTERM or Ctrl-C, then stops taking connections, lets in-flight requests
 /// finish, and stops the projections.
-pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<()> {
+pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config: ServeConfig) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
+    // Everything but the ledger sees the store through the vault: personal parts sealed on
+    // append and opened on read. The ledger hashes events as stored.
+    let raw = opened.store.clone();
+    let sealed: event_store::SharedStore = Arc::new(ticket_vault::SealedStore::new(raw.clone(), vault.clone()));
     // Every template is checked before anything starts: a broken edit stops the start, with why.
     let templates = Arc::new(ticket_mail::Templates::load(config.mail.templates_dir.as_deref())?);
     let transport = match &config.mail.delivery {
@@ -149,7 +153,7 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         Delivery::Off => None,
     };
     // The five projections follow the log together: each new event read and decoded once.
-    let followed = ticket_projections::FollowedLog::new(opened.store.clone());
+    let followed = ticket_projections::FollowedLog::new(sealed.clone());
     let (outbox_status, outbox_task) = ticket_projections::spawn(
         ticket_mail::OutboxProjection::new(config.mail.from.email.domain(), config.mail.agents.is_some()),
         followed.clone(),
@@ -163,19 +167,19 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         shutdown.clone(),
     );
     let (view_status, view_task) = ticket_projections::spawn(
-        ticket_projections::ticket_view::TicketView::new(opened.store.clone()),
+        ticket_projections::ticket_view::TicketView::new(sealed.clone()),
         followed.clone(),
         opened.database.clone(),
         shutdown.clone(),
     );
     let (stats_status, stats_task) = ticket_projections::spawn(
-        ticket_projections::statistics::Statistics::new(opened.store.clone()),
+        ticket_projections::statistics::Statistics::new(sealed.clone()),
         followed.clone(),
         opened.database.clone(),
         shutdown.clone(),
     );
     let (ledger_status, ledger_task) = ticket_projections::ledger::spawn(
-        followed.clone(),
+        ticket_projections::FollowedLog::new(raw.clone()),
         opened.database.clone(),
         ticket_projections::ledger::LedgerOptions {
             key: config.ledger.key.clone(),
@@ -188,11 +192,11 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
         },
         shutdown.clone(),
     );
-    let service = Arc::new(TicketService::new(opened.store.clone(), config.clock.clone(), ServiceOptions::default()));
-    let registry = Arc::new(ticket_app::registry::RegistryService::new(opened.store.clone(), config.clock.clone()));
+    let service = Arc::new(TicketService::new(sealed.clone(), config.clock.clone(), ServiceOptions::default()));
+    let registry = Arc::new(ticket_app::registry::RegistryService::new(sealed.clone(), config.clock.clone()));
     let calendar = config.calendar.clone();
     let (sla_status, sla_task) = ticket_projections::spawn(
-        ticket_projections::sla_clocks::SlaClocks::new(opened.store.clone(), registry.clone(), calendar.clone())
+        ticket_projections::sla_clocks::SlaClocks::new(sealed.clone(), registry.clone(), calendar.clone())
             .with_statutory_days(config.statutory_days)
             .with_warn_percent(config.warn_percent),
         followed.clone(),
@@ -218,6 +222,12 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
             ("ledger", ledger_status),
         ]),
         ledger_key: config.ledger.key.clone(),
+        raw_store: raw.clone(),
+        vault: vault.clone(),
+        outbox_dir: match &config.mail.delivery {
+            Delivery::Files(dir) => Some(dir.clone()),
+            _ => None,
+        },
         complaint_answer_days: config.statutory_days,
         company: config.mail.from.name.clone().unwrap_or_else(|| config.mail.from.email.domain().to_owned()).into(),
         tokens: Arc::default(),
@@ -246,7 +256,7 @@ pub async fn serve(opened: OpenedStore, config: ServeConfig) -> anyhow::Result<(
     };
     let live_task = tokio::spawn(crate::console::live::run(
         state.console.live.clone(),
-        opened.store.clone(),
+        sealed.clone(),
         opened.database.clone(),
         shutdown.clone(),
     ));

@@ -163,7 +163,10 @@ impl StatsTicket {
             // The statistics are not broken down by contract (yet).
             | TicketEvent::ContractLinked(_)
             | TicketEvent::SlaWarned(_)
-            | TicketEvent::SlaBreached(_) => {}
+            | TicketEvent::SlaBreached(_)
+            // Erasure changes no figure: the statistics hold no personal data.
+            | TicketEvent::ProcessingRestricted(_)
+            | TicketEvent::PersonalDataErased(_) => {}
         }
         self
     }

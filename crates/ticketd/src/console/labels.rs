@@ -107,6 +107,8 @@ pub fn event_type(event_type: &str, language: Language) -> &str {
         ("ContractLinked", "Szerződés kapcsolva", "Contract linked"),
         ("SlaWarned", "SLA figyelmeztetés", "SLA warning"),
         ("SlaBreached", "SLA túllépés", "SLA breached"),
+        ("ProcessingRestricted", "Adatkezelés korlátozva", "Processing restricted"),
+        ("PersonalDataErased", "Személyes adatok törölve", "Personal data erased"),
     ];
     word(words, event_type, language)
 }

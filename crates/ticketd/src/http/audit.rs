@@ -176,7 +176,7 @@ pub async fn ticket_proof(
 ) -> Result<Option<ticket_ledger::bundle::ProofBundle>, ApiError> {
     let stream = event_store::StreamId::parse(&ticket_id.stream_name()).map_err(ApiError::internal)?;
     ticket_projections::ledger::prove_stream(
-        state.service.store(),
+        &state.raw_store,
         &state.database,
         &stream,
         state.ledger_key.as_deref(),

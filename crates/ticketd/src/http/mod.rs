@@ -65,6 +65,12 @@ pub struct AppState {
     pub console: Arc<crate::console::Console>,
     /// The ledger's signing key (checkpoints on demand), if configured.
     pub ledger_key: Option<Arc<ticket_ledger::checkpoint::LedgerKey>>,
+    /// The store as it holds events (personal parts sealed): what the ledger's proofs hash.
+    pub raw_store: event_store::SharedStore,
+    /// The data keys (erasure destroys them).
+    pub vault: Arc<ticket_vault::Vault>,
+    /// Where mail is written as `.eml` files, if it is (an erasure deletes a ticket's).
+    pub outbox_dir: Option<std::path::PathBuf>,
     /// Calendar days to answer a complaint (`--complaint-answer-days`), for the complaint record.
     pub complaint_answer_days: Option<u32>,
     /// The company as its mail is signed (`--mail-from`'s name), for the complaint record.

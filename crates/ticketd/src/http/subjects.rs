@@ -89,6 +89,7 @@ fn same_phone(a: &str, b: &str) -> bool {
         (status = 200, description = "The person's tickets, messages, mails and attachments", body = SubjectExport),
         (status = 400, description = "Neither `email` nor `phone` given (`invalid_query`)", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Only admins export a person's data (`forbidden`)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The read models are behind the log (`index_behind`); retry in a moment", body = super::problem::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn export(
@@ -117,6 +118,11 @@ pub async fn export(
         (None, None) => return Err(invalid("give `email` or `phone`: whose data to export".into())),
     };
     let store_error = |e| ApiError::from(ticket_app::AppError::Store(e));
+    // The candidates come from a read model: it must hold every ticket committed before the
+    // request, or the export would silently miss a moment-old one.
+    if !ticket_projections::caught_up(&state.database, "ticket_view", crate::numbers::INDEX_WAIT_MAX).await.map_err(store_error)? {
+        return Err(ApiError::index_behind());
+    }
     let mut candidates = Vec::new();
     for needle in needles.iter().filter(|n| !n.is_empty()) {
         candidates.extend(
