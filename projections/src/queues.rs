@@ -161,7 +161,11 @@ fn conditions(database: &Database, queue: Queue, caller: &str, filter: &QueueFil
         Database::Sqlite { .. } => '?',
         Database::Postgres(_) => '$',
     };
-    let mut conditions: Vec<String> = Vec::new();
+    // A restricted ticket (an erasure request under a legal hold) is in no queue.
+    let mut conditions: Vec<String> = vec![match database {
+        Database::Sqlite { .. } => "restricted = 0".into(),
+        Database::Postgres(_) => "NOT restricted".into(),
+    }];
     let mut values: Vec<Bound> = Vec::new();
     let mut bind = |condition: &str, value: Bound, conditions: &mut Vec<String>| {
         values.push(value);
@@ -414,6 +418,17 @@ pub async fn received_between(
         .bind(to)
         .fetch_all(pool)
         .await,
+    }
+    .map_err(StoreError::from_sqlx)
+}
+
+/// The tickets answered (resolved, or closed) before `before`, oldest first: the retention
+/// job's candidates.
+pub async fn closed_before(database: &Database, before: DateTime<Utc>) -> Result<Vec<(Uuid, i64)>, StoreError> {
+    let sql = "SELECT ticket_id, number FROM ticket_view WHERE COALESCE(closed_at, resolved_at) < $1 ORDER BY number";
+    match database {
+        Database::Sqlite { read, .. } => sqlx::query_as(sql).bind(before.timestamp_micros()).fetch_all(read).await,
+        Database::Postgres(pool) => sqlx::query_as(sql).bind(before).fetch_all(pool).await,
     }
     .map_err(StoreError::from_sqlx)
 }

@@ -86,6 +86,12 @@ impl Projection for TicketView {
     }
 }
 
+/// Whether the ticket's processing is restricted (an erasure request under a legal hold) and
+/// its personal data not erased yet: queues and searches leave it out.
+fn restricted(state: &TicketState) -> bool {
+    state.restricted.is_some() && !state.personal_erased
+}
+
 /// Where the reporter is reached: the e-mail address, else the phone number.
 fn reporter_address(state: &TicketState) -> Option<String> {
     let reporter = &state.reporter;
@@ -133,11 +139,11 @@ async fn upsert_all_postgres(
     sqlx::query(
         "INSERT INTO ticket_view (ticket_id, number, version, status, channel, category, service_area, contract_id, \
          subject, assignee, escalated_to, out_of_scope, survey, received_at, first_contact_at, resolved_at, closed_at, \
-         updated_at, priority, reporter_name, reporter_address, search_text) \
+         updated_at, priority, reporter_name, reporter_address, search_text, restricted) \
          SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], \
          $8::text[], $9::text[], $10::text[], $11::text[], $12::boolean[], $13::text[], $14::timestamptz[], \
          $15::timestamptz[], $16::timestamptz[], $17::timestamptz[], $18::timestamptz[], $19::text[], $20::text[], \
-         $21::text[], $22::text[]) \
+         $21::text[], $22::text[], $23::boolean[]) \
          ON CONFLICT (ticket_id) DO UPDATE SET number = excluded.number, version = excluded.version, \
          status = excluded.status, channel = excluded.channel, category = excluded.category, \
          service_area = excluded.service_area, contract_id = excluded.contract_id, subject = excluded.subject, \
@@ -145,7 +151,8 @@ async fn upsert_all_postgres(
          survey = excluded.survey, received_at = excluded.received_at, first_contact_at = excluded.first_contact_at, \
          resolved_at = excluded.resolved_at, closed_at = excluded.closed_at, updated_at = excluded.updated_at, \
          priority = excluded.priority, reporter_name = excluded.reporter_name, \
-         reporter_address = excluded.reporter_address, search_text = excluded.search_text",
+         reporter_address = excluded.reporter_address, search_text = excluded.search_text, \
+         restricted = excluded.restricted",
     )
     .bind(rows.iter().map(|r| r.0.as_uuid()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.2.number.get() as i64).collect::<Vec<_>>())
@@ -169,6 +176,7 @@ async fn upsert_all_postgres(
     .bind(column(&|r| Some(r.2.reporter.name.to_string())))
     .bind(column(&|r| reporter_address(r.2)))
     .bind(column(&|r| Some(search_text(r.2))))
+    .bind(rows.iter().map(|r| restricted(r.2)).collect::<Vec<_>>())
     .execute(connection)
     .await?;
     Ok(())
@@ -179,7 +187,7 @@ async fn upsert_all_sqlite(
     connection: &mut sqlx::SqliteConnection,
     changed: &[(TicketId, (Ticket, DateTime<Utc>))],
 ) -> Result<(), sqlx::Error> {
-    /// 22 parameters a row: well under SQLite's 32,766.
+    /// 23 parameters a row: well under SQLite's 32,766.
     const ROWS_PER_STATEMENT: usize = 500;
     let rows: Vec<Row> = changed
         .iter()
@@ -189,7 +197,7 @@ async fn upsert_all_sqlite(
         let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
             "INSERT INTO ticket_view (ticket_id, number, version, status, channel, category, service_area, \
              contract_id, subject, assignee, escalated_to, out_of_scope, survey, received_at, first_contact_at, \
-             resolved_at, closed_at, updated_at, priority, reporter_name, reporter_address, search_text) ",
+             resolved_at, closed_at, updated_at, priority, reporter_name, reporter_address, search_text, restricted) ",
         );
         insert.push_values(chunk, |mut row, (ticket_id, version, state, updated_at)| {
             row.push_bind(ticket_id.as_uuid())
@@ -213,7 +221,8 @@ async fn upsert_all_sqlite(
                 .push_bind(state.priority.name())
                 .push_bind(state.reporter.name.to_string())
                 .push_bind(reporter_address(state))
-                .push_bind(search_text(state));
+                .push_bind(search_text(state))
+                .push_bind(restricted(state));
         });
         insert.push(
             " ON CONFLICT (ticket_id) DO UPDATE SET number = excluded.number, version = excluded.version, \
@@ -224,7 +233,7 @@ async fn upsert_all_sqlite(
              first_contact_at = excluded.first_contact_at, resolved_at = excluded.resolved_at, \
              closed_at = excluded.closed_at, updated_at = excluded.updated_at, priority = excluded.priority, \
              reporter_name = excluded.reporter_name, reporter_address = excluded.reporter_address, \
-             search_text = excluded.search_text",
+             search_text = excluded.search_text, restricted = excluded.restricted",
         );
         insert.build().execute(&mut *connection).await?;
     }

@@ -151,7 +151,14 @@ impl TestApp {
             .env("TICKETD_ATTACHMENTS_DIR", self.dir.path().join("attachments"))
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("TEST_LOG").is_some() { Stdio::inherit() } else { Stdio::null() })
+            .stderr(match self.env.iter().find(|(k, _)| k == "TEST_STDERR_FILE") {
+                // A test that reads the server's log (appended across restarts).
+                Some((_, path)) => Stdio::from(
+                    std::fs::OpenOptions::new().create(true).append(true).open(path).expect("the log file opens"),
+                ),
+                None if std::env::var_os("TEST_LOG").is_some() => Stdio::inherit(),
+                None => Stdio::null(),
+            })
             .spawn()
             .expect("ticketd serve starts");
         let stdout = child.stdout.take().unwrap();

@@ -11,6 +11,7 @@ mod intake;
 mod ledger;
 mod limits;
 mod mail;
+mod privacy;
 mod record;
 mod registry;
 mod sla;
@@ -152,6 +153,8 @@ on_both_backends_with_settings!(
     crate::ledger::a_signed_checkpoint_is_mailed_to_the_auditors => a_signed_checkpoint_is_mailed_to_the_auditors,
     crate::record::the_contact_form_links_the_privacy_notice => the_contact_form_links_the_privacy_notice,
     crate::record::an_access_export_holds_one_persons_data_and_nobody_elses => an_access_export_holds_one_persons_data_and_nobody_elses,
+    crate::privacy::erasure_shreds_a_persons_data_and_keeps_the_figures_and_the_proof => erasure_shreds_a_persons_data_and_keeps_the_figures_and_the_proof,
+    crate::privacy::retention_erases_each_ticket_when_its_period_ends => retention_erases_each_ticket_when_its_period_ends,
 );
 
 /// Polls the daily summary until `done` holds for today's row.

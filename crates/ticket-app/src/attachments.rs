@@ -112,6 +112,18 @@ impl AttachmentStore {
         }
     }
 
+    /// Deletes a stored file (an erasure); true when there was one.
+    pub async fn delete(&self, sha256: &str) -> Result<bool, AttachmentError> {
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(false);
+        }
+        match tokio::fs::remove_file(self.path(sha256)).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(AttachmentError::Io(e.to_string())),
+        }
+    }
+
     fn path(&self, sha256: &str) -> PathBuf {
         self.root.join(&sha256[..2]).join(sha256)
     }

@@ -111,7 +111,7 @@ impl Dispatcher {
             Ok(Outcome::Sent { recipient, subject, follow_up }) => {
                 outbox::record(&self.database, &row.id, RowChange::Sent { recipient: &recipient, subject: &subject })
                     .await?;
-                tracing::info!(kind = %row.kind, ticket = %row.ticket_id, %recipient, "mail sent");
+                tracing::info!(kind = %row.kind, ticket = %row.ticket_id, mail = %row.id, "mail sent");
                 self.follow_up(row, follow_up).await
             }
             Ok(Outcome::Skipped(reason)) => {

@@ -446,7 +446,8 @@ impl MailIntake {
             match self.attachments.put(name, bytes).await {
                 Ok(attachment) => stored.push(attachment),
                 Err(error) => {
-                    tracing::info!(file = %name, %error, "an e-mail attachment was not kept");
+                    // The file name is the customer's (personal): the log says only that one was refused.
+                    tracing::info!(bytes = bytes.len(), "an e-mail attachment was not kept (see the message body)");
                     body.push_str(&format!("\n\n[{name}: {error}]"));
                 }
             }

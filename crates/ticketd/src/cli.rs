@@ -72,6 +72,8 @@ enum Command {
         sla: SlaArgs,
         #[command(flatten)]
         ledger: LedgerArgs,
+        #[command(flatten)]
+        retention: RetentionArgs,
     },
     /// Takes in the customer e-mail a mail server delivered to a Maildir (`DIR/new`, `DIR/cur`):
     /// each message becomes a ticket or a reply, then moves to `DIR/.processed/cur` (or, when
@@ -163,6 +165,23 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         old_checkpoint: Option<std::path::PathBuf>,
     },
+    /// A person's data (GDPR): erase it from every ticket of theirs.
+    Subjects {
+        #[command(subcommand)]
+        command: SubjectsCommand,
+    },
+    /// Runs the retention job once (as `serve` does every hour) and prints what it erased.
+    Retention {
+        #[command(flatten)]
+        retention: RetentionArgs,
+        #[command(flatten)]
+        copies: CopiesArgs,
+    },
+    /// The key-encryption keys that wrap every ticket's data key.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Prints a ticket's full history: who did what, when.
     Replay {
         /// The ticket's id (a UUID) or its number.
@@ -174,6 +193,47 @@ enum Command {
         #[arg(long)]
         as_of: Option<chrono::DateTime<chrono::FixedOffset>>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum SubjectsCommand {
+    /// Erases the person's personal data from every ticket of theirs (as
+    /// `POST /api/v1/subjects/erase`): a ticket that is or was a complaint is kept five years
+    /// after its answer, its processing restricted meanwhile. Prints one JSON line a ticket.
+    Erase {
+        #[arg(long, required_unless_present = "phone")]
+        email: Option<String>,
+        #[arg(long)]
+        phone: Option<String>,
+        /// Why (recorded with the erasure).
+        #[arg(long)]
+        reason: String,
+        /// The request's reference (the data-protection officer's case number).
+        #[arg(long)]
+        reference: String,
+        #[command(flatten)]
+        copies: CopiesArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Makes a new current key-encryption key, re-wraps every data key under it, then drops
+    /// the old keys from the key file (which must be a file, not TICKETD_KEK).
+    Rotate {
+        /// The new key's id (default: kek-YYYYMMDDHHMMSS).
+        #[arg(long)]
+        new_id: Option<String>,
+    },
+}
+
+/// Where the copies of personal data outside the database are (as `serve` is given them).
+#[derive(Debug, clap::Args)]
+struct CopiesArgs {
+    #[arg(long, env = "TICKETD_ATTACHMENTS_DIR", default_value = "data/attachments")]
+    attachments_dir: std::path::PathBuf,
+    #[arg(long, env = "TICKETD_OUTBOX_DIR", default_value = "data/outbox")]
+    outbox_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -198,6 +258,26 @@ enum LedgerCommand {
         #[arg(long, env = "TICKETD_LEDGER_KEY")]
         ledger_key: std::path::PathBuf,
     },
+}
+
+/// How long personal data is kept.
+#[derive(Debug, clap::Args)]
+struct RetentionArgs {
+    /// Erase a category's personal data this many days after the ticket is closed
+    /// (`CATEGORY=DAYS`, repeatable, e.g. `bug_report=1095`). A complaint is kept five years
+    /// after its answer at least (Act CLV of 1997 §17/A); categories not named are kept.
+    #[arg(long = "retention", env = "TICKETD_RETENTION", value_delimiter = ',', value_name = "CATEGORY=DAYS")]
+    rules: Vec<String>,
+    /// How often (seconds) the retention job looks for periods that have ended.
+    #[arg(long, env = "TICKETD_RETENTION_CHECK_SECONDS", default_value_t = 3_600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    retention_check_seconds: u64,
+}
+
+impl RetentionArgs {
+    fn policy(&self) -> anyhow::Result<crate::privacy::Retention> {
+        crate::privacy::Retention::parse(&self.rules).map_err(anyhow::Error::msg)
+    }
 }
 
 /// The ledger's signed checkpoints.
@@ -638,6 +718,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             clock_file: _,
             sla,
             ledger,
+            retention,
         } => {
             let mail = mail.settings()?;
             let intake = intake.settings();
@@ -656,6 +737,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     idle: chrono::Duration::minutes(session_idle_minutes as i64),
                     absolute: chrono::Duration::hours(session_max_hours as i64),
                 },
+                retention: retention.policy()?,
+                retention_check: std::time::Duration::from_secs(retention.retention_check_seconds),
                 ledger: crate::server::LedgerSettings {
                     key: ledger
                         .ledger_key
@@ -883,6 +966,53 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::VerifyProof { .. } => unreachable!("run offline"),
+        Command::Subjects { command: SubjectsCommand::Erase { email, phone, reason, reference, copies } } => {
+            let service = Arc::new(TicketService::new(store.clone(), Arc::new(SystemClock), ServiceOptions::default()));
+            let privacy = privacy_of(service.clone(), &opened.database, vault.clone(), &copies);
+            let request = crate::privacy::Request {
+                reason: ticket_domain::vocabulary::Reason::parse(&reason)
+                    .map_err(|e| anyhow::anyhow!("--reason: {e}"))?,
+                reference: ticket_domain::vocabulary::Reason::parse(&reference)
+                    .map_err(|e| anyhow::anyhow!("--reference: {e}"))?,
+            };
+            let email = email.map(|e| e.trim().to_lowercase());
+            let tickets =
+                crate::http::subjects::tickets_of(&service, &opened.database, email.as_deref(), phone.as_deref())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}", e.internal.clone().unwrap_or(e.problem.detail)))?;
+            for (ticket_id, _) in tickets {
+                let outcome = privacy.erase_or_restrict(ticket_id, &request, &cli_context()).await?;
+                println!("{}", serde_json::to_string(&outcome)?);
+            }
+        }
+        Command::Retention { retention, copies } => {
+            let service = Arc::new(TicketService::new(store.clone(), Arc::new(SystemClock), ServiceOptions::default()));
+            let privacy = privacy_of(service, &opened.database, vault.clone(), &copies);
+            let context = ticket_app::CommandContext::new(ticket_domain::vocabulary::Actor::System {
+                component: "retention".into(),
+            });
+            let erased = privacy.run_retention(&retention.policy()?, &context).await?;
+            for outcome in &erased {
+                println!("{}", serde_json::to_string(outcome)?);
+            }
+            eprintln!("retention: {} ticket(s) erased", erased.len());
+        }
+        Command::Keys { command: KeysCommand::Rotate { new_id } } => {
+            if std::env::var("TICKETD_KEK").is_ok_and(|t| !t.trim().is_empty()) {
+                anyhow::bail!("the keys come from TICKETD_KEK: rotate them where that is kept, with a key file here");
+            }
+            let id = new_id.unwrap_or_else(|| format!("kek-{}", chrono::Utc::now().format("%Y%m%d%H%M%S")));
+            let old = ticket_vault::Keks::parse(&std::fs::read_to_string(&cli.kek_file)?)?;
+            let rotated = old.with_new_current(&id)?;
+            // The new key is in the file before any data key is wrapped under it, and the old
+            // ones leave it only after every data key is re-wrapped.
+            replace_secret(&cli.kek_file, &rotated.to_text())?;
+            let vault =
+                ticket_vault::Vault::new(opened.database.clone(), ticket_vault::Keks::parse(&rotated.to_text())?);
+            let count = vault.rewrap_all().await?;
+            replace_secret(&cli.kek_file, &rotated.current_only().to_text())?;
+            println!("re-wrapped {count} data key(s) under {id}; {} now holds only it", cli.kek_file.display());
+        }
         Command::Migrate => {
             println!("{} store at {} is migrated", store.backend(), cli.database_url);
         }
@@ -1134,7 +1264,10 @@ async fn staff_command(
 
 /// The key-encryption keys: from `TICKETD_KEK` (the file's text), else the key file — made
 /// (mode 0600) when it does not exist and the database holds no data key yet.
-async fn open_vault(database: &event_store::Database, kek_file: &std::path::Path) -> anyhow::Result<ticket_vault::Vault> {
+async fn open_vault(
+    database: &event_store::Database,
+    kek_file: &std::path::Path,
+) -> anyhow::Result<ticket_vault::Vault> {
     let keks = match std::env::var("TICKETD_KEK") {
         Ok(text) if !text.trim().is_empty() => {
             ticket_vault::Keks::parse(&text).context("reading the key-encryption keys from TICKETD_KEK")?
@@ -1160,10 +1293,8 @@ async fn open_vault(database: &event_store::Database, kek_file: &std::path::Path
                         keks
                     }
                     // Another process made it a moment ago: use theirs.
-                    Err(_) if kek_file.exists() => {
-                        ticket_vault::Keks::parse(&std::fs::read_to_string(kek_file)?)
-                            .with_context(|| format!("reading the key-encryption keys from {}", kek_file.display()))?
-                    }
+                    Err(_) if kek_file.exists() => ticket_vault::Keks::parse(&std::fs::read_to_string(kek_file)?)
+                        .with_context(|| format!("reading the key-encryption keys from {}", kek_file.display()))?,
                     Err(e) => return Err(e),
                 }
             }
@@ -1190,5 +1321,33 @@ fn write_secret(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
         .with_context(|| format!("creating {}", path.display()))?;
     file.write_all(text.as_bytes())?;
     file.sync_all()?;
+    Ok(())
+}
+
+fn privacy_of(
+    service: Arc<TicketService>,
+    database: &event_store::Database,
+    vault: Arc<ticket_vault::Vault>,
+    copies: &CopiesArgs,
+) -> crate::privacy::Privacy {
+    crate::privacy::Privacy {
+        service,
+        database: database.clone(),
+        vault,
+        attachments: ticket_app::attachments::AttachmentStore::new(
+            copies.attachments_dir.clone(),
+            ticket_app::attachments::ATTACHMENT_BYTES_MAX_DEFAULT,
+            Vec::new(),
+        ),
+        outbox_dir: Some(copies.outbox_dir.clone()),
+    }
+}
+
+/// Replaces a secret file whole (written aside, synced, renamed over it), keeping mode 0600.
+fn replace_secret(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    let aside = path.with_extension("rotating");
+    let _ = std::fs::remove_file(&aside);
+    write_secret(&aside, text)?;
+    std::fs::rename(&aside, path).with_context(|| format!("replacing {}", path.display()))?;
     Ok(())
 }

@@ -15,6 +15,7 @@ mod idempotency;
 mod intake;
 mod numbers;
 mod pages;
+mod privacy;
 mod record;
 mod server;
 mod sql;

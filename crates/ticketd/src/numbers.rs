@@ -54,10 +54,10 @@ impl Numbers {
         if let Some(ticket) = ticket_projections::ticket_by_number(&self.database, number).await? {
             return Ok(Some(ticket));
         }
-        if !ticket_projections::caught_up(&self.database, ticket_projections::TicketIndex::NAME, INDEX_WAIT_MAX).await? {
+        if !ticket_projections::caught_up(&self.database, ticket_projections::TicketIndex::NAME, INDEX_WAIT_MAX).await?
+        {
             return Err(NumberError::IndexBehind);
         }
         Ok(ticket_projections::ticket_by_number(&self.database, number).await?)
     }
 }
-

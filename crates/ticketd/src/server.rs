@@ -29,6 +29,10 @@ pub struct ServeConfig {
     /// How long console sessions live.
     pub sessions: crate::accounts::SessionLimits,
     pub ledger: LedgerSettings,
+    /// How long each category's personal data is kept (complaints: five years after the answer).
+    pub retention: crate::privacy::Retention,
+    /// How often the retention job looks for periods that have ended.
+    pub retention_check: std::time::Duration,
 }
 
 /// The ledger's signing key and how often it signs.
@@ -39,6 +43,32 @@ pub struct LedgerSettings {
     pub checkpoint_interval: std::time::Duration,
     /// Where a signed checkpoint is mailed at start and once a day.
     pub mail_to: Option<lettre::message::Mailbox>,
+}
+
+/// The retention job: every `every`, erases the personal data of each ticket whose period
+/// has ended, and says what it did. A failure is logged and tried again next time.
+async fn run_retention(
+    privacy: Arc<crate::privacy::Privacy>,
+    policy: crate::privacy::Retention,
+    every: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    let context =
+        ticket_app::CommandContext::new(ticket_domain::vocabulary::Actor::System { component: "retention".into() });
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match privacy.run_retention(&policy, &context).await {
+            Ok(erased) if erased.is_empty() => tracing::debug!("retention: nothing due"),
+            Ok(erased) => {
+                let numbers: Vec<u64> = erased.iter().map(|t| t.number).collect();
+                tracing::info!(count = erased.len(), ?numbers, "retention: personal data erased");
+            }
+            Err(e) => tracing::warn!(error = %e, "retention: the run failed; trying again next time"),
+        }
+    }
 }
 
 /// Signs a checkpoint and mails it to the auditors' address, at start and then once a day
@@ -210,6 +240,22 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
         shutdown.clone(),
     ));
     let attachments = config.intake.attachment_store();
+    let privacy = Arc::new(crate::privacy::Privacy {
+        service: service.clone(),
+        database: opened.database.clone(),
+        vault: vault.clone(),
+        attachments: attachments.clone(),
+        outbox_dir: match &config.mail.delivery {
+            Delivery::Files(dir) => Some(dir.clone()),
+            _ => None,
+        },
+    });
+    let retention_task = tokio::spawn(run_retention(
+        privacy.clone(),
+        config.retention.clone(),
+        config.retention_check,
+        shutdown.clone(),
+    ));
     let state = AppState {
         service: service.clone(),
         database: opened.database.clone(),
@@ -223,11 +269,7 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
         ]),
         ledger_key: config.ledger.key.clone(),
         raw_store: raw.clone(),
-        vault: vault.clone(),
-        outbox_dir: match &config.mail.delivery {
-            Delivery::Files(dir) => Some(dir.clone()),
-            _ => None,
-        },
+        privacy: privacy.clone(),
         complaint_answer_days: config.statutory_days,
         company: config.mail.from.name.clone().unwrap_or_else(|| config.mail.from.email.domain().to_owned()).into(),
         tokens: Arc::default(),
@@ -337,6 +379,7 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
     let _ = sla_task.await;
     let _ = ledger_task.await;
     let _ = scheduler_task.await;
+    let _ = retention_task.await;
     let _ = live_task.await;
     if let Some(task) = checkpoint_mail_task {
         let _ = task.await;

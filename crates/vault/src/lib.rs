@@ -217,18 +217,30 @@ impl Vault {
         let insert = "INSERT INTO personal_keys (ticket_id, kek_id, wrapped, created_at) VALUES ($1, $2, $3, $4) \
                       ON CONFLICT (ticket_id) DO NOTHING";
         match &self.database {
-            Database::Sqlite { write, .. } => {
-                sqlx::query(insert).bind(ticket).bind(&kek.id).bind(&wrapped).bind(now_us()).execute(write).await.map(|r| r.rows_affected())
-            }
-            Database::Postgres(pool) => {
-                sqlx::query(insert).bind(ticket).bind(&kek.id).bind(&wrapped).bind(now_us()).execute(pool).await.map(|r| r.rows_affected())
-            }
+            Database::Sqlite { write, .. } => sqlx::query(insert)
+                .bind(ticket)
+                .bind(&kek.id)
+                .bind(&wrapped)
+                .bind(now_us())
+                .execute(write)
+                .await
+                .map(|r| r.rows_affected()),
+            Database::Postgres(pool) => sqlx::query(insert)
+                .bind(ticket)
+                .bind(&kek.id)
+                .bind(&wrapped)
+                .bind(now_us())
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
         }
         .map_err(store_error)?;
         self.cache.lock().expect("key cache lock").pop(&ticket);
-        let row = self.read_rows(&[ticket]).await?.pop().ok_or_else(|| {
-            StoreError::Database(format!("the data key of ticket {ticket} was not stored"))
-        })?;
+        let row = self
+            .read_rows(&[ticket])
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Database(format!("the data key of ticket {ticket} was not stored")))?;
         match self.entry_of(&keks, row)? {
             Entry::Live(key) => {
                 self.remember(ticket, Entry::Live(key.clone()));
@@ -302,13 +314,19 @@ impl Vault {
                     let plain = key
                         .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: aad.as_bytes() })
                         .map_err(|_| {
-                            corrupt("its sealed personal data does not open (altered, or moved from another event)".into())
+                            corrupt(
+                                "its sealed personal data does not open (altered, or moved from another event)".into(),
+                            )
                         })?;
-                    serde_json::from_slice(&plain).map_err(|e| corrupt(format!("its personal data is not JSON: {e}")))?
+                    serde_json::from_slice(&plain)
+                        .map_err(|e| corrupt(format!("its personal data is not JSON: {e}")))?
                 }
-                Entry::Erased => ticket_domain::event::erased_personal(&event.event_type)
-                    .ok_or_else(|| corrupt(format!("{} carries no personal data, yet a sealed part", event.event_type)))?,
-                Entry::None => return Err(corrupt(format!("ticket {ticket} has sealed personal data but no data key"))),
+                Entry::Erased => ticket_domain::event::erased_personal(&event.event_type).ok_or_else(|| {
+                    corrupt(format!("{} carries no personal data, yet a sealed part", event.event_type))
+                })?,
+                Entry::None => {
+                    return Err(corrupt(format!("ticket {ticket} has sealed personal data but no data key")));
+                }
             };
             payload["personal"] = opened;
             event.payload = Json::from_value(&payload);
@@ -327,11 +345,14 @@ impl Vault {
                 let mut connection = write.acquire().await.map_err(store_error)?;
                 // The freed bytes of the destroyed key are overwritten, not left in free pages.
                 sqlx::query("PRAGMA secure_delete = ON").execute(&mut *connection).await.map_err(store_error)?;
-                let done = sqlx::query(sql).bind(now).bind(ticket).execute(&mut *connection).await.map(|r| r.rows_affected());
+                let done =
+                    sqlx::query(sql).bind(now).bind(ticket).execute(&mut *connection).await.map(|r| r.rows_affected());
                 let _ = sqlx::query("PRAGMA secure_delete = OFF").execute(&mut *connection).await;
                 done
             }
-            Database::Postgres(pool) => sqlx::query(sql).bind(now).bind(ticket).execute(pool).await.map(|r| r.rows_affected()),
+            Database::Postgres(pool) => {
+                sqlx::query(sql).bind(now).bind(ticket).execute(pool).await.map(|r| r.rows_affected())
+            }
         }
         .map_err(store_error)?
             > 0;
@@ -341,8 +362,12 @@ impl Vault {
             let insert = "INSERT INTO personal_keys (ticket_id, created_at, erased_at) VALUES ($1, $2, $2) \
                           ON CONFLICT (ticket_id) DO NOTHING";
             match &self.database {
-                Database::Sqlite { write, .. } => sqlx::query(insert).bind(ticket).bind(now).execute(write).await.map(|r| r.rows_affected()),
-                Database::Postgres(pool) => sqlx::query(insert).bind(ticket).bind(now).execute(pool).await.map(|r| r.rows_affected()),
+                Database::Sqlite { write, .. } => {
+                    sqlx::query(insert).bind(ticket).bind(now).execute(write).await.map(|r| r.rows_affected())
+                }
+                Database::Postgres(pool) => {
+                    sqlx::query(insert).bind(ticket).bind(now).execute(pool).await.map(|r| r.rows_affected())
+                }
             }
             .map_err(store_error)?;
         }
@@ -373,18 +398,29 @@ impl Vault {
             }
             for (ticket, kek_id, wrapped) in rows {
                 let (Some(kek_id), Some(wrapped)) = (kek_id, wrapped) else { continue };
-                let old = keks.get(&kek_id).ok_or_else(|| kek_error(KekError::Unknown { ticket, kek_id: kek_id.clone() }))?;
+                let old =
+                    keks.get(&kek_id).ok_or_else(|| kek_error(KekError::Unknown { ticket, kek_id: kek_id.clone() }))?;
                 let key = old.unwrap(ticket, &wrapped).map_err(kek_error)?;
                 let rewrapped = current.wrap(ticket, &key);
                 let update = "UPDATE personal_keys SET kek_id = $1, wrapped = $2 \
                               WHERE ticket_id = $3 AND kek_id = $4 AND erased_at IS NULL";
                 match &self.database {
-                    Database::Sqlite { write, .. } => {
-                        sqlx::query(update).bind(&current.id).bind(&rewrapped).bind(ticket).bind(&kek_id).execute(write).await.map(|r| r.rows_affected())
-                    }
-                    Database::Postgres(pool) => {
-                        sqlx::query(update).bind(&current.id).bind(&rewrapped).bind(ticket).bind(&kek_id).execute(pool).await.map(|r| r.rows_affected())
-                    }
+                    Database::Sqlite { write, .. } => sqlx::query(update)
+                        .bind(&current.id)
+                        .bind(&rewrapped)
+                        .bind(ticket)
+                        .bind(&kek_id)
+                        .execute(write)
+                        .await
+                        .map(|r| r.rows_affected()),
+                    Database::Postgres(pool) => sqlx::query(update)
+                        .bind(&current.id)
+                        .bind(&rewrapped)
+                        .bind(ticket)
+                        .bind(&kek_id)
+                        .execute(pool)
+                        .await
+                        .map(|r| r.rows_affected()),
                 }
                 .map_err(store_error)?;
                 done += 1;

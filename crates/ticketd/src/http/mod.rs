@@ -67,10 +67,8 @@ pub struct AppState {
     pub ledger_key: Option<Arc<ticket_ledger::checkpoint::LedgerKey>>,
     /// The store as it holds events (personal parts sealed): what the ledger's proofs hash.
     pub raw_store: event_store::SharedStore,
-    /// The data keys (erasure destroys them).
-    pub vault: Arc<ticket_vault::Vault>,
-    /// Where mail is written as `.eml` files, if it is (an erasure deletes a ticket's).
-    pub outbox_dir: Option<std::path::PathBuf>,
+    /// Erasure, legal holds and retention (the data keys, and where copies are kept).
+    pub privacy: Arc<crate::privacy::Privacy>,
     /// Calendar days to answer a complaint (`--complaint-answer-days`), for the complaint record.
     pub complaint_answer_days: Option<u32>,
     /// The company as its mail is signed (`--mail-from`'s name), for the complaint record.
@@ -126,6 +124,7 @@ pub fn app(state: AppState) -> Router {
         .route("/audit/tickets/{id}/proof", get(audit::proof))
         .route("/audit/consistency", get(audit::consistency))
         .route("/subjects/export", get(subjects::export))
+        .route("/subjects/erase", post(subjects::erase))
         .route("/openapi.json", get(openapi::serve));
     Router::new()
         .nest("/api/v1", api)

@@ -75,6 +75,60 @@ pub struct SubjectMail {
     pub message_id: String,
 }
 
+/// The tickets whose reporter is this person (by e-mail address, or else phone number), each
+/// with its history. Candidates come from the queues' search text, each confirmed against the
+/// ticket's reporter; a phone number is looked for as typed and by its last four digits
+/// (however it was spaced).
+pub async fn tickets_of(
+    service: &ticket_app::TicketService,
+    database: &event_store::Database,
+    email: Option<&str>,
+    phone: Option<&str>,
+) -> Result<Vec<(TicketId, Vec<ticket_app::TicketRecord>)>, ApiError> {
+    let needles: Vec<String> = match (email, phone) {
+        (Some(email), _) => vec![email.to_lowercase()],
+        (None, Some(phone)) => {
+            let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+            let last = digits.get(digits.len().saturating_sub(4)..).unwrap_or_default().to_owned();
+            vec![phone.to_lowercase(), last]
+        }
+        (None, None) => return Ok(Vec::new()),
+    };
+    let store_error = |e| ApiError::from(ticket_app::AppError::Store(e));
+    // The candidates come from a read model: it must hold every ticket committed before the
+    // request, or the answer would silently miss a moment-old one.
+    if !ticket_projections::caught_up(database, "ticket_view", crate::numbers::INDEX_WAIT_MAX)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(ApiError::index_behind());
+    }
+    let mut candidates = Vec::new();
+    for needle in needles.iter().filter(|n| !n.is_empty()) {
+        candidates.extend(ticket_projections::queues::tickets_mentioning(database, needle).await.map_err(store_error)?);
+    }
+    candidates.sort_by_key(|(_, number)| *number);
+    candidates.dedup();
+    let mut tickets = Vec::new();
+    for (id, _) in candidates {
+        let ticket_id = TicketId::from_uuid(id);
+        let history = service.history(ticket_id).await?;
+        let Some(TicketEvent::Received(received)) = history.first().map(|r| &r.event) else { continue };
+        let reporter = &received.personal;
+        let theirs = email.is_some_and(|email| {
+            [reporter.email.as_ref(), reporter.reply_to.as_ref()]
+                .into_iter()
+                .flatten()
+                .any(|address| address.as_str().eq_ignore_ascii_case(email))
+        }) || (email.is_none()
+            && phone.is_some_and(|phone| reporter.phone.as_ref().is_some_and(|p| same_phone(p.as_str(), phone))));
+        if theirs {
+            tickets.push((ticket_id, history));
+        }
+    }
+    Ok(tickets)
+}
+
 fn same_phone(a: &str, b: &str) -> bool {
     let digits = |s: &str| s.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect::<String>();
     digits(a) == digits(b)
@@ -106,48 +160,15 @@ pub async fn export(
     let Query(query) = query.map_err(|e| invalid(e.body_text()))?;
     let email = query.email.as_deref().map(str::trim).filter(|e| !e.is_empty()).map(str::to_lowercase);
     let phone = query.phone.as_deref().map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned);
-    // Candidates from the queues' search text, each confirmed against the ticket's reporter. A
-    // phone number is looked for as typed and by its last four digits (however it was spaced).
-    let needles: Vec<String> = match (&email, &phone) {
-        (Some(email), _) => vec![email.clone()],
-        (None, Some(phone)) => {
-            let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
-            let last = digits.get(digits.len().saturating_sub(4)..).unwrap_or_default().to_owned();
-            vec![phone.to_lowercase(), last]
-        }
-        (None, None) => return Err(invalid("give `email` or `phone`: whose data to export".into())),
-    };
+    if email.is_none() && phone.is_none() {
+        return Err(invalid("give `email` or `phone`: whose data to export".into()));
+    }
     let store_error = |e| ApiError::from(ticket_app::AppError::Store(e));
-    // The candidates come from a read model: it must hold every ticket committed before the
-    // request, or the export would silently miss a moment-old one.
-    if !ticket_projections::caught_up(&state.database, "ticket_view", crate::numbers::INDEX_WAIT_MAX).await.map_err(store_error)? {
-        return Err(ApiError::index_behind());
-    }
-    let mut candidates = Vec::new();
-    for needle in needles.iter().filter(|n| !n.is_empty()) {
-        candidates.extend(
-            ticket_projections::queues::tickets_mentioning(&state.database, needle).await.map_err(store_error)?,
-        );
-    }
-    candidates.sort_by_key(|(_, number)| *number);
-    candidates.dedup();
     let mut tickets = Vec::new();
-    for (id, _) in candidates {
-        let ticket_id = TicketId::from_uuid(id);
-        let history = state.service.history(ticket_id).await?;
+    for (ticket_id, history) in tickets_of(&state.service, &state.database, email.as_deref(), phone.as_deref()).await? {
+        let id = ticket_id.as_uuid();
         let Some(TicketEvent::Received(received)) = history.first().map(|r| &r.event) else { continue };
         let reporter = &received.personal;
-        let theirs = email.as_deref().is_some_and(|email| {
-            [reporter.email.as_ref(), reporter.reply_to.as_ref()]
-                .into_iter()
-                .flatten()
-                .any(|address| address.as_str().eq_ignore_ascii_case(email))
-        }) || phone
-            .as_deref()
-            .is_some_and(|phone| reporter.phone.as_ref().is_some_and(|p| same_phone(p.as_str(), phone)));
-        if !theirs {
-            continue;
-        }
         let ticket = state.service.load(ticket_id).await?;
         let Some(view) = super::tickets::view(ticket_id, &ticket) else { continue };
         let mut messages = vec![SubjectMessage {
@@ -204,4 +225,75 @@ pub async fn export(
     }
     let body = SubjectExport { email, phone, generated_at: state.service.clock().now(), tickets };
     Ok(axum::Json(body).into_response())
+}
+
+/// An erasure request (GDPR Art. 17): whose data, why, and the request's reference.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureRequest {
+    /// The person's e-mail address (give it or `phone`).
+    pub email: Option<String>,
+    /// The person's phone number (when there is no address).
+    pub phone: Option<String>,
+    /// Why (recorded with the erasure; no personal data here).
+    pub reason: String,
+    /// The request's reference (the data-protection officer's case number).
+    pub request_reference: String,
+}
+
+/// What an erasure request did to each of the person's tickets.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasureReport {
+    pub request_reference: String,
+    pub tickets: Vec<crate::privacy::TicketOutcome>,
+}
+
+/// Erases a person's personal data from every ticket of theirs (admins). A ticket that is or
+/// was a complaint is kept five years after its answer (Act CLV of 1997 §17/A): its processing
+/// is restricted at once (out of every queue) and its data erased when the hold ends. The
+/// history then reads "[erased]" for every personal field; statistics and the ledger are
+/// unchanged; a `PersonalDataErased` event records who, when and why.
+#[utoipa::path(
+    post, path = "/api/v1/subjects/erase", tag = "audit", request_body = ErasureRequest,
+    responses(
+        (status = 200, description = "What became of each of the person's tickets", body = ErasureReport),
+        (status = 403, description = "Only admins erase a person's data (`forbidden`)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Neither `email` nor `phone`, or a field is invalid (`validation_failed`)", body = super::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The read models are behind the log (`index_behind`); retry in a moment", body = super::problem::Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn erase(
+    State(state): State<AppState>,
+    caller: Caller,
+    json: super::extract::ApiJson<ErasureRequest>,
+) -> Result<Response, ApiError> {
+    if caller.role != Role::Admin {
+        return Err(ApiError::forbidden("a person's data is erased by admins"));
+    }
+    let body = json.value;
+    let mut fields = crate::commands::Fields(Vec::new());
+    let reason = fields.check("reason", ticket_domain::vocabulary::Reason::parse(&body.reason));
+    let reference =
+        fields.check("request_reference", ticket_domain::vocabulary::Reason::parse(&body.request_reference));
+    let email = body.email.as_deref().map(str::trim).filter(|e| !e.is_empty()).map(str::to_lowercase);
+    let phone = body.phone.as_deref().map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned);
+    if email.is_none() && phone.is_none() {
+        fields.0.push(super::problem::FieldError {
+            field: "email".into(),
+            problem: "give `email` or `phone`: whose data to erase".into(),
+        });
+    }
+    let request = fields
+        .finish(reason.zip(reference).map(|(reason, reference)| crate::privacy::Request { reason, reference }))?;
+    let context = ticket_app::CommandContext::new(ticket_domain::vocabulary::Actor::Staff {
+        name: caller.name.clone(),
+        role: caller.role,
+    });
+    let mut outcomes = Vec::new();
+    for (ticket_id, _) in tickets_of(&state.service, &state.database, email.as_deref(), phone.as_deref()).await? {
+        outcomes.push(state.privacy.erase_or_restrict(ticket_id, &request, &context).await?);
+    }
+    tracing::info!(reference = %request.reference, tickets = outcomes.len(), "erasure request carried out");
+    Ok(axum::Json(ErasureReport { request_reference: request.reference.to_string(), tickets: outcomes })
+        .into_response())
 }

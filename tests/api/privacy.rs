@@ -1,0 +1,297 @@
+//! Crypto-shredding: personal data is sealed in the store, a person's erasure destroys their
+//! keys (the history reads "[erased]", the figures and the ledger stand), a complaint under
+//! its five-year hold is restricted instead, and the retention job erases when periods end.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::harness::{Backend, TestApp, spawn_app_with};
+
+async fn erase(app: &TestApp, body: Value) -> crate::harness::Answer {
+    app.request(Method::POST, "/api/v1/subjects/erase", Some(&app.admin), &[], Some(body)).await
+}
+
+async fn work_to_closed(app: &TestApp, number: &str, category: &str) {
+    for (action, body) in [
+        ("acknowledge", json!({})),
+        ("investigate", json!({"category": category, "service_area": "norma", "contact_method": "email"})),
+        ("replies", json!({"body": "Kedves Anna, megnéztük a számlát."})),
+        (
+            "resolve",
+            json!({"resolution": "Anna számláját javítottuk.", "root_cause": "billing", "within_own_authority": true}),
+        ),
+        ("close", json!({})),
+    ] {
+        let done = app.act(number, action, body).await;
+        assert_eq!(done.status, StatusCode::OK, "{action}: {}", done.body);
+    }
+}
+
+/// Waits until `check` holds of the answer to `path`.
+async fn until(app: &TestApp, path: &str, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = app.get(path, &app.admin).await;
+        if check(&answer.body) {
+            return answer.body;
+        }
+        assert!(Instant::now() < deadline, "{what}: {}", answer.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn eml_files_mentioning(app: &TestApp, needle: &str) -> usize {
+    let Ok(entries) = std::fs::read_dir(app.dir().join("outbox")) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+        .filter(|e| std::fs::read_to_string(e.path()).unwrap_or_default().contains(needle))
+        .count()
+}
+
+pub async fn erasure_shreds_a_persons_data_and_keeps_the_figures_and_the_proof(backend: Backend) {
+    let Some(mut app) = spawn_app_with(
+        backend,
+        &[("TICKETD_MAIL", "files"), ("TICKETD_LOG", "debug"), ("TEST_STDERR_FILE", "{dir}/server.log")],
+    )
+    .await
+    else {
+        return;
+    };
+    let key = app.dir().join("ledger.key");
+    app.cli(&["ledger", "init-key", "--out", key.to_str().unwrap(), "--name", "test.example/ledger"]);
+    app.stop();
+    app.env.push(("TICKETD_LEDGER_KEY".into(), key.display().to_string()));
+    app.start();
+
+    // Anna writes through the form with a file, and phones in a complaint; Hanna writes too.
+    let pdf = b"%PDF-1.4\n% Anna szamlaja\n%%EOF\n";
+    let form = json!({"name": "Kovács Anna", "email": "anna@example.hu", "subject": "Hibás számla",
+                      "message": "Nem tudok belépni, és a számla is hibás.",
+                      "attachment": {"file_name": "szamla.pdf",
+                                     "content_base64": base64::engine::general_purpose::STANDARD.encode(pdf)}});
+    let sent = app.request(Method::POST, "/api/v1/contact", None, &[], Some(form)).await;
+    assert_eq!(sent.status, StatusCode::CREATED, "{}", sent.body);
+    let plain = sent.body["number"].to_string();
+    let complaint = app
+        .create_ticket_with(json!({"channel": "phone", "category": "complaint", "service_area": "norma",
+            "reporter": {"name": "Kovács Anna", "email": "anna@example.hu", "phone": "+36 30 111 2222"},
+            "subject": "Panasz a díjról", "message": "Anna panasza: kétszer vonták le."}))
+        .await;
+    assert_eq!(complaint.status, StatusCode::CREATED, "{}", complaint.body);
+    let complaint = complaint.body["number"].to_string();
+    let hanna = app
+        .create_ticket_with(
+            json!({"channel": "phone", "reporter": {"name": "Szabó Hanna", "email": "hanna@example.hu"},
+            "subject": "Hanna kérdése", "message": "Hanna üzenete."}),
+        )
+        .await;
+    let hanna = hanna.body["number"].to_string();
+    work_to_closed(&app, &plain, "user_support").await;
+    for (action, body) in [
+        ("acknowledge", json!({})),
+        ("investigate", json!({"category": "complaint", "service_area": "norma", "contact_method": "phone"})),
+        (
+            "resolve",
+            json!({"resolution": "Anna panaszát elfogadtuk.", "root_cause": "billing",
+                           "within_own_authority": true, "complaint_outcome": "upheld"}),
+        ),
+    ] {
+        let done = app.act(&complaint, action, body).await;
+        assert_eq!(done.status, StatusCode::OK, "{action}: {}", done.body);
+    }
+    let ticket = app.get(&format!("/api/v1/tickets/{plain}"), &app.agent).await;
+    assert_eq!(ticket.body["reporter"]["name"], "Kovács Anna", "read back in the clear: {}", ticket.body);
+    let sha = ticket.body["attachments"][0]["sha256"].as_str().map(str::to_owned).or_else(|| {
+        // The attachment is listed on the ticket's first event.
+        None
+    });
+    let events = app.get(&format!("/api/v1/tickets/{plain}/events"), &app.agent).await;
+    let sha = sha.unwrap_or_else(|| {
+        events.body["events"][0]["payload"]["personal"]["attachments"][0]["sha256"].as_str().unwrap().to_owned()
+    });
+    let file = format!("/api/v1/tickets/{plain}/attachments/{sha}");
+    assert_eq!(app.get(&file, &app.agent).await.status, StatusCode::OK);
+    // Nothing personal is in the store as plain text: the events hold it sealed.
+    for needle in ["Kovács", "anna@example.hu", "Nem tudok", "Hanna üzenete"] {
+        let clear = app
+            .query_count(&format!("SELECT COUNT(*) FROM events WHERE CAST(payload AS TEXT) LIKE '%{needle}%'"))
+            .await;
+        assert_eq!(clear, 0, "{needle} is stored in the clear");
+    }
+    assert!(app.query_count("SELECT COUNT(*) FROM events WHERE CAST(payload AS TEXT) LIKE '%xc20p1.%'").await >= 6);
+    // The mails went out (the confirmation, the reply, the resolution, the survey).
+    until(&app, &format!("/api/v1/tickets/{plain}/events"), "the survey was not sent", |b| {
+        b["events"].as_array().is_some_and(|e| e.iter().any(|e| e["event_type"] == "SurveySent"))
+    })
+    .await;
+    let mailed = eml_files_mentioning(&app, "anna@example.hu");
+    assert!(mailed >= 3, "mails to Anna: {mailed}");
+    let today = chrono::Utc::now().date_naive();
+    let stats_path = format!("/api/v1/stats/summary?period=day&from={today}&to={today}");
+    let figures = app.get(&stats_path, &app.quality_manager).await.body;
+
+    // The erasure request.
+    let refused = erase(&app, json!({"email": "anna@example.hu", "reason": "", "request_reference": "DPO-1"})).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
+    let nobody = erase(&app, json!({"reason": "kérte", "request_reference": "DPO-1"})).await;
+    assert_eq!(nobody.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", nobody.body);
+    let agent = app
+        .request(
+            Method::POST,
+            "/api/v1/subjects/erase",
+            Some(&app.agent),
+            &[],
+            Some(json!({"email": "anna@example.hu",
+            "reason": "kérte", "request_reference": "DPO-1"})),
+        )
+        .await;
+    assert_eq!(agent.status, StatusCode::FORBIDDEN);
+    let done = erase(
+        &app,
+        json!({"email": "Anna@Example.hu", "reason": "the data subject asked (GDPR Art. 17)", "request_reference": "DPO-2026-17"}),
+    )
+    .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    let outcomes = done.body["tickets"].as_array().unwrap();
+    assert_eq!(outcomes.len(), 2, "Anna's two tickets, not Hanna's: {}", done.body);
+    let of = |number: &str| outcomes.iter().find(|t| t["number"].to_string() == number).cloned().unwrap();
+    assert_eq!(of(&plain)["outcome"], "erased");
+    assert_eq!(of(&complaint)["outcome"], "restricted", "a complaint's record is held");
+    let resolved_at = app.get(&format!("/api/v1/tickets/{complaint}"), &app.auditor).await.body["resolved_at"].clone();
+    let resolved: chrono::DateTime<chrono::Utc> = serde_json::from_value(resolved_at).unwrap();
+    let hold: chrono::DateTime<chrono::Utc> = serde_json::from_value(of(&complaint)["hold_until"].clone()).unwrap();
+    assert_eq!(hold, resolved.checked_add_months(chrono::Months::new(60)).unwrap(), "five years after the answer");
+
+    // The erased ticket: every personal field reads as erased, the steps and figures stand.
+    let ticket = until(&app, &format!("/api/v1/tickets/{plain}"), "the ticket still shows Anna", |b| {
+        b["reporter"]["name"] == "[erased]"
+    })
+    .await;
+    assert_eq!(ticket["reporter"]["email"], Value::Null);
+    assert_eq!(ticket["status"], "closed");
+    let history = app.get(&format!("/api/v1/tickets/{plain}/events"), &app.auditor).await.body;
+    let text = history.to_string();
+    for gone in ["Kovács", "anna@example.hu", "Nem tudok", "Kedves Anna", "Anna számláját", "szamla.pdf"] {
+        assert!(!text.contains(gone), "{gone} still in the history: {text}");
+    }
+    let erased =
+        history["events"].as_array().unwrap().iter().find(|e| e["event_type"] == "PersonalDataErased").unwrap();
+    assert_eq!(erased["payload"]["request_reference"], "DPO-2026-17");
+    assert_eq!(erased["actor"]["name"], "root-admin", "who: {erased}");
+    assert_eq!(app.get(&file, &app.auditor).await.status, StatusCode::NOT_FOUND, "the file is gone");
+    let queue = until(&app, "/api/v1/queues/all-open?limit=200", "the restricted ticket is still queued", |b| {
+        !b["items"].as_array().unwrap().iter().any(|t| t["number"].to_string() == complaint)
+    })
+    .await;
+    assert!(queue["items"].as_array().unwrap().iter().any(|t| t["number"].to_string() == hanna), "{queue}");
+    // The restricted complaint keeps its record for the auditors.
+    let held = app.get(&format!("/api/v1/tickets/{complaint}"), &app.auditor).await.body;
+    assert_eq!(held["reporter"]["name"], "Kovács Anna");
+    assert_eq!(app.get(&format!("/api/v1/tickets/{hanna}"), &app.agent).await.body["reporter"]["name"], "Szabó Hanna");
+    assert_eq!(app.get(&stats_path, &app.quality_manager).await.body, figures, "the statistics are unchanged");
+    // The mails to Anna about the erased ticket are gone; those of the held complaint and Hanna's stay.
+    assert_eq!(eml_files_mentioning(&app, "Anna számláját"), 0);
+    assert!(eml_files_mentioning(&app, "hanna@example.hu") >= 1);
+    // The ledger still verifies: erasure changed no stored byte of the log.
+    app.cli(&["verify", "--ledger-key", key.to_str().unwrap()]);
+    // Asked again: the erased ticket is no longer found, the held one stays held.
+    let again =
+        erase(&app, json!({"email": "anna@example.hu", "reason": "asked again", "request_reference": "DPO-2026-18"}))
+            .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    let numbers: Vec<String> =
+        again.body["tickets"].as_array().unwrap().iter().map(|t| t["number"].to_string()).collect();
+    assert_eq!(numbers, [complaint.clone()]);
+
+    // A restart and a rebuild read the same: the key is gone for good.
+    app.stop();
+    app.cli(&["rebuild", "ticket_view"]);
+    app.start();
+    let ticket = app.get(&format!("/api/v1/tickets/{plain}"), &app.agent).await.body;
+    assert_eq!(ticket["reporter"]["name"], "[erased]");
+    assert_eq!(app.dump_table("ticket_view").await.matches("Kovács").count(), 1, "only the held complaint's row");
+
+    // No log line carried Anna's or Hanna's data.
+    app.stop();
+    let log = std::fs::read_to_string(app.dir().join("server.log")).unwrap();
+    assert!(log.contains("personal data erased"), "the log says what was done");
+    for personal in ["Kovács", "anna@example.hu", "Hanna", "hanna@example.hu", "Nem tudok", "+36 30"] {
+        let line = log.lines().find(|line| line.contains(personal));
+        assert!(line.is_none(), "the log carries {personal}: {line:?}");
+    }
+}
+
+/// The retention job: a category's period ends, its tickets are erased; a held complaint is
+/// erased when its five years end, not before.
+pub async fn retention_erases_each_ticket_when_its_period_ends(backend: Backend) {
+    let Some(app) = spawn_app_with(
+        backend,
+        &[
+            ("TICKETD_MAIL", "files"),
+            ("TICKETD_CLOCK_FILE", "{dir}/now"),
+            ("TICKETD_RETENTION", "bug_report=30"),
+            ("TICKETD_RETENTION_CHECK_SECONDS", "1"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let set_clock = |now: &str| std::fs::write(app.dir().join("now"), now).unwrap();
+    set_clock("2026-01-05T09:00:00Z");
+    let report = |name: &str, email: &str, category: &str| {
+        json!({"channel": "phone", "category": category, "service_area": "norma",
+               "reporter": {"name": name, "email": email}, "subject": "Hiba", "message": format!("{name} írja.")})
+    };
+    let bug =
+        app.create_ticket_with(report("Kiss Béla", "bela@example.hu", "bug_report")).await.body["number"].to_string();
+    let support =
+        app.create_ticket_with(report("Tóth Vera", "vera@example.hu", "user_support")).await.body["number"].to_string();
+    let complaint =
+        app.create_ticket_with(report("Nagy Éva", "eva@example.hu", "complaint")).await.body["number"].to_string();
+    work_to_closed(&app, &bug, "bug_report").await;
+    work_to_closed(&app, &support, "user_support").await;
+    work_to_closed(&app, &complaint, "complaint").await;
+    let asked = erase(&app, json!({"email": "eva@example.hu", "reason": "asked", "request_reference": "DPO-7"})).await;
+    assert_eq!(asked.body["tickets"][0]["outcome"], "restricted", "{}", asked.body);
+
+    let name = |number: String| {
+        let app = &app;
+        async move { app.get(&format!("/api/v1/tickets/{number}"), &app.auditor).await.body["reporter"]["name"].clone() }
+    };
+    // 29 days on: nothing is due.
+    set_clock("2026-02-03T09:30:00Z");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(name(bug.clone()).await, "Kiss Béla");
+    // 31 days on: the bug report's period has ended; the other category has none, the complaint is held.
+    set_clock("2026-02-05T09:30:00Z");
+    until(&app, &format!("/api/v1/tickets/{bug}"), "the bug report was not erased", |b| {
+        b["reporter"]["name"] == "[erased]"
+    })
+    .await;
+    let history = app.get(&format!("/api/v1/tickets/{bug}/events"), &app.auditor).await.body;
+    let erased =
+        history["events"].as_array().unwrap().iter().find(|e| e["event_type"] == "PersonalDataErased").unwrap().clone();
+    assert_eq!(erased["payload"]["request_reference"], "retention: bug_report after 30 days");
+    assert_eq!(erased["actor"]["component"], "retention");
+    assert_eq!(name(support.clone()).await, "Tóth Vera");
+    assert_eq!(name(complaint.clone()).await, "Nagy Éva");
+    // Five years after the answer, a day short: still held; then erased.
+    set_clock("2031-01-04T09:30:00Z");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(name(complaint.clone()).await, "Nagy Éva");
+    set_clock("2031-01-06T09:30:00Z");
+    until(&app, &format!("/api/v1/tickets/{complaint}"), "the complaint was not erased", |b| {
+        b["reporter"]["name"] == "[erased]"
+    })
+    .await;
+    let history = app.get(&format!("/api/v1/tickets/{complaint}/events"), &app.auditor).await.body;
+    let erased =
+        history["events"].as_array().unwrap().iter().find(|e| e["event_type"] == "PersonalDataErased").unwrap().clone();
+    assert_eq!(erased["payload"]["request_reference"], "a legal hold ended");
+    assert_eq!(name(support).await, "Tóth Vera", "a category without a period is kept");
+}
