@@ -473,7 +473,16 @@ async fn check_last_leaf(store: &SharedStore, database: &Database, state: &State
     let event = store.read_all(GlobalPosition(state.position.0 - 1), 1).await?;
     match event.first() {
         Some(event) if event.position == state.position => {
-            if ticket_ledger::leaf::leaf_hash(event) != stored.0[&NodeId { level: 0, index: size - 1 }] {
+            let recorded = stored.0[&NodeId { level: 0, index: size - 1 }];
+            let now = ticket_ledger::leaf::leaf_hash(event);
+            let resealed = || async {
+                sealed_in_place(database).await.map(|records| {
+                    records.get(&event.position.0).is_some_and(|(id, before, after)| {
+                        *id == event.event_id && *before == recorded && *after == now
+                    })
+                })
+            };
+            if now != recorded && !resealed().await? {
                 return Err(LedgerError::Mismatch(format!(
                     "the event at position {} is not the one the ledger recorded (run `ticketd verify`)",
                     state.position
@@ -622,15 +631,22 @@ pub async fn prove_stream(
     }
     let needed: Vec<NodeId> = needed.into_iter().collect();
     let hashes = fetch_nodes(database, &needed).await?;
+    let leaf_nodes: Vec<NodeId> =
+        leaves.values().filter(|leaf| **leaf < size).map(|leaf| NodeId { level: 0, index: *leaf }).collect();
+    let recorded_leaves = fetch_nodes(database, &leaf_nodes).await?.0;
     for event in &events {
         let Some(leaf) = leaves.get(&event.position.0).copied().filter(|leaf| *leaf < size) else { continue };
         let proof = hashes.inclusion(size, leaf).map_err(|e| LedgerError::Invalid(e.to_string()))?;
         let event = LeafEvent::of(event);
+        // An event `ticketd migrate` sealed in place since: the proof is of the recorded leaf.
+        let now = event.leaf_hash();
+        let recorded = recorded_leaves.get(&NodeId { level: 0, index: leaf }).copied().unwrap_or(now);
         proven.push(ProvenEvent {
             leaf_index: leaf,
-            leaf_hash: hash_text(&event.leaf_hash()),
+            leaf_hash: hash_text(&recorded),
             inclusion_proof: proof.iter().map(hash_text).collect(),
             event,
+            leaf_before: (recorded != now).then(|| hash_text(&recorded)),
         });
     }
     Ok(Some(ProofBundle {
@@ -719,6 +735,8 @@ pub struct VerifyReport {
     pub checkpoints: u64,
     /// Events recorded after the ledger's last leaf (it has not reached them yet).
     pub not_yet_in_ledger: u64,
+    /// Events `ticketd migrate` sealed in place, each as its PersonalDataSealed record lists.
+    pub sealed_in_place: u64,
     /// Every difference, the first first.
     pub findings: Vec<Finding>,
 }
@@ -731,6 +749,7 @@ pub async fn verify(
     database: &Database,
     public_key: Option<&str>,
     extra: &[String],
+    vault: Option<&ticket_vault::Vault>,
 ) -> Result<VerifyReport, LedgerError> {
     let mut report = VerifyReport::default();
     // Every signed checkpoint, opened with the public key.
@@ -801,6 +820,44 @@ pub async fn verify(
     report.leaves = leaves.len() as u64;
     report.events = events.len() as u64;
     report.findings.extend(compare(&leaves, &events, &mut report.not_yet_in_ledger));
+    // The one rewrite there is: `ticketd migrate` sealing personal parts stored in the clear,
+    // each listed by a PersonalDataSealed record (itself in the log, so in the ledger). With
+    // the data key, the sealed event is opened again and must hash to the leaf recorded.
+    let records = sealed_in_place(database).await?;
+    if !records.is_empty() {
+        let recorded: HashMap<i64, Hash> = leaves.iter().map(|(p, _, h)| (*p, *h)).collect();
+        let now: HashMap<i64, (uuid::Uuid, Hash)> = events.iter().map(|(p, id, h)| (*p, (*id, *h))).collect();
+        let mut kept = Vec::new();
+        for finding in std::mem::take(&mut report.findings) {
+            let Finding::Altered { position } = finding else {
+                kept.push(finding);
+                continue;
+            };
+            let listed = records.get(&position).is_some_and(|(id, before, after)| {
+                recorded.get(&position) == Some(before) && now.get(&position) == Some(&(*id, *after))
+            });
+            let opens_to_recorded = match (listed, vault) {
+                (false, _) => false,
+                (true, None) => true,
+                (true, Some(vault)) => {
+                    let event = store.read_all(GlobalPosition(position - 1), 1).await?;
+                    let opened = vault.open(event).await?;
+                    match opened.first() {
+                        // Erased since: only the record vouches for it.
+                        Some(e) if e.payload.get().contains(ticket_domain::event::ERASED) => true,
+                        Some(e) => Some(&ticket_ledger::leaf::leaf_hash(e)) == recorded.get(&position),
+                        None => false,
+                    }
+                }
+            };
+            if opens_to_recorded {
+                report.sealed_in_place += 1;
+            } else {
+                kept.push(Finding::Altered { position });
+            }
+        }
+        report.findings = kept;
+    }
 
     // The ledger's tree against every signed checkpoint.
     let mut frontier = Frontier::new();
@@ -883,6 +940,33 @@ fn compare(leaves: &[(i64, uuid::Uuid, Hash)], events: &[(i64, uuid::Uuid, Hash)
         }
     }
     findings
+}
+
+/// What `ticketd migrate` recorded it sealed in place: position → (event id, leaf before,
+/// leaf after).
+pub async fn sealed_in_place(database: &Database) -> Result<HashMap<i64, (uuid::Uuid, Hash, Hash)>, LedgerError> {
+    let sql = "SELECT CAST(payload AS TEXT) FROM events WHERE event_type = 'PersonalDataSealed'";
+    let payloads: Vec<String> = match database {
+        Database::Sqlite { read, .. } => sqlx::query_scalar(sql).fetch_all(read).await?,
+        Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await?,
+    };
+    let mut records = HashMap::new();
+    for payload in payloads {
+        let record: ticket_domain::event::PersonalDataSealed = serde_json::from_str(&payload)
+            .map_err(|e| LedgerError::Mismatch(format!("a PersonalDataSealed record does not read: {e}")))?;
+        for sealed in record.events {
+            let (Ok(before), Ok(after)) =
+                (ticket_ledger::parse_hash(&sealed.leaf_before), ticket_ledger::parse_hash(&sealed.leaf_after))
+            else {
+                return Err(LedgerError::Mismatch(format!(
+                    "the record of position {} has no valid leaves",
+                    sealed.position
+                )));
+            };
+            records.insert(sealed.position, (sealed.event_id, before, after));
+        }
+    }
+    Ok(records)
 }
 
 /// Every leaf: (position, event id, leaf hash), in order.

@@ -155,6 +155,7 @@ on_both_backends_with_settings!(
     crate::record::an_access_export_holds_one_persons_data_and_nobody_elses => an_access_export_holds_one_persons_data_and_nobody_elses,
     crate::privacy::erasure_shreds_a_persons_data_and_keeps_the_figures_and_the_proof => erasure_shreds_a_persons_data_and_keeps_the_figures_and_the_proof,
     crate::privacy::retention_erases_each_ticket_when_its_period_ends => retention_erases_each_ticket_when_its_period_ends,
+    crate::privacy::migrate_seals_events_stored_in_the_clear_and_the_ledger_accepts_exactly_that => migrate_seals_events_stored_in_the_clear_and_the_ledger_accepts_exactly_that,
 );
 
 /// Polls the daily summary until `done` holds for today's row.

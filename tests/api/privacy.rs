@@ -295,3 +295,93 @@ pub async fn retention_erases_each_ticket_when_its_period_ends(backend: Backend)
     assert_eq!(erased["payload"]["request_reference"], "a legal hold ended");
     assert_eq!(name(support).await, "Tóth Vera", "a category without a period is kept");
 }
+
+/// Events written before sealing existed hold their personal part in the clear: `ticketd
+/// migrate` seals them once, recording each change, and the ledger accepts exactly those.
+pub async fn migrate_seals_events_stored_in_the_clear_and_the_ledger_accepts_exactly_that(backend: Backend) {
+    let Some(mut app) = spawn_app_with(backend, &[("TICKETD_MAIL", "off")]).await else { return };
+    let key = app.dir().join("ledger.key");
+    app.cli(&["ledger", "init-key", "--out", key.to_str().unwrap(), "--name", "test.example/ledger"]);
+    app.stop();
+    app.env.push(("TICKETD_LEDGER_KEY".into(), key.display().to_string()));
+    app.start();
+    assert_eq!(app.create_ticket().await.status, StatusCode::CREATED);
+    // A report stored by an older version: its personal part in the clear.
+    app.stop();
+    let stream = format!("ticket-{}", uuid::Uuid::now_v7());
+    let payload =
+        json!({"number": 900, "channel": "phone", "category": null, "service_area": null, "contract_id": null,
+        "priority": "normal", "language": "hu", "personal": {"name": "Régi Rita", "email": "rita@example.hu",
+        "reply_to": null, "phone": null, "subject": "Régi bejelentés", "message": "Ezt még a titkosítás előtt írtam.",
+        "attachments": []}})
+        .to_string();
+    app.execute_sql(
+        &format!(
+            "INSERT INTO events (event_id, stream_id, version, event_type, schema_version, occurred_at, recorded_at, \
+             actor, correlation_id, causation_id, payload) SELECT randomblob(16), '{stream}', 1, 'Received', 4, \
+             occurred_at, recorded_at, actor, randomblob(16), NULL, '{payload}' FROM events WHERE position = 1"
+        ),
+        &format!(
+            "INSERT INTO events (position, event_id, stream_id, version, event_type, schema_version, occurred_at, \
+             recorded_at, actor, correlation_id, causation_id, payload) SELECT (SELECT MAX(position) + 1 FROM events), \
+             gen_random_uuid(), '{stream}', 1, 'Received', 4, occurred_at, recorded_at, actor, gen_random_uuid(), NULL, \
+             '{payload}'::jsonb FROM events WHERE position = (SELECT MIN(position) FROM events)"
+        ),
+    )
+    .await;
+    app.start();
+    let clear = "SELECT COUNT(*) FROM events WHERE CAST(payload AS TEXT) LIKE '%Régi Rita%'";
+    assert_eq!(app.query_count(clear).await, 1);
+    until(&app, "/api/v1/tickets/900", "the old report does not read", |b| b["reporter"]["name"] == "Régi Rita").await;
+    // Recorded by the ledger and signed as it was.
+    let before = until(&app, "/api/v1/audit/tickets/900/proof", "the old report is not proven", |b| {
+        b["events"].as_array().is_some_and(|e| e.len() == 1)
+    })
+    .await;
+    assert_eq!(before["events"][0]["event"]["payload"]["personal"]["name"], "Régi Rita");
+
+    app.stop();
+    let said = app.cli(&["migrate"]);
+    assert!(said.contains("sealed the personal data of 1 event(s)"), "{said}");
+    assert!(!app.cli(&["migrate"]).contains("sealed"), "once: {said}");
+    assert_eq!(app.query_count(clear).await, 0, "nothing personal in the clear any more");
+    app.start();
+    // The ledger's start re-hashes the event at its last leaf (the sealed one): it goes on, past the record.
+    let head = app.query_count("SELECT MAX(position) FROM events").await;
+    let ready = until(&app, "/readyz", "the ledger did not go on", |b| {
+        let ledger = b["projections"].as_array().and_then(|p| p.iter().find(|p| p["name"] == "ledger").cloned());
+        ledger.is_some_and(|l| l["position"].as_i64() == Some(head) || !l["failed"].is_null())
+    })
+    .await;
+    let ledger = ready["projections"].as_array().unwrap().iter().find(|p| p["name"] == "ledger").unwrap().clone();
+    assert!(ledger["failed"].is_null(), "the ledger accepts the recorded change: {ready}");
+    let ticket = app.get("/api/v1/tickets/900", &app.agent).await.body;
+    assert_eq!(ticket["reporter"]["name"], "Régi Rita", "it reads as before");
+    let events = app.get("/api/v1/tickets/900/events", &app.auditor).await.body;
+    let record =
+        events["events"].as_array().unwrap().iter().find(|e| e["event_type"] == "PersonalDataSealed").unwrap().clone();
+    assert_eq!(record["payload"]["events"][0]["leaf_before"], before["events"][0]["leaf_hash"]);
+    assert_eq!(record["actor"]["component"], "migrate");
+    // `verify` accepts exactly the recorded change; the proof checks offline.
+    let verified = app.cli(&["verify", "--ledger-key", key.to_str().unwrap()]);
+    assert!(verified.contains("sealed in place"), "{verified}");
+    let bundle = until(&app, "/api/v1/audit/tickets/900/proof", "the record is not proven yet", |b| {
+        b["events"].as_array().is_some_and(|e| e.len() == 2)
+    })
+    .await;
+    assert!(bundle["events"][0]["leaf_before"].is_string(), "{bundle}");
+    let file = app.dir().join("proof.json");
+    std::fs::write(&file, bundle.to_string()).unwrap();
+    let public = format!("{}.pub", key.display());
+    let checked = app.cli(&["verify-proof", file.to_str().unwrap(), "--public-key", &public]);
+    assert!(checked.contains("OK"), "{checked}");
+    // A bundle whose sealed event lost its record fails.
+    let mut forged = bundle.clone();
+    forged["events"].as_array_mut().unwrap().pop();
+    std::fs::write(&file, forged.to_string()).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_ticketd"))
+        .args(["verify-proof", file.to_str().unwrap(), "--public-key", &public])
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "a sealed event without its record is not accepted");
+}

@@ -46,6 +46,11 @@ pub struct ProvenEvent {
     pub inclusion_proof: Vec<String>,
     /// The event as stored, in the ledger's canonical fields.
     pub event: LeafEvent,
+    /// When `ticketd migrate` sealed this event's personal part in place after the ledger
+    /// recorded it: the leaf it was recorded with (base64), which the proof is of. A
+    /// `PersonalDataSealed` event of the same stream, in this bundle, must list the change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaf_before: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,8 +72,18 @@ pub struct ConsistencyBundle {
 /// What a bundle proved.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verified {
-    Events { stream: String, events: usize, checkpoint: Checkpoint, not_yet_in_checkpoint: usize },
-    Consistency { old_size: u64, new_size: u64 },
+    Events {
+        stream: String,
+        events: usize,
+        checkpoint: Checkpoint,
+        not_yet_in_checkpoint: usize,
+        /// Events sealed in place by `ticketd migrate`, each listed by a proven record.
+        sealed_in_place: usize,
+    },
+    Consistency {
+        old_size: u64,
+        new_size: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +124,17 @@ pub fn verify(json: &str, public_key: &str) -> Result<Verified, BundleError> {
 /// without a gap (nothing of the stream was left out up to the last one given).
 pub fn verify_events(bundle: &ProofBundle, public_key: &str) -> Result<Verified, BundleError> {
     let checkpoint = checkpoint::open(&bundle.checkpoint, public_key)?;
+    // What `ticketd migrate` recorded it sealed in place: (position, event id) → (leaf before,
+    // leaf after). Each record is an event of the bundle, proven below like every other.
+    let mut sealed: std::collections::HashMap<(String, String), (String, String)> = Default::default();
+    for proven in bundle.events.iter().filter(|p| p.event.event_type == "PersonalDataSealed") {
+        for entry in proven.event.payload.get("events").and_then(|e| e.as_array()).into_iter().flatten() {
+            let text =
+                |key: &str| entry.get(key).map(|v| v.to_string().trim_matches('"').to_owned()).unwrap_or_default();
+            sealed.insert((text("position"), text("event_id")), (text("leaf_before"), text("leaf_after")));
+        }
+    }
+    let mut sealed_in_place = 0;
     let mut last_leaf: Option<u64> = None;
     for (expected_version, proven) in (1u64..).zip(&bundle.events) {
         let event = &proven.event;
@@ -125,7 +151,17 @@ pub fn verify_events(bundle: &ProofBundle, public_key: &str) -> Result<Verified,
             return Err(BundleError::Failed(format!("{name} is not after the event before it in the ledger")));
         }
         last_leaf = Some(proven.leaf_index);
-        let leaf = event.leaf_hash();
+        let mut leaf = event.leaf_hash();
+        if let Some(before) = &proven.leaf_before {
+            let listed = sealed.get(&(event.position.clone(), event.event_id.to_string()));
+            if listed != Some(&(before.clone(), hash_text(&leaf))) {
+                return Err(BundleError::Failed(format!(
+                    "{name} differs from the leaf the ledger recorded, and no PersonalDataSealed record of its stream lists that change"
+                )));
+            }
+            leaf = parse_hash(before).map_err(BundleError::Malformed)?;
+            sealed_in_place += 1;
+        }
         if hash_text(&leaf) != proven.leaf_hash {
             return Err(BundleError::Failed(format!(
                 "{name}: its content hashes to {}, not the leaf hash given ({})",
@@ -146,6 +182,7 @@ pub fn verify_events(bundle: &ProofBundle, public_key: &str) -> Result<Verified,
         events: bundle.events.len(),
         not_yet_in_checkpoint: bundle.not_yet_in_checkpoint.len(),
         checkpoint,
+        sealed_in_place,
     })
 }
 

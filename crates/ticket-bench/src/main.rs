@@ -8,6 +8,8 @@
 //!   command loads the ticket, decides and appends with its expected version; `writers` tasks.
 //!   Run with the service's ticket cache (the default configuration) and without it (every
 //!   command reads its stream from the database first).
+//! - `lifecycle_sealed`: the cached lifecycle with every personal part sealed (`ticket-vault`),
+//!   beside the plain one: the cost of crypto-shredding (target: at least 90% of its rate).
 //! - `read_all`: every event in global order, in pages of 1,000.
 //! - `load_ticket_50`: loading (reading and folding) tickets of 50 events, one at a time.
 //! - with `--http`: `http_lifecycle`, the same lifecycle over the HTTP API of a real `ticketd
@@ -277,6 +279,10 @@ async fn bench_sqlite(args: &Args) -> anyhow::Result<()> {
     let cached: SharedStore = Arc::new(open("events-cached.db").await?);
     let foundation = lifecycle("sqlite", args, cached.clone(), true, raw_rate).await?;
     foundation.print();
+    let sealed = open("events-sealed.db").await?;
+    let database =
+        event_store::Database::Sqlite { write: sealed.write_pool().clone(), read: sealed.read_pool().clone() };
+    sealed_lifecycle("sqlite", args, Arc::new(sealed), database, foundation.ops_per_s(), raw_rate).await?.print();
     let uncached: SharedStore = Arc::new(open("events.db").await?);
     lifecycle("sqlite", args, uncached.clone(), false, raw_rate).await?.print();
     read_all("sqlite", uncached.clone(), args.read_page).await?.print();
@@ -364,6 +370,9 @@ async fn bench_postgres(args: &Args) -> anyhow::Result<()> {
         let cached: SharedStore = Arc::new(connect("cached").await?);
         let foundation = lifecycle("postgres", args, cached, true, raw_rate).await?;
         foundation.print();
+        let sealed = connect("sealed").await?;
+        let database = event_store::Database::Postgres(sealed.pool().clone());
+        sealed_lifecycle("postgres", args, Arc::new(sealed), database, foundation.ops_per_s(), raw_rate).await?.print();
         let uncached: SharedStore = Arc::new(connect("uncached").await?);
         lifecycle("postgres", args, uncached.clone(), false, raw_rate).await?.print();
         read_all("postgres", uncached.clone(), args.read_page).await?.print();
@@ -386,7 +395,7 @@ async fn bench_postgres(args: &Args) -> anyhow::Result<()> {
     .await;
     // Leave the database as we found it.
     if let Ok(mut connection) = <sqlx::PgConnection as sqlx::Connection>::connect(&args.postgres_url).await {
-        for name in ["raw", "cached", "uncached", "store32", "http", "history", "console"] {
+        for name in ["raw", "cached", "sealed", "uncached", "store32", "http", "history", "console"] {
             let _ =
                 sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema}_{name} CASCADE")).execute(&mut connection).await;
         }
@@ -479,6 +488,30 @@ fn received_event() -> ticket_domain::event::Received {
         Some(ticket_domain::TicketEvent::Received(received)) => received,
         other => unreachable!("Receive decides Received, got {other:?}"),
     }
+}
+
+/// The foundation lifecycle with every personal part sealed (crypto-shredding): each ticket's
+/// data key made with its first event, each event's personal object encrypted. Target: at
+/// least 90% of the plain lifecycle's commands per second in the same run.
+async fn sealed_lifecycle(
+    backend: &'static str,
+    args: &Args,
+    inner: SharedStore,
+    database: event_store::Database,
+    plain_rate: f64,
+    raw_rate: f64,
+) -> anyhow::Result<Measurement> {
+    ticket_vault::migrate(&database).await?;
+    let vault = Arc::new(ticket_vault::Vault::new(database, ticket_vault::Keks::generate("bench")));
+    let store: SharedStore = Arc::new(ticket_vault::SealedStore::new(inner, vault));
+    let mut measured = lifecycle(backend, args, store, true, raw_rate).await?;
+    let ratio = measured.ops_per_s() / plain_rate;
+    measured.workload = "lifecycle_sealed";
+    measured.extra["plain_lifecycle_ops_per_s"] = json!(plain_rate.round());
+    measured.extra["ratio_to_lifecycle"] = json!((ratio * 1000.0).round() / 1000.0);
+    measured.extra["target_ratio"] = json!(0.9);
+    measured.extra["meets_target"] = json!(ratio >= 0.9);
+    Ok(measured)
 }
 
 async fn lifecycle(

@@ -248,7 +248,7 @@ async fn ledger_measured(
 
     reset_peak_rss();
     let started = Instant::now();
-    let report = ticket_projections::ledger::verify(store, database, Some(&public), &[]).await?;
+    let report = ticket_projections::ledger::verify(store, database, Some(&public), &[], None).await?;
     let elapsed = started.elapsed();
     anyhow::ensure!(report.findings.is_empty(), "verify found {:?}", report.findings.first());
     let rate = report.events as f64 / elapsed.as_secs_f64();

@@ -121,6 +121,10 @@ pub enum TicketCommand {
         reason: Reason,
         request_reference: Reason,
     },
+    /// `ticketd migrate`: record the events whose clear personal parts it sealed in place.
+    RecordSealing {
+        events: Vec<crate::event::SealedEvent>,
+    },
 }
 
 /// The name of a command, as the API's action names it.
@@ -148,10 +152,11 @@ pub enum CommandKind {
     RecordSlaBreach,
     RestrictProcessing,
     ErasePersonalData,
+    RecordSealing,
 }
 
 impl CommandKind {
-    pub const ALL: [CommandKind; 22] = [
+    pub const ALL: [CommandKind; 23] = [
         Self::Receive,
         Self::Acknowledge,
         Self::Investigate,
@@ -174,6 +179,7 @@ impl CommandKind {
         Self::RecordSlaBreach,
         Self::RestrictProcessing,
         Self::ErasePersonalData,
+        Self::RecordSealing,
     ];
 
     /// Whether agents run it through the API (`POST /tickets/{id}/{name}`); the others are
@@ -187,6 +193,7 @@ impl CommandKind {
                 | Self::RecordSlaBreach
                 | Self::RestrictProcessing
                 | Self::ErasePersonalData
+                | Self::RecordSealing
         )
     }
 
@@ -215,6 +222,7 @@ impl CommandKind {
             Self::RecordSlaBreach => "sla-breach",
             Self::RestrictProcessing => "restrict-processing",
             Self::ErasePersonalData => "erase-personal-data",
+            Self::RecordSealing => "record-sealing",
         }
     }
 }
@@ -244,6 +252,7 @@ impl TicketCommand {
             Self::RecordSlaBreach { .. } => CommandKind::RecordSlaBreach,
             Self::RestrictProcessing { .. } => CommandKind::RestrictProcessing,
             Self::ErasePersonalData { .. } => CommandKind::ErasePersonalData,
+            Self::RecordSealing { .. } => CommandKind::RecordSealing,
         }
     }
 }

@@ -301,6 +301,28 @@ pub struct PersonalDataErased {
     pub request_reference: Reason,
 }
 
+/// `ticketd migrate` sealed personal parts this ticket's events had stored in the clear (they
+/// were written before sealing existed): the one rewrite of stored events there is. For each,
+/// the ledger leaf it had and the one it has now, so that `ticketd verify` and a proof bundle
+/// accept exactly these changes and no other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PersonalDataSealed {
+    pub events: Vec<SealedEvent>,
+}
+
+/// One event sealed in place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SealedEvent {
+    pub position: i64,
+    pub event_id: uuid::Uuid,
+    /// The ledger leaf hashes (base64, as proofs write them) of the event as it was stored,
+    /// and as it is stored now.
+    pub leaf_before: String,
+    pub leaf_after: String,
+}
+
 /// Declares [`TicketEvent`] over the event structs, with each type's name and schema version
 /// in one place, so that the name list, the codec and the schema list cannot drift apart.
 macro_rules! ticket_events {
@@ -395,4 +417,5 @@ ticket_events! {
     SlaBreached = 1,
     ProcessingRestricted = 1,
     PersonalDataErased = 1,
+    PersonalDataSealed = 1,
 }

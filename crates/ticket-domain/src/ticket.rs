@@ -167,7 +167,8 @@ pub fn allowed_from(kind: CommandKind) -> &'static [Status] {
         | CommandKind::RecordSlaWarning
         | CommandKind::RecordSlaBreach
         | CommandKind::RestrictProcessing
-        | CommandKind::ErasePersonalData => ANY,
+        | CommandKind::ErasePersonalData
+        | CommandKind::RecordSealing => ANY,
         CommandKind::Assign | CommandKind::Prioritise | CommandKind::ReplyToCustomer => OPEN,
         CommandKind::MarkOutOfScope => &[Received, Acknowledged, Investigating, Escalated],
     }
@@ -361,6 +362,12 @@ impl Ticket {
                 }
                 TicketEvent::PersonalDataErased(ev::PersonalDataErased { reason, request_reference })
             }
+            TicketCommand::RecordSealing { events } => {
+                if events.is_empty() {
+                    return Err(DomainError::NothingToChange("no event was sealed"));
+                }
+                TicketEvent::PersonalDataSealed(ev::PersonalDataSealed { events })
+            }
             TicketCommand::LinkContract { contract_id } => {
                 if state.contract_id.as_ref() == Some(&contract_id) {
                     return Err(DomainError::NothingToChange("the ticket is already linked to that contract"));
@@ -465,7 +472,7 @@ impl Ticket {
                 state.sla_breached.insert(breached.target);
             }
             TicketEvent::AgentReplied(_) => state.outcome_to_inform = false,
-            TicketEvent::CustomerReplied(_) | TicketEvent::NoteAdded(_) => {}
+            TicketEvent::CustomerReplied(_) | TicketEvent::NoteAdded(_) | TicketEvent::PersonalDataSealed(_) => {}
             TicketEvent::ProcessingRestricted(restricted) => {
                 state.restricted = Some(Restriction { since: at, hold_until: restricted.hold_until });
             }

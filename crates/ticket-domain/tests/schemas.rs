@@ -70,6 +70,14 @@ fn sample_events() -> Vec<TicketEvent> {
                 reason: Reason::parse("erasure requested (GDPR Art. 17)").unwrap(),
                 request_reference: Reason::parse("DPO-2026-17").unwrap(),
             },
+            TicketCommand::RecordSealing {
+                events: vec![ticket_domain::event::SealedEvent {
+                    position: 17,
+                    event_id: uuid::Uuid::nil(),
+                    leaf_before: "00".repeat(32),
+                    leaf_after: "11".repeat(32),
+                }],
+            },
         ],
     ];
     for history in histories {

@@ -389,14 +389,18 @@ fn verify_proof(
             object.insert("old_checkpoint".into(), serde_json::Value::String(old.clone()));
         }
         match bundle::verify(&document.to_string(), &public_key) {
-            Ok(Verified::Events { stream, events, checkpoint, not_yet_in_checkpoint }) => println!(
+            Ok(Verified::Events { stream, events, checkpoint, not_yet_in_checkpoint, sealed_in_place }) => println!(
                 "OK {label}: {events} events of {stream} are in the signed tree of {} events ({}){}",
                 checkpoint.size,
                 checkpoint.signed_at.map_or("no time".into(), |at| format!("signed {}", at.to_rfc3339())),
-                if not_yet_in_checkpoint > 0 {
-                    format!("; {not_yet_in_checkpoint} later events are not in that checkpoint yet")
-                } else {
-                    String::new()
+                match (not_yet_in_checkpoint, sealed_in_place) {
+                    (0, 0) => String::new(),
+                    (later, 0) => format!("; {later} later events are not in that checkpoint yet"),
+                    (later, sealed) => format!(
+                        "; {sealed} sealed in place by `ticketd migrate` (the proof is of the leaf recorded, and their \
+                         PersonalDataSealed record in this bundle lists the change); {later} later events are not in \
+                         that checkpoint yet"
+                    ),
                 }
             ),
             Ok(Verified::Consistency { old_size, new_size }) => {
@@ -937,7 +941,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let started = std::time::Instant::now();
             let report =
-                ticket_projections::ledger::verify(&raw, &opened.database, public_key.as_deref(), &extra).await?;
+                ticket_projections::ledger::verify(&raw, &opened.database, public_key.as_deref(), &extra, Some(&vault))
+                    .await?;
             let seconds = started.elapsed().as_secs_f64();
             println!(
                 "checked {} events against {} ledger leaves and {} signed checkpoints in {seconds:.2} s ({:.0} events/s)",
@@ -951,6 +956,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             if report.not_yet_in_ledger > 0 {
                 println!("{} events recorded after the ledger's last leaf (not in it yet)", report.not_yet_in_ledger);
+            }
+            if report.sealed_in_place > 0 {
+                println!(
+                    "{} events sealed in place by `ticketd migrate`, each as its PersonalDataSealed record lists (and, \
+                     where the data key still exists, opening to the leaf recorded)",
+                    report.sealed_in_place
+                );
             }
             match report.findings.first() {
                 None => println!(
@@ -1014,6 +1026,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("re-wrapped {count} data key(s) under {id}; {} now holds only it", cli.kek_file.display());
         }
         Command::Migrate => {
+            // Events written before sealing existed: their personal parts sealed, once.
+            let service = TicketService::new(store.clone(), Arc::new(SystemClock), ServiceOptions::default());
+            let sealed = crate::privacy::seal_clear_events(&raw, &service, &opened.database, &vault).await?;
+            if sealed > 0 {
+                println!("sealed the personal data of {sealed} event(s) stored in the clear (each recorded)");
+            }
             println!("{} store at {} is migrated", store.backend(), cli.database_url);
         }
         Command::Token { command } => match command {

@@ -319,3 +319,114 @@ impl Retention {
         Ok(Self { days })
     }
 }
+
+/// `ticketd migrate`: seals the personal parts that events written before sealing existed
+/// hold in the clear — the one rewrite of stored events there is. Per ticket: a
+/// `PersonalDataSealed` event first records each event's ledger leaf before and after (so that
+/// `ticketd verify` and proof bundles accept exactly these changes), then the events' payloads
+/// are replaced in one transaction, the immutability trigger lifted for it alone. Run again
+/// after a crash, it finishes what is left. Returns how many events it sealed.
+pub async fn seal_clear_events(
+    raw: &event_store::SharedStore,
+    service: &TicketService,
+    database: &Database,
+    vault: &ticket_vault::Vault,
+) -> Result<u64, AppError> {
+    let store = |e: sqlx::Error| AppError::Store(StoreError::from_sqlx(e));
+    let streams: Vec<String> = match database {
+        Database::Sqlite { read, .. } => sqlx::query_scalar(
+            "SELECT DISTINCT stream_id FROM events WHERE stream_id LIKE 'ticket-%' \
+             AND json_type(payload, '$.personal') = 'object'",
+        )
+        .fetch_all(read)
+        .await
+        .map_err(store)?,
+        Database::Postgres(pool) => sqlx::query_scalar(
+            "SELECT DISTINCT stream_id FROM events WHERE stream_id LIKE 'ticket-%' \
+             AND jsonb_typeof(payload->'personal') = 'object'",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(store)?,
+    };
+    let context = CommandContext::new(ticket_domain::vocabulary::Actor::System { component: "migrate".into() });
+    let mut sealed = 0;
+    for name in streams {
+        let stream = event_store::StreamId::parse(&name)
+            .map_err(|e| AppError::Store(StoreError::InvalidInput(e.to_string())))?;
+        let Some(ticket_id) = name
+            .strip_prefix(TicketId::STREAM_PREFIX)
+            .and_then(|id| uuid::Uuid::parse_str(id).ok())
+            .map(TicketId::from_uuid)
+        else {
+            continue;
+        };
+        let mut events = Vec::new();
+        loop {
+            let page = raw.read_stream(&stream, events.len() as u64, event_store::READ_EVENTS_MAX).await?;
+            let done = page.len() < event_store::READ_EVENTS_MAX;
+            events.extend(page);
+            if done {
+                break;
+            }
+        }
+        let mut entries = Vec::new();
+        let mut rewrites = Vec::new();
+        for event in &events {
+            let Some(payload) = vault.seal_stored(event).await? else { continue };
+            let mut after = event.clone();
+            after.payload = payload.clone();
+            entries.push(ticket_domain::event::SealedEvent {
+                position: event.position.0,
+                event_id: event.event_id,
+                leaf_before: ticket_ledger::hash_text(&ticket_ledger::leaf::leaf_hash(event)),
+                leaf_after: ticket_ledger::hash_text(&ticket_ledger::leaf::leaf_hash(&after)),
+            });
+            rewrites.push((event.position.0, payload));
+        }
+        if rewrites.is_empty() {
+            continue;
+        }
+        service.execute(ticket_id, None, TicketCommand::RecordSealing { events: entries }, &context).await?;
+        rewrite_payloads(database, &rewrites).await.map_err(store)?;
+        sealed += rewrites.len() as u64;
+    }
+    Ok(sealed)
+}
+
+/// Replaces stored payloads in one transaction, the immutability trigger lifted inside it only.
+async fn rewrite_payloads(database: &Database, rewrites: &[(i64, event_store::Json)]) -> Result<(), sqlx::Error> {
+    match database {
+        Database::Sqlite { write, .. } => {
+            let mut transaction = write.begin().await?;
+            sqlx::query("DROP TRIGGER events_are_immutable_update").execute(&mut *transaction).await?;
+            for (position, payload) in rewrites {
+                sqlx::query("UPDATE events SET payload = ?1 WHERE position = ?2")
+                    .bind(payload.get())
+                    .bind(position)
+                    .execute(&mut *transaction)
+                    .await?;
+            }
+            sqlx::query(
+                "CREATE TRIGGER events_are_immutable_update BEFORE UPDATE ON events \
+                 BEGIN SELECT RAISE(ABORT, 'events are immutable'); END",
+            )
+            .execute(&mut *transaction)
+            .await?;
+            transaction.commit().await
+        }
+        Database::Postgres(pool) => {
+            let mut transaction = pool.begin().await?;
+            sqlx::query("ALTER TABLE events DISABLE TRIGGER events_are_immutable").execute(&mut *transaction).await?;
+            for (position, payload) in rewrites {
+                sqlx::query("UPDATE events SET payload = $1::jsonb WHERE position = $2")
+                    .bind(payload.get())
+                    .bind(position)
+                    .execute(&mut *transaction)
+                    .await?;
+            }
+            sqlx::query("ALTER TABLE events ENABLE TRIGGER events_are_immutable").execute(&mut *transaction).await?;
+            transaction.commit().await
+        }
+    }
+}

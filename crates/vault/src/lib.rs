@@ -283,6 +283,27 @@ impl Vault {
         Ok(())
     }
 
+    /// The payload `event` would be stored with had it been sealed on append: `None` when it
+    /// holds no personal part in the clear (already sealed, or none). For `ticketd migrate`,
+    /// which seals events stored before sealing existed.
+    pub async fn seal_stored(&self, event: &RecordedEvent) -> Result<Option<Json>, StoreError> {
+        let Some(ticket) = ticket_of(&event.stream_id) else { return Ok(None) };
+        if !event.payload.to_value().get("personal").is_some_and(Value::is_object) {
+            return Ok(None);
+        }
+        let mut as_new = [NewEvent {
+            event_id: event.event_id,
+            event_type: event.event_type.clone(),
+            schema_version: event.schema_version,
+            occurred_at: event.occurred_at,
+            metadata: event.metadata.clone(),
+            payload: Json::from_value(&event.payload.to_value()),
+        }];
+        self.seal(ticket, &event.stream_id, ExpectedVersion(event.version - 1), &mut as_new).await?;
+        let [sealed] = as_new;
+        Ok(Some(sealed.payload))
+    }
+
     /// Opens the sealed personal parts of stored events (an erased ticket's read as erased).
     pub async fn open(&self, mut events: Vec<RecordedEvent>) -> Result<Vec<RecordedEvent>, StoreError> {
         let tickets: Vec<Uuid> = events

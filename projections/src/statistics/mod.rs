@@ -166,7 +166,8 @@ impl StatsTicket {
             | TicketEvent::SlaBreached(_)
             // Erasure changes no figure: the statistics hold no personal data.
             | TicketEvent::ProcessingRestricted(_)
-            | TicketEvent::PersonalDataErased(_) => {}
+            | TicketEvent::PersonalDataErased(_)
+            | TicketEvent::PersonalDataSealed(_) => {}
         }
         self
     }

@@ -109,6 +109,7 @@ pub fn event_type(event_type: &str, language: Language) -> &str {
         ("SlaBreached", "SLA túllépés", "SLA breached"),
         ("ProcessingRestricted", "Adatkezelés korlátozva", "Processing restricted"),
         ("PersonalDataErased", "Személyes adatok törölve", "Personal data erased"),
+        ("PersonalDataSealed", "Személyes adatok titkosítva", "Personal data sealed"),
     ];
     word(words, event_type, language)
 }
