@@ -19,13 +19,9 @@ pub enum KekError {
     Empty,
     #[error("key-encryption key id '{0}' appears twice")]
     Duplicate(String),
-    #[error(
-        "the data key of ticket {ticket} is wrapped by key-encryption key '{kek_id}', which the key file does not hold"
-    )]
+    #[error("data key {ticket} is wrapped by key-encryption key '{kek_id}', which the key file does not hold")]
     Unknown { ticket: uuid::Uuid, kek_id: String },
-    #[error(
-        "the data key of ticket {0} does not unwrap: the key file is not the one it was wrapped with, or the row was altered"
-    )]
+    #[error("data key {0} does not unwrap: the key file is not the one it was wrapped with, or the row was altered")]
     Unwrap(uuid::Uuid),
     #[error("{0}")]
     Io(String),

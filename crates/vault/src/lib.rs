@@ -35,14 +35,20 @@ use uuid::Uuid;
 
 pub use kek::{KekError, Keks};
 
-/// The prefix of a sealed personal part (the format's name and version).
+/// The prefix of a sealed personal part (the format's name and version); then the data key's
+/// id (32 hex digits), a dot, and base64 of nonce ‖ ciphertext.
 pub const SEALED_PREFIX: &str = "xc20p1.";
 
 /// How long a data key read from the database is trusted before it is read again: another
-/// instance sharing the database may have destroyed it meanwhile.
+/// instance sharing the database may have destroyed it meanwhile (an erasure recorded in the
+/// log is honoured at once wherever it is read, see [`Vault::open`]).
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
 
 const KEY_CACHE_MAX: usize = 100_000;
+
+/// New data keys are made this many at a time, in one transaction, and handed to new tickets
+/// from memory: a ticket's first event needs no write of its own.
+const KEY_POOL_BATCH: usize = 256;
 
 /// Runs the vault's migration.
 pub async fn migrate(database: &Database) -> Result<(), StoreError> {
@@ -53,21 +59,26 @@ pub async fn migrate(database: &Database) -> Result<(), StoreError> {
     result.map_err(|e| StoreError::Database(format!("migrating the data keys: {e}")))
 }
 
-/// A ticket's data key as the vault knows it.
+/// A data key as the vault knows it.
 #[derive(Clone)]
 enum Entry {
     Live(Arc<XChaCha20Poly1305>),
     Erased,
-    /// No key was ever made (a ticket whose events were all stored before sealing).
-    None,
 }
 
-/// The data keys: created, unwrapped (and cached for a while), destroyed.
+/// The data keys: made ahead in batches, unwrapped (and cached for a while), destroyed.
 pub struct Vault {
     database: Database,
     keks: RwLock<Arc<Keks>>,
-    /// A std mutex: held for a lookup or an insert, never across an await.
+    /// Data keys by key id. A std mutex: held for a lookup or an insert, never across an await.
     cache: Mutex<lru::LruCache<Uuid, (Instant, Entry)>>,
+    /// Each ticket's data key id, as its events name it.
+    ticket_keys: Mutex<lru::LruCache<Uuid, Uuid>>,
+    /// Tickets whose erasure this instance has seen.
+    erased: Mutex<lru::LruCache<Uuid, ()>>,
+    /// Stored keys no ticket has taken yet (this instance's own: never handed out twice).
+    pool: Mutex<Vec<(Uuid, Arc<XChaCha20Poly1305>)>>,
+    refill: tokio::sync::Mutex<()>,
 }
 
 fn now_us() -> i64 {
@@ -84,10 +95,28 @@ fn kek_error(error: KekError) -> StoreError {
 
 type KeyRow = (Uuid, Option<String>, Option<Vec<u8>>);
 
+fn lru<K: std::hash::Hash + Eq, V>() -> Mutex<lru::LruCache<K, V>> {
+    Mutex::new(lru::LruCache::new(std::num::NonZeroUsize::new(KEY_CACHE_MAX).expect("not zero")))
+}
+
+/// The data key id a sealed part names, and its sealed bytes (base64).
+fn parse_sealed(text: &str) -> Option<(Uuid, &str)> {
+    let rest = text.strip_prefix(SEALED_PREFIX)?;
+    let (key, sealed) = rest.split_once('.')?;
+    Some((Uuid::try_parse(key).ok()?, sealed))
+}
+
 impl Vault {
     pub fn new(database: Database, keks: Keks) -> Self {
-        let capacity = std::num::NonZeroUsize::new(KEY_CACHE_MAX).expect("not zero");
-        Self { database, keks: RwLock::new(Arc::new(keks)), cache: Mutex::new(lru::LruCache::new(capacity)) }
+        Self {
+            database,
+            keks: RwLock::new(Arc::new(keks)),
+            cache: lru(),
+            ticket_keys: lru(),
+            erased: lru(),
+            pool: Mutex::default(),
+            refill: tokio::sync::Mutex::new(()),
+        }
     }
 
     fn keks(&self) -> Arc<Keks> {
@@ -126,70 +155,71 @@ impl Vault {
         Ok(count == 0)
     }
 
-    fn cached(&self, ticket: Uuid) -> Option<Entry> {
+    fn cached(&self, key: Uuid) -> Option<Entry> {
         let mut cache = self.cache.lock().expect("key cache lock");
-        match cache.get(&ticket) {
+        match cache.get(&key) {
             Some((at, entry)) if matches!(entry, Entry::Erased) || at.elapsed() < KEY_CACHE_TTL => Some(entry.clone()),
             _ => None,
         }
     }
 
-    fn remember(&self, ticket: Uuid, entry: Entry) {
-        self.cache.lock().expect("key cache lock").put(ticket, (Instant::now(), entry));
+    fn remember(&self, key: Uuid, entry: Entry) {
+        self.cache.lock().expect("key cache lock").put(key, (Instant::now(), entry));
     }
 
-    fn entry_of(&self, keks: &Keks, (ticket, kek_id, wrapped): KeyRow) -> Result<Entry, StoreError> {
+    fn is_known_erased(&self, ticket: Uuid) -> bool {
+        self.erased.lock().expect("erased lock").contains(&ticket)
+    }
+
+    fn entry_of(&self, keks: &Keks, (key, kek_id, wrapped): KeyRow) -> Result<Entry, StoreError> {
         let (Some(kek_id), Some(wrapped)) = (kek_id, wrapped) else { return Ok(Entry::Erased) };
-        let kek = keks.get(&kek_id).ok_or_else(|| kek_error(KekError::Unknown { ticket, kek_id: kek_id.clone() }))?;
-        let key = kek.unwrap(ticket, &wrapped).map_err(kek_error)?;
-        Ok(Entry::Live(Arc::new(XChaCha20Poly1305::new((&*key).into()))))
+        let kek =
+            keks.get(&kek_id).ok_or_else(|| kek_error(KekError::Unknown { ticket: key, kek_id: kek_id.clone() }))?;
+        let bytes = kek.unwrap(key, &wrapped).map_err(kek_error)?;
+        Ok(Entry::Live(Arc::new(XChaCha20Poly1305::new((&*bytes).into()))))
     }
 
-    /// The data keys of these tickets (cached ones, and the rest in one query).
-    async fn entries(&self, tickets: &[Uuid]) -> Result<HashMap<Uuid, Entry>, StoreError> {
-        let mut found = HashMap::with_capacity(tickets.len());
+    /// These data keys (cached ones, and the rest in one query); a key no row holds is absent.
+    async fn entries(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Entry>, StoreError> {
+        let mut found = HashMap::with_capacity(keys.len());
         let mut missing = Vec::new();
-        for ticket in tickets {
-            if found.contains_key(ticket) || missing.contains(ticket) {
+        for key in keys {
+            if found.contains_key(key) || missing.contains(key) {
                 continue;
             }
-            match self.cached(*ticket) {
+            match self.cached(*key) {
                 Some(entry) => {
-                    found.insert(*ticket, entry);
+                    found.insert(*key, entry);
                 }
-                None => missing.push(*ticket),
+                None => missing.push(*key),
             }
         }
         let keks = self.keks();
         for chunk in missing.chunks(500) {
-            let rows = self.read_rows(chunk).await?;
-            for row in rows {
-                let ticket = row.0;
+            for row in self.read_rows(chunk).await? {
+                let key = row.0;
                 let entry = self.entry_of(&keks, row)?;
-                self.remember(ticket, entry.clone());
-                found.insert(ticket, entry);
-            }
-            for ticket in chunk {
-                found.entry(*ticket).or_insert(Entry::None);
+                self.remember(key, entry.clone());
+                found.insert(key, entry);
             }
         }
         Ok(found)
     }
 
-    async fn read_rows(&self, tickets: &[Uuid]) -> Result<Vec<KeyRow>, StoreError> {
+    async fn read_rows(&self, keys: &[Uuid]) -> Result<Vec<KeyRow>, StoreError> {
         match &self.database {
             Database::Sqlite { read, .. } => {
-                let marks = vec!["?"; tickets.len()].join(",");
-                let sql = format!("SELECT ticket_id, kek_id, wrapped FROM personal_keys WHERE ticket_id IN ({marks})");
+                let marks = vec!["?"; keys.len()].join(",");
+                let sql = format!("SELECT key_id, kek_id, wrapped FROM personal_keys WHERE key_id IN ({marks})");
                 let mut query = sqlx::query_as(&sql);
-                for ticket in tickets {
-                    query = query.bind(*ticket);
+                for key in keys {
+                    query = query.bind(*key);
                 }
                 query.fetch_all(read).await
             }
             Database::Postgres(pool) => {
-                sqlx::query_as("SELECT ticket_id, kek_id, wrapped FROM personal_keys WHERE ticket_id = ANY($1)")
-                    .bind(tickets)
+                sqlx::query_as("SELECT key_id, kek_id, wrapped FROM personal_keys WHERE key_id = ANY($1)")
+                    .bind(keys)
                     .fetch_all(pool)
                     .await
             }
@@ -197,57 +227,131 @@ impl Vault {
         .map_err(store_error)
     }
 
-    /// The key new personal data of `ticket` is sealed with, made on first use.
-    async fn key_for_writing(&self, ticket: Uuid) -> Result<Arc<XChaCha20Poly1305>, StoreError> {
-        match self.entries(&[ticket]).await?.remove(&ticket) {
-            Some(Entry::Live(key)) => return Ok(key),
-            Some(Entry::Erased) => {
-                return Err(StoreError::InvalidInput(format!(
-                    "ticket {ticket}'s personal data was erased: nothing personal can be added to it"
-                )));
+    /// A stored data key no ticket has: from the pool, which is refilled a batch at a time.
+    async fn take_key(&self) -> Result<(Uuid, Arc<XChaCha20Poly1305>), StoreError> {
+        loop {
+            if let Some(key) = self.pool.lock().expect("key pool lock").pop() {
+                return Ok(key);
             }
-            _ => {}
+            let _refilling = self.refill.lock().await;
+            if !self.pool.lock().expect("key pool lock").is_empty() {
+                continue;
+            }
+            let keks = self.keks();
+            let kek = keks.current();
+            let mut made = Vec::with_capacity(KEY_POOL_BATCH);
+            let mut rows = Vec::with_capacity(KEY_POOL_BATCH);
+            for _ in 0..KEY_POOL_BATCH {
+                let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+                OsRng.fill_bytes(&mut *bytes);
+                let id = Uuid::new_v4();
+                rows.push((id, kek.wrap(id, &bytes)));
+                made.push((id, Arc::new(XChaCha20Poly1305::new((&*bytes).into()))));
+            }
+            self.insert_rows(&kek.id, &rows).await?;
+            self.pool.lock().expect("key pool lock").extend(made);
         }
-        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
-        OsRng.fill_bytes(&mut *bytes);
-        let keks = self.keks();
-        let kek = keks.current();
-        let wrapped = kek.wrap(ticket, &bytes);
-        // Two writers may race to make the first key: one row wins, both use it.
-        let insert = "INSERT INTO personal_keys (ticket_id, kek_id, wrapped, created_at) VALUES ($1, $2, $3, $4) \
-                      ON CONFLICT (ticket_id) DO NOTHING";
+    }
+
+    async fn insert_rows(&self, kek_id: &str, rows: &[(Uuid, Vec<u8>)]) -> Result<(), StoreError> {
+        let now = now_us();
         match &self.database {
-            Database::Sqlite { write, .. } => sqlx::query(insert)
-                .bind(ticket)
-                .bind(&kek.id)
-                .bind(&wrapped)
-                .bind(now_us())
-                .execute(write)
-                .await
-                .map(|r| r.rows_affected()),
-            Database::Postgres(pool) => sqlx::query(insert)
-                .bind(ticket)
-                .bind(&kek.id)
-                .bind(&wrapped)
-                .bind(now_us())
-                .execute(pool)
-                .await
-                .map(|r| r.rows_affected()),
+            Database::Sqlite { write, .. } => {
+                let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                    "INSERT INTO personal_keys (key_id, kek_id, wrapped, created_at) ",
+                );
+                insert.push_values(rows, |mut values, (id, wrapped)| {
+                    values.push_bind(*id).push_bind(kek_id).push_bind(wrapped).push_bind(now);
+                });
+                insert.build().execute(write).await.map(drop)
+            }
+            Database::Postgres(pool) => sqlx::query(
+                "INSERT INTO personal_keys (key_id, kek_id, wrapped, created_at) \
+                 SELECT id, $2, wrapped, $3 FROM UNNEST($1::uuid[], $4::bytea[]) AS k(id, wrapped)",
+            )
+            .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+            .bind(kek_id)
+            .bind(now)
+            .bind(rows.iter().map(|r| r.1.clone()).collect::<Vec<_>>())
+            .execute(pool)
+            .await
+            .map(drop),
+        }
+        .map_err(store_error)
+    }
+
+    /// The data key id the ticket's stored events name, if any does.
+    async fn key_of_ticket(&self, ticket: Uuid) -> Result<Option<Uuid>, StoreError> {
+        if let Some(key) = self.ticket_keys.lock().expect("ticket keys lock").get(&ticket).copied() {
+            return Ok(Some(key));
+        }
+        let stream = format!("{}{ticket}", ticket_domain::vocabulary::TicketId::STREAM_PREFIX);
+        let payload: Option<String> = match &self.database {
+            Database::Sqlite { read, .. } => sqlx::query_scalar(
+                "SELECT payload FROM events WHERE stream_id = ?1 AND payload LIKE '%\"xc20p1.%' ORDER BY version LIMIT 1",
+            )
+            .bind(&stream)
+            .fetch_optional(read)
+            .await,
+            Database::Postgres(pool) => sqlx::query_scalar(
+                "SELECT payload::text FROM events WHERE stream_id = $1 AND payload::text LIKE '%\"xc20p1.%' \
+                 ORDER BY version LIMIT 1",
+            )
+            .bind(&stream)
+            .fetch_optional(pool)
+            .await,
         }
         .map_err(store_error)?;
-        self.cache.lock().expect("key cache lock").pop(&ticket);
-        let row = self
-            .read_rows(&[ticket])
-            .await?
-            .pop()
-            .ok_or_else(|| StoreError::Database(format!("the data key of ticket {ticket} was not stored")))?;
-        match self.entry_of(&keks, row)? {
-            Entry::Live(key) => {
-                self.remember(ticket, Entry::Live(key.clone()));
-                Ok(key)
-            }
-            _ => Err(StoreError::InvalidInput(format!("ticket {ticket}'s personal data was erased"))),
+        let key = payload
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .and_then(|payload| payload.get("personal").and_then(Value::as_str).and_then(parse_sealed).map(|(k, _)| k));
+        if let Some(key) = key {
+            self.ticket_keys.lock().expect("ticket keys lock").put(ticket, key);
         }
+        Ok(key)
+    }
+
+    /// Whether the ticket's data is erased (its tombstone row, or an erasure this instance saw).
+    pub async fn is_erased(&self, ticket: Uuid) -> Result<bool, StoreError> {
+        if self.is_known_erased(ticket) {
+            return Ok(true);
+        }
+        let sql = "SELECT COUNT(*) FROM personal_keys WHERE ticket_id = $1 AND erased_at IS NOT NULL";
+        let count: i64 = match &self.database {
+            Database::Sqlite { read, .. } => sqlx::query_scalar(sql).bind(ticket).fetch_one(read).await,
+            Database::Postgres(pool) => sqlx::query_scalar(sql).bind(ticket).fetch_one(pool).await,
+        }
+        .map_err(store_error)?;
+        if count > 0 {
+            self.erased.lock().expect("erased lock").put(ticket, ());
+        }
+        Ok(count > 0)
+    }
+
+    /// The key new personal data of `ticket` is sealed with. `new`: the append makes the
+    /// stream, so it takes a fresh key from the pool without a lookup.
+    async fn key_for_writing(&self, ticket: Uuid, new: bool) -> Result<(Uuid, Arc<XChaCha20Poly1305>), StoreError> {
+        let refused = || {
+            StoreError::InvalidInput(format!(
+                "ticket {ticket}'s personal data was erased: nothing personal can be added to it"
+            ))
+        };
+        if !new {
+            if self.is_erased(ticket).await? {
+                return Err(refused());
+            }
+            if let Some(key) = self.key_of_ticket(ticket).await? {
+                return match self.entries(&[key]).await?.remove(&key) {
+                    Some(Entry::Live(cipher)) => Ok((key, cipher)),
+                    Some(Entry::Erased) => Err(refused()),
+                    None => Err(StoreError::Database(format!("ticket {ticket}'s data key {key} is not stored"))),
+                };
+            }
+        }
+        let (key, cipher) = self.take_key().await?;
+        self.remember(key, Entry::Live(cipher.clone()));
+        self.ticket_keys.lock().expect("ticket keys lock").put(ticket, key);
+        Ok((key, cipher))
     }
 
     /// Seals the `personal` part of events about to be appended to a ticket's stream.
@@ -260,23 +364,31 @@ impl Vault {
     ) -> Result<(), StoreError> {
         let mut key = None;
         for (index, event) in events.iter_mut().enumerate() {
+            // Most events carry nothing personal: not parsed at all.
+            if !event.payload.get().contains("\"personal\"") {
+                continue;
+            }
             let mut payload: Value = event.payload.to_value();
             let Some(personal) = payload.get("personal").filter(|p| p.is_object()) else { continue };
-            let key = match &key {
+            let (key_id, cipher) = match &key {
                 Some(key) => key,
-                None => key.insert(self.key_for_writing(ticket).await?),
+                None => key.insert(self.key_for_writing(ticket, expected.0 == 0).await?),
             };
             let version = expected.0 + index as u64 + 1;
             let plain = serde_json::to_vec(personal).expect("JSON serialises");
             let mut nonce = [0u8; 24];
             OsRng.fill_bytes(&mut nonce);
             let aad = associated_data(event.event_id, stream, version);
-            let sealed = key
+            let sealed = cipher
                 .encrypt(XNonce::from_slice(&nonce), Payload { msg: &plain, aad: aad.as_bytes() })
                 .map_err(|_| StoreError::Database("sealing personal data failed".into()))?;
             let mut bytes = nonce.to_vec();
             bytes.extend(sealed);
-            let text = format!("{SEALED_PREFIX}{}", base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes));
+            let text = format!(
+                "{SEALED_PREFIX}{}.{}",
+                key_id.simple(),
+                base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
+            );
             payload["personal"] = Value::String(text);
             event.payload = Json::from_value(&payload);
         }
@@ -306,24 +418,41 @@ impl Vault {
 
     /// Opens the sealed personal parts of stored events (an erased ticket's read as erased).
     pub async fn open(&self, mut events: Vec<RecordedEvent>) -> Result<Vec<RecordedEvent>, StoreError> {
-        let tickets: Vec<Uuid> = events
-            .iter()
-            .filter(|e| e.payload.get().contains(SEALED_PREFIX))
-            .filter_map(|e| ticket_of(&e.stream_id))
-            .collect();
-        if tickets.is_empty() {
+        // An erasure recorded (perhaps by another instance, whose destroyed key this one may
+        // still have cached) erases at once wherever it is read, the events before it included.
+        for event in events.iter().filter(|e| e.event_type == "PersonalDataErased") {
+            if let Some(ticket) = ticket_of(&event.stream_id) {
+                self.erased.lock().expect("erased lock").put(ticket, ());
+            }
+        }
+        let sealed_key = |event: &RecordedEvent| -> Option<Uuid> {
+            let text = event.payload.get();
+            let at = text.find(SEALED_PREFIX)?;
+            let id = text.get(at + SEALED_PREFIX.len()..at + SEALED_PREFIX.len() + 32)?;
+            Uuid::try_parse(id).ok()
+        };
+        let keys: Vec<Uuid> = events.iter().filter_map(sealed_key).collect();
+        if keys.is_empty() {
             return Ok(events);
         }
-        let keys = self.entries(&tickets).await?;
+        let found = self.entries(&keys).await?;
         for event in &mut events {
-            let Some(ticket) = ticket_of(&event.stream_id) else { continue };
-            let Some(entry) = keys.get(&ticket) else { continue };
+            if sealed_key(event).is_none() {
+                continue;
+            }
             let corrupt = |reason: String| StoreError::Corrupt { position: event.position.0, reason };
             let mut payload: Value = event.payload.to_value();
-            let Some(Value::String(sealed)) = payload.get("personal") else { continue };
-            let Some(encoded) = sealed.strip_prefix(SEALED_PREFIX) else { continue };
-            let opened = match entry {
-                Entry::Live(key) => {
+            let Some(Value::String(text)) = payload.get("personal") else { continue };
+            let (key, encoded) =
+                parse_sealed(text).ok_or_else(|| corrupt("its sealed personal data is malformed".into()))?;
+            let erased = ticket_of(&event.stream_id).is_some_and(|t| self.is_known_erased(t));
+            let opened = match (found.get(&key), erased) {
+                (Some(Entry::Erased), _) | (Some(Entry::Live(_)), true) => {
+                    ticket_domain::event::erased_personal(&event.event_type).ok_or_else(|| {
+                        corrupt(format!("{} carries no personal data, yet a sealed part", event.event_type))
+                    })?
+                }
+                (Some(Entry::Live(cipher)), false) => {
                     let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
                         .decode(encoded)
                         .map_err(|_| corrupt("its sealed personal data is not base64".into()))?;
@@ -332,7 +461,7 @@ impl Vault {
                     }
                     let (nonce, ciphertext) = bytes.split_at(24);
                     let aad = associated_data(event.event_id, &event.stream_id, event.version);
-                    let plain = key
+                    let plain = cipher
                         .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: aad.as_bytes() })
                         .map_err(|_| {
                             corrupt(
@@ -342,12 +471,7 @@ impl Vault {
                     serde_json::from_slice(&plain)
                         .map_err(|e| corrupt(format!("its personal data is not JSON: {e}")))?
                 }
-                Entry::Erased => ticket_domain::event::erased_personal(&event.event_type).ok_or_else(|| {
-                    corrupt(format!("{} carries no personal data, yet a sealed part", event.event_type))
-                })?,
-                Entry::None => {
-                    return Err(corrupt(format!("ticket {ticket} has sealed personal data but no data key")));
-                }
+                (None, _) => return Err(corrupt(format!("its data key {key} is not stored"))),
             };
             payload["personal"] = opened;
             event.payload = Json::from_value(&payload);
@@ -356,49 +480,75 @@ impl Vault {
     }
 
     /// Destroys the ticket's data key: every sealed personal part of it is unreadable from
-    /// now on, for good. True when a live key was destroyed now.
+    /// now on, for good; and leaves its tombstone, so that nothing personal is sealed for it
+    /// again. True when a live key was destroyed now.
     pub async fn erase(&self, ticket: Uuid) -> Result<bool, StoreError> {
-        let sql = "UPDATE personal_keys SET kek_id = NULL, wrapped = NULL, erased_at = $1 \
-                   WHERE ticket_id = $2 AND erased_at IS NULL";
+        self.ticket_keys.lock().expect("ticket keys lock").pop(&ticket);
+        let key = self.key_of_ticket(ticket).await?;
         let now = now_us();
-        let erased = match &self.database {
+        let destroy = "UPDATE personal_keys SET kek_id = NULL, wrapped = NULL, erased_at = $1, ticket_id = $2 \
+                       WHERE key_id = $3 AND erased_at IS NULL";
+        // The tombstone: a row of its own when the ticket had no key (all its events older than
+        // sealing), so that its erasure is known to every instance.
+        let tombstone = "INSERT INTO personal_keys (key_id, ticket_id, created_at, erased_at) VALUES ($1, $2, $3, $3)";
+        let tomb_id = Uuid::new_v5(&ticket, b"ticketd/erased");
+        let destroyed = match &self.database {
             Database::Sqlite { write, .. } => {
                 let mut connection = write.acquire().await.map_err(store_error)?;
                 // The freed bytes of the destroyed key are overwritten, not left in free pages.
                 sqlx::query("PRAGMA secure_delete = ON").execute(&mut *connection).await.map_err(store_error)?;
-                let done =
-                    sqlx::query(sql).bind(now).bind(ticket).execute(&mut *connection).await.map(|r| r.rows_affected());
+                let done = match key {
+                    Some(key) => sqlx::query(destroy)
+                        .bind(now)
+                        .bind(ticket)
+                        .bind(key)
+                        .execute(&mut *connection)
+                        .await
+                        .map(|r| r.rows_affected()),
+                    None => Ok(0),
+                };
                 let _ = sqlx::query("PRAGMA secure_delete = OFF").execute(&mut *connection).await;
-                done
+                let destroyed = done.map_err(store_error)? > 0;
+                if !destroyed {
+                    sqlx::query(&format!("{tombstone} ON CONFLICT (key_id) DO NOTHING"))
+                        .bind(tomb_id)
+                        .bind(ticket)
+                        .bind(now)
+                        .execute(&mut *connection)
+                        .await
+                        .map_err(store_error)?;
+                }
+                destroyed
             }
             Database::Postgres(pool) => {
-                sqlx::query(sql).bind(now).bind(ticket).execute(pool).await.map(|r| r.rows_affected())
-            }
-        }
-        .map_err(store_error)?
-            > 0;
-        if !erased {
-            // A ticket with no key yet (all its events older than sealing) gets an erased row,
-            // so that nothing personal is sealed for it later.
-            let insert = "INSERT INTO personal_keys (ticket_id, created_at, erased_at) VALUES ($1, $2, $2) \
-                          ON CONFLICT (ticket_id) DO NOTHING";
-            match &self.database {
-                Database::Sqlite { write, .. } => {
-                    sqlx::query(insert).bind(ticket).bind(now).execute(write).await.map(|r| r.rows_affected())
+                let done = match key {
+                    Some(key) => sqlx::query(destroy)
+                        .bind(now)
+                        .bind(ticket)
+                        .bind(key)
+                        .execute(pool)
+                        .await
+                        .map(|r| r.rows_affected())
+                        .map_err(store_error)?,
+                    None => 0,
+                };
+                if done == 0 {
+                    sqlx::query(&format!("{tombstone} ON CONFLICT (key_id) DO NOTHING"))
+                        .bind(tomb_id)
+                        .bind(ticket)
+                        .bind(now)
+                        .execute(pool)
+                        .await
+                        .map_err(store_error)?;
                 }
-                Database::Postgres(pool) => {
-                    sqlx::query(insert).bind(ticket).bind(now).execute(pool).await.map(|r| r.rows_affected())
-                }
+                done > 0
             }
-            .map_err(store_error)?;
+        };
+        if let Some(key) = key {
+            self.remember(key, Entry::Erased);
         }
-        self.remember(ticket, Entry::Erased);
-        Ok(erased)
-    }
-
-    /// Whether the ticket's data key is destroyed.
-    pub async fn is_erased(&self, ticket: Uuid) -> Result<bool, StoreError> {
-        Ok(matches!(self.entries(&[ticket]).await?.get(&ticket), Some(Entry::Erased)))
+        self.erased.lock().expect("erased lock").put(ticket, ());
+        Ok(destroyed)
     }
 
     /// Re-wraps every live data key under the current key-encryption key; returns how many.
@@ -407,7 +557,7 @@ impl Vault {
         let current = keks.current();
         let mut done = 0;
         loop {
-            let sql = "SELECT ticket_id, kek_id, wrapped FROM personal_keys \
+            let sql = "SELECT key_id, kek_id, wrapped FROM personal_keys \
                        WHERE kek_id IS NOT NULL AND kek_id <> $1 LIMIT 1000";
             let rows: Vec<KeyRow> = match &self.database {
                 Database::Sqlite { read, .. } => sqlx::query_as(sql).bind(&current.id).fetch_all(read).await,
@@ -417,31 +567,32 @@ impl Vault {
             if rows.is_empty() {
                 return Ok(done);
             }
-            for (ticket, kek_id, wrapped) in rows {
+            for (key, kek_id, wrapped) in rows {
                 let (Some(kek_id), Some(wrapped)) = (kek_id, wrapped) else { continue };
-                let old =
-                    keks.get(&kek_id).ok_or_else(|| kek_error(KekError::Unknown { ticket, kek_id: kek_id.clone() }))?;
-                let key = old.unwrap(ticket, &wrapped).map_err(kek_error)?;
-                let rewrapped = current.wrap(ticket, &key);
+                let old = keks
+                    .get(&kek_id)
+                    .ok_or_else(|| kek_error(KekError::Unknown { ticket: key, kek_id: kek_id.clone() }))?;
+                let bytes = old.unwrap(key, &wrapped).map_err(kek_error)?;
+                let rewrapped = current.wrap(key, &bytes);
                 let update = "UPDATE personal_keys SET kek_id = $1, wrapped = $2 \
-                              WHERE ticket_id = $3 AND kek_id = $4 AND erased_at IS NULL";
+                              WHERE key_id = $3 AND kek_id = $4 AND erased_at IS NULL";
                 match &self.database {
                     Database::Sqlite { write, .. } => sqlx::query(update)
                         .bind(&current.id)
                         .bind(&rewrapped)
-                        .bind(ticket)
+                        .bind(key)
                         .bind(&kek_id)
                         .execute(write)
                         .await
-                        .map(|r| r.rows_affected()),
+                        .map(drop),
                     Database::Postgres(pool) => sqlx::query(update)
                         .bind(&current.id)
                         .bind(&rewrapped)
-                        .bind(ticket)
+                        .bind(key)
                         .bind(&kek_id)
                         .execute(pool)
                         .await
-                        .map(|r| r.rows_affected()),
+                        .map(drop),
                 }
                 .map_err(store_error)?;
                 done += 1;

@@ -22,6 +22,15 @@ pub struct SubjectQuery {
     pub email: Option<String>,
     /// The person's phone number.
     pub phone: Option<String>,
+    /// `json` (the default) or `zip`: `export.json` with every file they sent beside it.
+    pub format: Option<ExportFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    Json,
+    Zip,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -73,6 +82,22 @@ pub struct SubjectMail {
     pub recipient: Option<String>,
     pub sent_at: Option<DateTime<Utc>>,
     pub message_id: String,
+}
+
+fn zip_of(document: Vec<u8>, files: Vec<(String, Vec<u8>)>) -> Result<Vec<u8>, zip::result::ZipError> {
+    use std::io::Write;
+    let mut archive = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    archive.start_file("export.json", options)?;
+    archive.write_all(&document)?;
+    let mut seen = std::collections::HashSet::new();
+    for (name, bytes) in files {
+        if seen.insert(name.clone()) {
+            archive.start_file(name, options)?;
+            archive.write_all(&bytes)?;
+        }
+    }
+    Ok(archive.finish()?.into_inner())
 }
 
 /// The tickets whose reporter is this person (by e-mail address, or else phone number), each
@@ -140,7 +165,10 @@ fn same_phone(a: &str, b: &str) -> bool {
     get, path = "/api/v1/subjects/export", tag = "audit",
     params(SubjectQuery),
     responses(
-        (status = 200, description = "The person's tickets, messages, mails and attachments", body = SubjectExport),
+        (status = 200, description = "The person's tickets, messages, mails and attachments (with `format=zip`: a ZIP of export.json and the files)", content(
+            (SubjectExport = "application/json"),
+            (Vec<u8> = "application/zip"),
+        )),
         (status = 400, description = "Neither `email` nor `phone` given (`invalid_query`)", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Only admins export a person's data (`forbidden`)", body = super::problem::Problem, content_type = "application/problem+json"),
         (status = 503, description = "The read models are behind the log (`index_behind`); retry in a moment", body = super::problem::Problem, content_type = "application/problem+json"),
@@ -224,7 +252,39 @@ pub async fn export(
         });
     }
     let body = SubjectExport { email, phone, generated_at: state.service.clock().now(), tickets };
-    Ok(axum::Json(body).into_response())
+    if query.format != Some(ExportFormat::Zip) {
+        return Ok(axum::Json(body).into_response());
+    }
+    // The ZIP: the same document, and each file under files/<ticket number>/<sha256>/<name>.
+    let mut files = Vec::new();
+    for ticket in &body.tickets {
+        for attachment in ticket.messages.iter().flat_map(|m| &m.attachments) {
+            let Some(bytes) = state
+                .privacy
+                .attachments
+                .get(&attachment.sha256)
+                .await
+                .map_err(|e| ApiError::internal(e.to_string()))?
+            else {
+                continue;
+            };
+            let name = attachment.file_name.replace(['/', '\\'], "_");
+            files.push((format!("files/{}/{}/{name}", ticket.number, attachment.sha256), bytes));
+        }
+    }
+    let document = serde_json::to_vec_pretty(&body).map_err(|e| ApiError::internal(e.to_string()))?;
+    let archive = tokio::task::spawn_blocking(move || zip_of(document, files))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/zip".to_owned()),
+            (axum::http::header::CONTENT_DISPOSITION, "attachment; filename=\"export.zip\"".to_owned()),
+        ],
+        archive,
+    )
+        .into_response())
 }
 
 /// An erasure request (GDPR Art. 17): whose data, why, and the request's reference.

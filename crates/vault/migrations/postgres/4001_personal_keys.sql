@@ -1,8 +1,11 @@
--- One data key per ticket (its data subject's personal data), wrapped by a key-encryption key
--- that never enters the database. Erasure destroys the wrapped key (crypto-shredding); the row
--- stays as the record that it was erased, so rows are never deleted.
+-- Data keys, each wrapped by a key-encryption key that never enters the database. Keys are
+-- made ahead in batches; a ticket's events name the key they are sealed with, so a ticket's
+-- first event needs no write of its own. Erasure destroys the wrapped key (crypto-shredding)
+-- and notes the ticket; the row stays as the record that it was erased (an erased ticket with
+-- no key gets a row of its own), so rows are never deleted.
 CREATE TABLE personal_keys (
-    ticket_id  UUID   PRIMARY KEY,
+    key_id     UUID   PRIMARY KEY,
+    ticket_id  UUID,  -- set when erased
     kek_id     TEXT,
     wrapped    BYTEA,
     created_at BIGINT NOT NULL, -- microseconds since the Unix epoch, UTC
@@ -10,6 +13,7 @@ CREATE TABLE personal_keys (
     CHECK ((wrapped IS NULL) = (erased_at IS NOT NULL)),
     CHECK ((wrapped IS NULL) = (kek_id IS NULL))
 );
+CREATE INDEX personal_keys_erased_tickets ON personal_keys (ticket_id) WHERE ticket_id IS NOT NULL;
 
 CREATE FUNCTION personal_keys_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
