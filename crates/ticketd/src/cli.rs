@@ -219,7 +219,8 @@ enum SubjectsCommand {
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Makes a new current key-encryption key, re-wraps every data key under it, then drops
-    /// the old keys from the key file (which must be a file, not TICKETD_KEK).
+    /// the old keys from the key file (which must be a file, not TICKETD_KEK). Stop every
+    /// instance first: a running one knows only the keys it started with.
     Rotate {
         /// The new key's id (default: kek-YYYYMMDDHHMMSS).
         #[arg(long)]
@@ -1022,8 +1023,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let vault =
                 ticket_vault::Vault::new(opened.database.clone(), ticket_vault::Keks::parse(&rotated.to_text())?);
             let count = vault.rewrap_all().await?;
-            replace_secret(&cli.kek_file, &rotated.current_only().to_text())?;
-            println!("re-wrapped {count} data key(s) under {id}; {} now holds only it", cli.kek_file.display());
+            // An old key a running instance wrapped new data keys under meanwhile stays (rotate
+            // again once every instance has restarted with the new file).
+            let in_use = vault.kek_ids_in_use().await?;
+            let kept = rotated.retaining(&in_use);
+            let others: Vec<&str> = kept.ids().skip(1).collect();
+            replace_secret(&cli.kek_file, &kept.to_text())?;
+            if others.is_empty() {
+                println!("re-wrapped {count} data key(s) under {id}; {} now holds only it", cli.kek_file.display());
+            } else {
+                println!(
+                    "re-wrapped {count} data key(s) under {id}; {others:?} still wrap keys made meanwhile (a running \
+                     instance): restart every instance with the new file, then rotate again"
+                );
+            }
         }
         Command::Migrate => {
             // Events written before sealing existed: their personal parts sealed, once.

@@ -96,9 +96,14 @@ impl Keks {
         Ok(Self { keys })
     }
 
-    /// Only the current key (after every data key is re-wrapped under it).
-    pub fn current_only(mut self) -> Self {
-        self.keys.truncate(1);
+    /// The current key and those `in_use` still names (after a rotation re-wrapped every data
+    /// key it found: a running instance may have wrapped new ones under an old key meanwhile).
+    pub fn retaining(mut self, in_use: &[String]) -> Self {
+        let mut index = 0;
+        self.keys.retain(|key| {
+            index += 1;
+            index == 1 || in_use.contains(&key.id)
+        });
         self
     }
 

@@ -144,6 +144,16 @@ impl Vault {
         Ok(())
     }
 
+    /// The key-encryption key ids live data keys are wrapped by.
+    pub async fn kek_ids_in_use(&self) -> Result<Vec<String>, StoreError> {
+        let sql = "SELECT DISTINCT kek_id FROM personal_keys WHERE kek_id IS NOT NULL";
+        match &self.database {
+            Database::Sqlite { read, .. } => sqlx::query_scalar(sql).fetch_all(read).await,
+            Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+        }
+        .map_err(store_error)
+    }
+
     /// Whether any data key exists yet (a new key file may be made only for a database without).
     pub async fn is_empty(database: &Database) -> Result<bool, StoreError> {
         let sql = "SELECT COUNT(*) FROM personal_keys";
@@ -336,16 +346,21 @@ impl Vault {
                 "ticket {ticket}'s personal data was erased: nothing personal can be added to it"
             ))
         };
+        if self.is_known_erased(ticket) {
+            return Err(refused());
+        }
         if !new {
-            if self.is_erased(ticket).await? {
-                return Err(refused());
-            }
+            // Its key (from memory, usually), whose row says whether it was destroyed.
             if let Some(key) = self.key_of_ticket(ticket).await? {
                 return match self.entries(&[key]).await?.remove(&key) {
                     Some(Entry::Live(cipher)) => Ok((key, cipher)),
                     Some(Entry::Erased) => Err(refused()),
                     None => Err(StoreError::Database(format!("ticket {ticket}'s data key {key} is not stored"))),
                 };
+            }
+            // No key yet (its events all older than sealing): erased only by a tombstone.
+            if self.is_erased(ticket).await? {
+                return Err(refused());
             }
         }
         let (key, cipher) = self.take_key().await?;
