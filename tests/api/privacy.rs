@@ -43,6 +43,69 @@ async fn until(app: &TestApp, path: &str, what: &str, check: impl Fn(&Value) -> 
     }
 }
 
+/// Where any of `needles` is still stored: the SQLite file (after a WAL checkpoint) or any
+/// PostgreSQL table (after a VACUUM), the outbox and attachment folders.
+async fn stored_anywhere(app: &TestApp, needles: &[&str]) -> Vec<String> {
+    let mut found = Vec::new();
+    if app.is_postgres() {
+        app.execute_sql("SELECT 1", "VACUUM").await;
+        for table in [
+            "events",
+            "ticket_view",
+            "ticket_index",
+            "stats_days",
+            "sla_clocks",
+            "mail_outbox",
+            "mail_threads",
+            "survey_tokens",
+            "idempotency_keys",
+            "personal_keys",
+            "ledger_leaves",
+            "ledger_checkpoints",
+            "console_sessions",
+            "saved_views",
+            "canned_replies",
+        ] {
+            for needle in needles {
+                let sql = format!("SELECT COUNT(*) FROM {table} t WHERE t::text LIKE '%{needle}%'");
+                if app.query_count(&sql).await > 0 {
+                    found.push(format!("table {table}: {needle}"));
+                }
+            }
+        }
+    } else {
+        app.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)", "SELECT 1").await;
+        let path = app.database_url().strip_prefix("sqlite:").unwrap().to_owned();
+        for file in [path.clone(), format!("{path}-wal")] {
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            for needle in needles {
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    found.push(format!("{file}: {needle}"));
+                }
+            }
+        }
+    }
+    for dir in ["outbox", "attachments"] {
+        for entry in walk(&app.dir().join(dir)) {
+            let bytes = std::fs::read(&entry).unwrap_or_default();
+            for needle in needles {
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    found.push(format!("{}: {needle}", entry.display()));
+                }
+            }
+        }
+    }
+    found
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .flat_map(|e| if e.path().is_dir() { walk(&e.path()) } else { vec![e.path()] })
+        .collect()
+}
+
 fn eml_files_mentioning(app: &TestApp, needle: &str) -> usize {
     let Ok(entries) = std::fs::read_dir(app.dir().join("outbox")) else { return 0 };
     entries
@@ -206,6 +269,9 @@ pub async fn erasure_shreds_a_persons_data_and_keeps_the_figures_and_the_proof(b
     assert_eq!(erased["payload"]["request_reference"], "DPO-2026-17");
     assert_eq!(erased["actor"]["name"], "root-admin", "who: {erased}");
     assert_eq!(app.get(&file, &app.auditor).await.status, StatusCode::NOT_FOUND, "the file is gone");
+    // Nothing personal is added to it again: a note or a reply is refused with a clear code.
+    let note = app.act(&plain, "notes", json!({"body": "Anna telefonált."})).await;
+    assert_eq!((note.status, note.code()), (StatusCode::CONFLICT, "personal_data_erased"), "{}", note.body);
     let queue = until(&app, "/api/v1/queues/all-open?limit=200", "the restricted ticket is still queued", |b| {
         !b["items"].as_array().unwrap().iter().any(|t| t["number"].to_string() == complaint)
     })
@@ -219,6 +285,12 @@ pub async fn erasure_shreds_a_persons_data_and_keeps_the_figures_and_the_proof(b
     // The mails to Anna about the erased ticket are gone; those of the held complaint and Hanna's stay.
     assert_eq!(eml_files_mentioning(&app, "Anna számláját"), 0);
     assert!(eml_files_mentioning(&app, "hanna@example.hu") >= 1);
+    // Nothing of the erased ticket's own texts or file is stored anywhere any more (her name and
+    // address stay only in the held complaint).
+    let erased_texts =
+        ["Nem tudok belépni, és a számla is hibás.", "Hibás számla", "% Anna szamlaja", "Anna számláját"];
+    let left = stored_anywhere(&app, &erased_texts).await;
+    assert!(left.is_empty(), "erased data is still stored: {left:?}");
     // The ledger still verifies: erasure changed no stored byte of the log.
     app.cli(&["verify", "--ledger-key", key.to_str().unwrap()]);
     // Asked again: the erased ticket is no longer found, the held one stays held.
@@ -317,6 +389,10 @@ pub async fn retention_erases_each_ticket_when_its_period_ends(backend: Backend)
         history["events"].as_array().unwrap().iter().find(|e| e["event_type"] == "PersonalDataErased").unwrap().clone();
     assert_eq!(erased["payload"]["request_reference"], "a legal hold ended");
     assert_eq!(name(support).await, "Tóth Vera", "a category without a period is kept");
+    // No byte of the two erased people's names, addresses or messages is stored anywhere.
+    let left = stored_anywhere(&app, &["Nagy Éva", "eva@example.hu", "Kiss Béla", "bela@example.hu"]).await;
+    assert!(left.is_empty(), "erased data is still stored: {left:?}");
+    assert!(!stored_anywhere(&app, &["Tóth Vera"]).await.is_empty(), "the check finds what is kept");
 }
 
 /// Events written before sealing existed hold their personal part in the clear: `ticketd

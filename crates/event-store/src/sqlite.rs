@@ -96,7 +96,11 @@ impl SqliteStore {
             .acquire_timeout(options.busy_timeout * 2)
             // The one writer keeps the indexes it updates (events, read models) in memory:
             // SQLite's default 2 MiB page cache makes a big read model's upserts go to the OS.
-            .connect_with(connect.clone().pragma("cache_size", WRITER_CACHE_KIB.to_string()))
+            // Deleted and overwritten content is zeroed, not left in free space: an erased
+            // person's data (a read model's row, an outbox address) leaves the file for good.
+            .connect_with(
+                connect.clone().pragma("cache_size", WRITER_CACHE_KIB.to_string()).pragma("secure_delete", "on"),
+            )
             .await
             .map_err(StoreError::from_sqlx)?;
         crate::migrator(sqlx::migrate!("./migrations/sqlite"))

@@ -137,6 +137,10 @@ pub enum DomainError {
     ComplaintOutcome(&'static str),
     #[error("nothing would change: {0}")]
     NothingToChange(&'static str),
+    #[error(
+        "the ticket's personal data was erased: '{command}' would add personal data to it (open a new ticket instead)"
+    )]
+    PersonalDataErased { command: &'static str },
 }
 
 fn list(statuses: &[Status]) -> String {
@@ -207,6 +211,19 @@ impl Ticket {
                 status: state.status,
                 allowed_from: allowed,
             });
+        }
+        // Erased is erased: nothing personal is added to the ticket again (its key is gone).
+        if state.personal_erased
+            && matches!(
+                kind,
+                CommandKind::AddNote
+                    | CommandKind::ReplyToCustomer
+                    | CommandKind::Resolve
+                    | CommandKind::RecordCustomerReply
+                    | CommandKind::AnswerSurvey
+            )
+        {
+            return Err(DomainError::PersonalDataErased { command: kind.name() });
         }
         match kind {
             CommandKind::RecordSurveySent | CommandKind::AnswerSurvey | CommandKind::Reopen if state.out_of_scope => {

@@ -309,10 +309,16 @@ impl MailIntake {
                 }
             }
             None => {
-                let ticket_id = match self.thread_of(&mail, &from).await? {
-                    Some(ticket_id) => ticket_id,
-                    None => TicketId::new(),
+                let thread = match self.thread_of(&mail, &from).await? {
+                    // A reply to a ticket whose personal data was erased starts a new ticket:
+                    // nothing personal joins an erased one.
+                    Some(ticket_id) => match self.service.load(ticket_id).await {
+                        Ok(ticket) if ticket.state().is_some_and(|s| s.personal_erased) => None,
+                        _ => Some(ticket_id),
+                    },
+                    None => None,
                 };
+                let ticket_id = thread.unwrap_or_else(TicketId::new);
                 if !self.reserve(&key, ticket_id).await? {
                     // Another delivery of the same message got there first.
                     let (ticket_id, _) = self.lookup(&key).await?.unwrap_or((ticket_id, String::new()));

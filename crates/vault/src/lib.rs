@@ -509,9 +509,8 @@ impl Vault {
         let tomb_id = Uuid::new_v5(&ticket, b"ticketd/erased");
         let destroyed = match &self.database {
             Database::Sqlite { write, .. } => {
+                // The store's writer has `secure_delete` on: the destroyed key's bytes are zeroed.
                 let mut connection = write.acquire().await.map_err(store_error)?;
-                // The freed bytes of the destroyed key are overwritten, not left in free pages.
-                sqlx::query("PRAGMA secure_delete = ON").execute(&mut *connection).await.map_err(store_error)?;
                 let done = match key {
                     Some(key) => sqlx::query(destroy)
                         .bind(now)
@@ -522,7 +521,6 @@ impl Vault {
                         .map(|r| r.rows_affected()),
                     None => Ok(0),
                 };
-                let _ = sqlx::query("PRAGMA secure_delete = OFF").execute(&mut *connection).await;
                 let destroyed = done.map_err(store_error)? > 0;
                 if !destroyed {
                     sqlx::query(&format!("{tombstone} ON CONFLICT (key_id) DO NOTHING"))

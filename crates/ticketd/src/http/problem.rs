@@ -219,6 +219,9 @@ fn refused(refusal: DomainError) -> ApiError {
             detail.clone(),
             vec![super::problem::FieldError { field: "complaint_outcome".into(), problem: detail }],
         ),
+        DomainError::PersonalDataErased { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "personal_data_erased", "The ticket's personal data was erased", detail)
+        }
         DomainError::OutcomeNotInformed => ApiError::new(
             StatusCode::CONFLICT,
             "outcome_not_informed",

@@ -335,9 +335,14 @@ pub async fn erase(
     let reason = fields.check("reason", ticket_domain::vocabulary::Reason::parse(&body.reason));
     let reference =
         fields.check("request_reference", ticket_domain::vocabulary::Reason::parse(&body.request_reference));
-    let email = body.email.as_deref().map(str::trim).filter(|e| !e.is_empty()).map(str::to_lowercase);
-    let phone = body.phone.as_deref().map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned);
-    if email.is_none() && phone.is_none() {
+    // Each given is checked as the API checks a reporter's (a malformed one is refused, not ignored).
+    let email = fields
+        .optional("email", body.email.as_deref(), ticket_domain::vocabulary::EmailAddress::parse)
+        .map(|e| e.as_str().to_lowercase());
+    let phone = fields
+        .optional("phone", body.phone.as_deref(), ticket_domain::vocabulary::PhoneNumber::parse)
+        .map(|p| p.as_str().to_owned());
+    if body.email.is_none() && body.phone.is_none() {
         fields.0.push(super::problem::FieldError {
             field: "email".into(),
             problem: "give `email` or `phone`: whose data to erase".into(),
