@@ -91,6 +91,10 @@ impl Json {
         serde_json::from_str::<serde::de::IgnoredAny>(&text)?;
         Ok(Self(text))
     }
+    /// Wraps JSON serde has already checked (a `RawValue` read from a larger document).
+    pub fn from_raw(raw: &serde_json::value::RawValue) -> Self {
+        Self(raw.get().to_owned())
+    }
     /// The JSON text.
     pub fn get(&self) -> &str {
         &self.0
