@@ -126,12 +126,7 @@ impl Vault {
     /// Refuses to run with a key file that cannot unwrap every live data key (a service started
     /// with the wrong file would otherwise show nothing personal, or seal with a second key).
     pub async fn check_keys(&self) -> Result<(), StoreError> {
-        let sql = "SELECT DISTINCT kek_id FROM personal_keys WHERE kek_id IS NOT NULL";
-        let ids: Vec<String> = match &self.database {
-            Database::Sqlite { read, .. } => sqlx::query_scalar(sql).fetch_all(read).await,
-            Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
-        }
-        .map_err(store_error)?;
+        let ids = self.kek_ids_in_use().await?;
         let keks = self.keks();
         let missing: Vec<&String> = ids.iter().filter(|id| keks.get(id).is_none()).collect();
         if !missing.is_empty() {
