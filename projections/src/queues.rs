@@ -20,10 +20,12 @@ pub enum Queue {
     Mine,
     /// Every ticket not closed.
     AllOpen,
+    /// Every ticket, closed ones too (the dashboard's drill-down lists).
+    All,
 }
 
 impl Queue {
-    pub const ALL: [(&'static str, Queue); 7] = [
+    pub const ALL: [(&'static str, Queue); 8] = [
         ("new", Queue::New),
         ("awaiting-contact", Queue::AwaitingContact),
         ("investigating", Queue::Investigating),
@@ -31,6 +33,7 @@ impl Queue {
         ("resolved", Queue::Resolved),
         ("mine", Queue::Mine),
         ("all-open", Queue::AllOpen),
+        ("all", Queue::All),
     ];
 
     pub fn parse(name: &str) -> Option<Self> {
@@ -52,6 +55,10 @@ pub struct QueueFilter {
     pub received_from: Option<DateTime<Utc>>,
     /// Received before this instant.
     pub received_to: Option<DateTime<Utc>>,
+    /// Resolved (last) at or after this instant.
+    pub resolved_from: Option<DateTime<Utc>>,
+    /// Resolved (last) before this instant.
+    pub resolved_to: Option<DateTime<Utc>>,
     /// Text anywhere in the subject, the reporter's name, address or phone (any case).
     pub text: Option<String>,
     pub limit: u32,
@@ -182,6 +189,7 @@ fn conditions(database: &Database, queue: Queue, caller: &str, filter: &QueueFil
             conditions.push("status <> 'closed'".into());
         }
         Queue::AllOpen => conditions.push("status <> 'closed'".into()),
+        Queue::All => {}
     }
     for (column, value) in [
         ("category", &filter.category),
@@ -208,6 +216,12 @@ fn conditions(database: &Database, queue: Queue, caller: &str, filter: &QueueFil
     }
     if let Some(to) = filter.received_to {
         bind("received_at < #", instant(to), &mut conditions);
+    }
+    if let Some(from) = filter.resolved_from {
+        bind("resolved_at >= #", instant(from), &mut conditions);
+    }
+    if let Some(to) = filter.resolved_to {
+        bind("resolved_at < #", instant(to), &mut conditions);
     }
     if let Some(text) = filter.text.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         // A LIKE pattern of the lower-cased text, its wildcards escaped.

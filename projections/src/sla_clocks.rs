@@ -384,6 +384,44 @@ pub struct ComplianceRow {
     pub business_hours_mean: Option<f64>,
     /// The same in wall-clock hours.
     pub wall_clock_hours_median: Option<f64>,
+    /// The 90th percentile of the business hours (nearest rank).
+    pub business_hours_p90: Option<f64>,
+    /// The clocks met, by business time from receipt to the step (a business day is 8
+    /// business hours): under 1 h, 1–4 h, 4–8 h, 1–2 d, 2–5 d, over 5 d. Each band includes
+    /// its lower bound.
+    pub business_under_1h: i64,
+    pub business_1h_to_4h: i64,
+    pub business_4h_to_8h: i64,
+    pub business_1d_to_2d: i64,
+    pub business_2d_to_5d: i64,
+    pub business_over_5d: i64,
+}
+
+/// The lower bounds (business hours) of the bands of [`ComplianceRow`].
+pub const BUSINESS_BANDS: [f64; 6] = [0.0, 1.0, 4.0, 8.0, 16.0, 40.0];
+
+/// The band (index into [`BUSINESS_BANDS`]) of a duration in business hours.
+pub fn business_band(hours: f64) -> usize {
+    BUSINESS_BANDS.iter().rposition(|lower| hours >= *lower).unwrap_or(0)
+}
+
+/// Only the clocks of tickets that are now (as `ticket_view` has them) of this contract,
+/// category, service area or priority (API names); `None` lets everything through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ComplianceFilter {
+    pub contract: Option<String>,
+    pub category: Option<String>,
+    pub service_area: Option<String>,
+    pub priority: Option<String>,
+}
+
+fn p90(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = (values.len() * 9).div_ceil(10).max(1);
+    Some(values[rank - 1])
 }
 
 fn median(values: &mut [f64]) -> Option<f64> {
@@ -413,6 +451,21 @@ pub async fn compliance(
     group: Option<ComplianceGroup>,
     period: Option<Period>,
 ) -> Result<Vec<ComplianceRow>, StoreError> {
+    compliance_filtered(database, registry, calendar, from, to, group, period, &ComplianceFilter::default()).await
+}
+
+/// [`compliance`] over the clocks `filter` admits only.
+#[allow(clippy::too_many_arguments)]
+pub async fn compliance_filtered(
+    database: &Database,
+    registry: &Registry,
+    calendar: &BusinessCalendar,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    group: Option<ComplianceGroup>,
+    period: Option<Period>,
+    filter: &ComplianceFilter,
+) -> Result<Vec<ComplianceRow>, StoreError> {
     let column = match group {
         None => "NULL",
         Some(ComplianceGroup::Contract) => "v.contract_id",
@@ -427,18 +480,40 @@ pub async fn compliance(
         format!(
             "SELECT c.target, {column}, c.due_at_us, c.met_at_us, c.breached, {received}, v.contract_id FROM sla_clocks c \
              JOIN ticket_view v ON v.ticket_id = c.ticket_id \
-             WHERE (c.met_at_us >= $1 AND c.met_at_us < $2) OR (c.breached AND c.due_at_us >= $1 AND c.due_at_us < $2)"
+             WHERE ((c.met_at_us >= $1 AND c.met_at_us < $2) OR (c.breached AND c.due_at_us >= $1 AND c.due_at_us < $2)) \
+               AND ($3 IS NULL OR v.contract_id = $3) AND ($4 IS NULL OR v.category = $4) \
+               AND ($5 IS NULL OR v.service_area = $5) AND ($6 IS NULL OR v.priority = $6)"
         )
     };
     type Raw = (String, Option<String>, Option<i64>, Option<i64>, bool, i64, Option<String>);
     let (from_us, to_us) = (from.timestamp_micros(), to.timestamp_micros());
     let rows: Vec<Raw> = match database {
         Database::Sqlite { read, .. } => {
-            sqlx::query_as(&sql("v.received_at")).bind(from_us).bind(to_us).fetch_all(read).await
+            sqlx::query_as(&sql("v.received_at"))
+                .bind(from_us)
+                .bind(to_us)
+                .bind(filter.contract.as_deref())
+                .bind(filter.category.as_deref())
+                .bind(filter.service_area.as_deref())
+                .bind(filter.priority.as_deref())
+                .fetch_all(read)
+                .await
         }
         Database::Postgres(pool) => {
-            let sql = sql("(EXTRACT(EPOCH FROM v.received_at) * 1000000)::bigint");
-            sqlx::query_as(&sql).bind(from_us).bind(to_us).fetch_all(pool).await
+            let sql = sql("(EXTRACT(EPOCH FROM v.received_at) * 1000000)::bigint")
+                .replace("$3 IS NULL", "$3::text IS NULL")
+                .replace("$4 IS NULL", "$4::text IS NULL")
+                .replace("$5 IS NULL", "$5::text IS NULL")
+                .replace("$6 IS NULL", "$6::text IS NULL");
+            sqlx::query_as(&sql)
+                .bind(from_us)
+                .bind(to_us)
+                .bind(filter.contract.as_deref())
+                .bind(filter.category.as_deref())
+                .bind(filter.service_area.as_deref())
+                .bind(filter.priority.as_deref())
+                .fetch_all(pool)
+                .await
         }
     }
     .map_err(StoreError::from_sqlx)?;
@@ -449,6 +524,7 @@ pub async fn compliance(
         breaches: i64,
         business: Vec<f64>,
         wall: Vec<f64>,
+        bands: [i64; 6],
     }
     type Key = (Option<NaiveDate>, SlaTarget, Option<String>);
     let mut groups: std::collections::BTreeMap<Key, Acc> = Default::default();
@@ -473,7 +549,9 @@ pub async fn compliance(
                     let contract = contract.as_deref().and_then(|id| ContractId::parse(id).ok());
                     registry.calendar_for(contract.as_ref(), calendar)
                 });
-                acc.business.push(calendar.elapsed(start, end).num_seconds() as f64 / 3600.0);
+                let business = calendar.elapsed(start, end).num_seconds() as f64 / 3600.0;
+                acc.bands[business_band(business)] += 1;
+                acc.business.push(business);
                 acc.wall.push((end - start).num_seconds() as f64 / 3600.0);
             }
         }
@@ -495,6 +573,13 @@ pub async fn compliance(
                 .then(|| round(acc.business.iter().sum::<f64>() / acc.business.len() as f64, 2)),
             business_hours_median: median(&mut acc.business).map(|m| round(m, 2)),
             wall_clock_hours_median: median(&mut acc.wall).map(|m| round(m, 2)),
+            business_hours_p90: p90(&mut acc.business).map(|m| round(m, 2)),
+            business_under_1h: acc.bands[0],
+            business_1h_to_4h: acc.bands[1],
+            business_4h_to_8h: acc.bands[2],
+            business_1d_to_2d: acc.bands[3],
+            business_2d_to_5d: acc.bands[4],
+            business_over_5d: acc.bands[5],
         })
         .collect())
 }

@@ -22,7 +22,7 @@ fn backend_name(backend: Backend) -> &'static str {
 }
 
 /// Runs a walk with a browser, closing the browser also when the walk fails.
-async fn with_browser<F, Fut>(javascript: bool, walk: F)
+pub(crate) async fn with_browser<F, Fut>(javascript: bool, walk: F)
 where
     F: FnOnce(Client) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -44,14 +44,14 @@ fn screenshot_dir() -> std::path::PathBuf {
     dir
 }
 
-async fn screenshot(client: &Client, name: &str) {
+pub(crate) async fn screenshot(client: &Client, name: &str) {
     let png = client.screenshot().await.unwrap();
     std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
 }
 
 /// axe-core (the npm package; `.ci/run` installs it) on the page: no serious or critical
 /// violation.
-async fn axe(client: &Client, page: &str) {
+pub(crate) async fn axe(client: &Client, page: &str) {
     let path = std::env::var("TICKETD_TEST_AXE_JS").unwrap_or_else(|_| {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../target/ci-node/node_modules/axe-core/axe.min.js")
@@ -78,7 +78,7 @@ async fn axe(client: &Client, page: &str) {
 }
 
 /// Clicks a submit button and waits for the next page.
-async fn click_and_wait(client: &Client, css: &str) {
+pub(crate) async fn click_and_wait(client: &Client, css: &str) {
     let old = client.find(Locator::Css("html")).await.unwrap();
     client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.unwrap();
     for _ in 0..400 {
@@ -102,7 +102,7 @@ async fn submit_action(client: &Client, action: &str) {
     click_and_wait(client, &format!("#action-{action} form.stack button[type=submit]")).await;
 }
 
-async fn select(client: &Client, id: &str, value: &str) {
+pub(crate) async fn select(client: &Client, id: &str, value: &str) {
     client
         .find(Locator::Id(id))
         .await
@@ -112,7 +112,7 @@ async fn select(client: &Client, id: &str, value: &str) {
         .unwrap_or_else(|e| panic!("{id}={value}: {e}"));
 }
 
-async fn text(client: &Client, css: &str) -> String {
+pub(crate) async fn text(client: &Client, css: &str) -> String {
     client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).text().await.unwrap()
 }
 
@@ -124,7 +124,7 @@ async fn try_text(client: &Client, css: &str) -> String {
     }
 }
 
-async fn sign_in(client: &Client, app: &TestApp, name: &str) {
+pub(crate) async fn sign_in(client: &Client, app: &TestApp, name: &str) {
     client.goto(&format!("{}/console", app.base)).await.unwrap();
     assert!(client.current_url().await.unwrap().path().ends_with("/console/login"), "sent to sign in");
     fill(client, "name", name).await;

@@ -7,6 +7,7 @@ mod console;
 mod console_browser;
 mod harness;
 mod idempotency;
+mod insights;
 mod intake;
 mod ledger;
 mod limits;
@@ -156,6 +157,8 @@ on_both_backends_with_settings!(
     crate::privacy::erasure_shreds_a_persons_data_and_keeps_the_figures_and_the_proof => erasure_shreds_a_persons_data_and_keeps_the_figures_and_the_proof,
     crate::privacy::retention_erases_each_ticket_when_its_period_ends => retention_erases_each_ticket_when_its_period_ends,
     crate::privacy::migrate_seals_events_stored_in_the_clear_and_the_ledger_accepts_exactly_that => migrate_seals_events_stored_in_the_clear_and_the_ledger_accepts_exactly_that,
+    crate::insights::a_quality_manager_reads_the_dashboard_and_drills_into_a_bar => a_quality_manager_reads_the_dashboard_and_drills_into_a_bar,
+    crate::insights::an_auditor_replays_a_ticket_and_sees_what_each_event_changed => an_auditor_replays_a_ticket_and_sees_what_each_event_changed,
 );
 
 /// Polls the daily summary until `done` holds for today's row.

@@ -48,6 +48,12 @@ const LONG_TICKET_EVENTS: u64 = 200;
 const QUEUE_FILTER: &str = "all-open?category=complaint";
 const STAFF_NAME: &str = "bench";
 const STAFF_PASSWORD: &str = "bench-console-password";
+/// Signs in for the quality dashboard and the replay view (admins read both).
+const ADMIN_NAME: &str = "benchadmin";
+/// The dashboard's target: p99 server time below this (issue: 150 ms over two years).
+const INSIGHTS_P99_MS: f64 = 150.0;
+/// The replay view's target for the 200-event ticket.
+const HISTORY_P99_MS: f64 = 30.0;
 
 pub struct ConsoleArgs {
     pub tickets: usize,
@@ -138,6 +144,10 @@ pub async fn bench(
         Some(&format!("{STAFF_PASSWORD}\n")),
     )?;
     let token = cli(&["token", "create", "--role", "agent", "--name", "benchapi"], None)?;
+    cli(
+        &["staff", "put", ADMIN_NAME, "--email", "bench-admin@example.com", "--role", "admin", "--password-stdin"],
+        Some(&format!("{STAFF_PASSWORD}\n")),
+    )?;
 
     let started = Instant::now();
     let mut server = Command::new(&binary)
@@ -154,7 +164,7 @@ pub async fn bench(
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
-    let result = measure(backend, args, &mut server, started, log_head, &token, long_number, database_url).await;
+    let result = measure(backend, args, &mut server, started, log_head, &token, long_number, database_url, days).await;
     let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
     let _ = server.wait();
     result
@@ -233,6 +243,7 @@ async fn measure(
     token: &str,
     long_number: u64,
     database_url: &str,
+    days: i64,
 ) -> anyhow::Result<()> {
     let mut line = String::new();
     BufReader::new(server.stdout.take().context("server stdout")?).read_line(&mut line)?;
@@ -272,23 +283,37 @@ async fn measure(
     }
 
     // Sign in (no Origin header: a client that is not a browser).
-    let response = http
-        .post(format!("{base}/console/login"))
-        .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(format!("name={STAFF_NAME}&password={STAFF_PASSWORD}&next=%2Fconsole"))
-        .send()
-        .await?;
-    anyhow::ensure!(response.status() == reqwest::StatusCode::SEE_OTHER, "sign-in answered {}", response.status());
-    let cookie = response
-        .headers()
-        .get_all(reqwest::header::SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.contains("ticketd_session="))
-        .and_then(|v| v.split(';').next())
-        .context("the sign-in set no session cookie")?
-        .to_owned();
-    let client = Client { http, base, token: token.to_owned(), cookie };
+    let sign_in = |name: &'static str| {
+        let http = http.clone();
+        let base = base.clone();
+        async move {
+            let response = http
+                .post(format!("{base}/console/login"))
+                .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(format!("name={name}&password={STAFF_PASSWORD}&next=%2Fconsole"))
+                .send()
+                .await?;
+            anyhow::ensure!(
+                response.status() == reqwest::StatusCode::SEE_OTHER,
+                "sign-in answered {}",
+                response.status()
+            );
+            let cookie = response
+                .headers()
+                .get_all(reqwest::header::SET_COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find(|v| v.contains("ticketd_session="))
+                .and_then(|v| v.split(';').next())
+                .context("the sign-in set no session cookie")?
+                .to_owned();
+            anyhow::Ok(cookie)
+        }
+    };
+    let cookie = sign_in(STAFF_NAME).await?;
+    let admin_cookie = sign_in(ADMIN_NAME).await?;
+    let client = Client { http: http.clone(), base: base.clone(), token: token.to_owned(), cookie };
+    let admin = Client { http, base, token: token.to_owned(), cookie: admin_cookie };
 
     // What the pages show, checked once (and the first, cold, answer of each timed).
     let console_queue = format!("/console/queues/{QUEUE_FILTER}");
@@ -319,6 +344,18 @@ async fn measure(
     let mut timed_api_events = Timed::new("api_ticket_events", &api_events, first_events);
     let mut timed_api_both =
         Timed::new("api_ticket_and_events", &format!("{api_ticket} + {api_events}"), first_ticket + first_events);
+    // The quality dashboard over the whole history, by month; the replay view of the long ticket.
+    let last_day = chrono::NaiveDate::from_ymd_opt(2024, 1, 1).expect("a day") + chrono::Days::new((days - 1) as u64);
+    let insights = format!("/console/insights?from=2024-01-01&to={last_day}&bucket=month");
+    let history = format!("/console/tickets/{long_number}/history");
+    let (first, page) = admin.get(&insights, false).await?;
+    let charts = String::from_utf8_lossy(&page).matches("<svg class=\"chart\"").count();
+    anyhow::ensure!(charts >= 9, "the dashboard shows {charts} charts");
+    let mut timed_insights = Timed::new("console_insights_page", &insights, first);
+    let (first, page) = admin.get(&history, false).await?;
+    let rows = String::from_utf8_lossy(&page).matches("<tr id=\"event-").count();
+    anyhow::ensure!(rows == LONG_TICKET_EVENTS as usize, "the replay view shows {rows} events");
+    let mut timed_history = Timed::new("console_history_page", &history, first);
     let (_, counts) = client.get("/console/counts", false).await?;
     let open = serde_json::from_slice::<serde_json::Value>(&counts)?["all-open"].as_i64();
 
@@ -340,6 +377,14 @@ async fn measure(
         let (took, body) = client.get(&console_ticket, false).await?;
         if measured {
             timed_console_ticket.record(took, body.len());
+        }
+        let (took, body) = admin.get(&insights, false).await?;
+        if measured {
+            timed_insights.record(took, body.len());
+        }
+        let (took, body) = admin.get(&history, false).await?;
+        if measured {
+            timed_history.record(took, body.len());
         }
         let (ticket_took, ticket_body) = client.get(&api_ticket, true).await?;
         let (events_took, events_body) = client.get(&api_events, true).await?;
@@ -413,5 +458,32 @@ async fn measure(
     print(&timed_api_events, None);
     print(&timed_api_both, None);
     print(&timed_console_ticket, Some(&timed_api_both));
+    for (timed, target) in [(&timed_insights, INSIGHTS_P99_MS), (&timed_history, HISTORY_P99_MS)] {
+        let met = timed.p99_ms() < target;
+        Measurement {
+            backend,
+            workload: timed.workload,
+            writers: 1,
+            operations: args.requests,
+            elapsed: timed.elapsed,
+            latency_us: Some(timed.latency.clone()),
+            peak_rss_mb: rss,
+            raw_ops_per_s: None,
+            extra: json!({
+                "requests": args.requests, "warmup": args.warmup, "path": timed.path, "bytes": timed.bytes,
+                "first_ms": ms(timed.first), "tickets": args.tickets + 1, "days": days,
+                "events": if timed.workload == "console_history_page" { json!(LONG_TICKET_EVENTS) } else { json!(null) },
+                "target": format!("p99 < {target} ms"), "target_met": met, "peak_rss_is": "server",
+            }),
+        }
+        .print();
+        println!(
+            "{backend:<9} {:<22} p99 {:.3} ms (first {:.3} ms): target p99 < {target} ms {}",
+            timed.workload,
+            timed.p99_ms(),
+            ms(timed.first),
+            if met { "met" } else { "MISSED" }
+        );
+    }
     Ok(())
 }

@@ -44,6 +44,36 @@ pub struct StatsQuery {
     pub by: Option<Dimension>,
 }
 
+/// Only the facts of tickets that were, at the moment of each fact, in these dimensions (each
+/// `None` lets everything through). The same "at that moment" rule as `by`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// A [`super::facts::category_code`] (0: not yet classified).
+    pub category: Option<u8>,
+    /// A [`super::facts::service_area_code`] (0: not yet known).
+    pub service_area: Option<u8>,
+    /// A [`super::facts::channel_code`].
+    pub channel: Option<u8>,
+    /// The division holding the ticket (`""`: none).
+    pub division: Option<String>,
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    fn admits(&self, dims: &Dims, facts: &DayFacts) -> bool {
+        self.category.is_none_or(|c| c == dims.category)
+            && self.service_area.is_none_or(|a| a == dims.service_area)
+            && self.channel.is_none_or(|c| c == dims.channel)
+            && self.division.as_deref().is_none_or(|wanted| match dims.division {
+                0 => wanted.is_empty(),
+                index => facts.string(index - 1) == wanted,
+            })
+    }
+}
+
 /// The longest report, in days (ten years): bounds the work one request can ask for.
 pub const REPORT_DAYS_MAX: i64 = 3_700;
 
@@ -444,6 +474,12 @@ fn ratio(part: i64, whole: i64) -> Option<f64> {
 /// Computes a report from the stored days (all of them: the backlog at a period's end counts
 /// tickets opened before it, and a period's survey response rate counts answers given after).
 pub fn report(days: &[(Day, Arc<DayFacts>)], query: &StatsQuery) -> Report {
+    report_filtered(days, query, &Filter::default())
+}
+
+/// [`report`] over the facts `filter` admits only.
+pub fn report_filtered(days: &[(Day, Arc<DayFacts>)], query: &StatsQuery, filter: &Filter) -> Report {
+    let all = filter.is_empty();
     let buckets = buckets(query);
     let from: Day = query.from.num_days_from_ce();
     let to: Day = query.to.num_days_from_ce();
@@ -471,7 +507,7 @@ pub fn report(days: &[(Day, Arc<DayFacts>)], query: &StatsQuery) -> Report {
         let in_range = bucket(*day);
         if *day < from {
             for (count, dims, n) in &facts.counts {
-                if *count == Count::Open {
+                if *count == Count::Open && (all || filter.admits(dims, facts)) {
                     let entry = baseline.entry(groups.of(*dims, facts)).or_default();
                     entry.0 += n;
                     if dims.category == COMPLAINT {
@@ -482,6 +518,9 @@ pub fn report(days: &[(Day, Arc<DayFacts>)], query: &StatsQuery) -> Report {
             continue;
         }
         for (count, dims, n) in &facts.counts {
+            if !all && !filter.admits(dims, facts) {
+                continue;
+            }
             let n = *n;
             let complaint = dims.category == COMPLAINT;
             // Answers count towards the response rate of the bucket their survey was sent in.
@@ -568,6 +607,9 @@ pub fn report(days: &[(Day, Arc<DayFacts>)], query: &StatsQuery) -> Report {
         }
         let Some(b) = in_range else { continue };
         for (measure, dims, values) in &facts.durations {
+            if !all && !filter.admits(dims, facts) {
+                continue;
+            }
             if *measure == Measure::EscalationAnswer {
                 let division = division_groups.of(*dims, facts);
                 divisions.at(b, division).answer.extend_from_slice(values);

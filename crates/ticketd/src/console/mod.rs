@@ -7,6 +7,9 @@
 //! - [`queues`]: the queues with filters, sorting, paging, saved views, bulk actions.
 //! - [`ticket`]: the ticket page, its timeline and the workflow's forms.
 //! - [`intake`]: manual intake (phone, letter, other).
+//! - [`insights`]: the quality dashboard: charts, tables, CSV and drill-down over the statistics.
+//! - [`history`]: the replay view: a ticket's events, what each changed, the ticket at any
+//!   instant, its proof; downloads for auditors.
 //! - [`admin`]: contracts, divisions, staff accounts, canned replies.
 //! - [`live`]: the Server-Sent Events stream (changed tickets, who has a ticket open).
 //! - [`assets`]: the stylesheet and script, compiled in, under content-hashed names.
@@ -17,6 +20,8 @@
 
 pub mod admin;
 pub mod assets;
+pub mod history;
+pub mod insights;
 pub mod intake;
 pub mod labels;
 pub mod live;
@@ -57,6 +62,13 @@ pub fn routes() -> Router<AppState> {
         .route("/console/tickets/{number}/{action}", post(ticket::act))
         .route("/console/tickets/{number}/attachments/{sha256}", get(ticket::attachment))
         .route("/console/tickets/{number}/complaint-record", get(ticket::complaint_record))
+        .route("/console/tickets/{number}/history", get(history::page))
+        .route("/console/tickets/{number}/history/events.jsonl", get(history::download))
+        .route("/console/tickets/{number}/history/events/{version}", get(history::event_json))
+        .route("/console/tickets/{number}/history/proof.json", get(history::proof))
+        .route("/console/audit/export", get(history::export))
+        .route("/console/insights", get(insights::page))
+        .route("/console/insights/{file}", get(insights::csv_download))
         .route(
             "/console/new",
             get(intake::page).post(intake::submit).layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024)),
@@ -120,6 +132,7 @@ pub enum Section {
     Queue(String),
     Ticket,
     New,
+    Insights,
     Admin(&'static str),
 }
 
@@ -194,6 +207,11 @@ pub fn layout(
                         @if crate::commands::may_command(&user.caller).is_ok() {
                             ul {
                                 li { a href="/console/new" aria-current=[(section == &Section::New).then_some("page")] { (tr(l, "Új bejelentés rögzítése", "New report")) } }
+                            }
+                        }
+                        @if matches!(user.caller.role, Role::QualityManager | Role::Auditor | Role::Admin) {
+                            ul {
+                                li { a #nav-insights href="/console/insights" aria-current=[(section == &Section::Insights).then_some("page")] { (tr(l, "Minőségügyi kimutatás", "Quality dashboard")) } }
                             }
                         }
                         @if user.caller.role == Role::Admin {

@@ -25,8 +25,20 @@ pub struct Filters {
     pub pairs: Vec<(String, String)>,
 }
 
-const FILTER_KEYS: [&str; 10] =
-    ["category", "service_area", "channel", "priority", "assignee", "division", "contract", "from", "to", "q"];
+const FILTER_KEYS: [&str; 12] = [
+    "category",
+    "service_area",
+    "channel",
+    "priority",
+    "assignee",
+    "division",
+    "contract",
+    "from",
+    "to",
+    "resolved_from",
+    "resolved_to",
+    "q",
+];
 
 impl Filters {
     fn get(&self, key: &str) -> Option<&str> {
@@ -83,6 +95,8 @@ fn filter_of(filters: &Filters, language: Language) -> (QueueFilter, Vec<(&'stat
     };
     filter.received_from = day("from");
     filter.received_to = day("to").map(|t| t + chrono::Duration::days(1));
+    filter.resolved_from = day("resolved_from");
+    filter.resolved_to = day("resolved_to").map(|t| t + chrono::Duration::days(1));
     if let Some(text) = filters.get("q") {
         if text.chars().count() > queues::QUEUE_TEXT_CHARS_MAX {
             errors.push(("q", format!("{} {}", tr(language, "Legfeljebb", "At most"), queues::QUEUE_TEXT_CHARS_MAX)));

@@ -588,6 +588,9 @@ async fn render(
     ];
     let content = html! {
         h1 { (title) }
+        @if matches!(user.caller.role, Role::Auditor | Role::Admin | Role::QualityManager) {
+            p { a #history-link href={"/console/tickets/" (n) "/history"} { (tr(l, "Előzmények és időgép", "History and time control")) } }
+        }
         @if crate::record::ever_a_complaint(&history) {
             p { a href={"/console/tickets/" (n) "/complaint-record"} { (tr(l, "Jegyzőkönyv a panaszról (nyomtatható)", "Complaint record (printable)")) } }
         }

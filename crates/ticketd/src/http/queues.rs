@@ -24,6 +24,17 @@ pub struct QueueQuery {
     /// For `escalated`: the division holding the tickets.
     pub division: Option<String>,
     pub priority: Option<Priority>,
+    /// A contract id: only tickets linked to it.
+    #[param(min_length = 1, max_length = 100)]
+    pub contract: Option<String>,
+    /// Received on or after this day (YYYY-MM-DD, Europe/Budapest).
+    pub received_from: Option<chrono::NaiveDate>,
+    /// Received on or before this day (included).
+    pub received_to: Option<chrono::NaiveDate>,
+    /// Last resolved on or after this day (YYYY-MM-DD, Europe/Budapest).
+    pub resolved_from: Option<chrono::NaiveDate>,
+    /// Last resolved on or before this day (included).
+    pub resolved_to: Option<chrono::NaiveDate>,
     /// Rows per page, 1-200 (default 50).
     pub limit: Option<u32>,
     /// Rows to skip (from `next_offset`).
@@ -75,11 +86,13 @@ fn name<T: Serialize>(value: &Option<T>) -> Option<String> {
     value.as_ref().and_then(|v| serde_json::to_value(v).ok()).and_then(|v| v.as_str().map(str::to_owned))
 }
 
-/// A queue: `new`, `awaiting-contact`, `investigating`, `escalated`, `resolved`, `mine`, `all-open`.
+/// A queue: `new`, `awaiting-contact`, `investigating`, `escalated`, `resolved`, `mine`, `all-open`,
+/// or `all` (every ticket, closed ones too: with `received_*` and `resolved_*`, the list behind
+/// a statistics figure).
 /// Read models follow the event log within moments of each command.
 #[utoipa::path(
     get, path = "/api/v1/queues/{queue}", tag = "queues",
-    params(("queue" = String, Path, description = "new, awaiting-contact, investigating, escalated, resolved, mine or all-open"), QueueQuery),
+    params(("queue" = String, Path, description = "new, awaiting-contact, investigating, escalated, resolved, mine, all-open or all"), QueueQuery),
     responses(
         (status = 200, description = "One page of the queue, oldest first (or earliest due first with `sort=due`)", body = QueuePage),
         (status = 400, description = "A query parameter is invalid (`invalid_query`)", body = super::problem::Problem, content_type = "application/problem+json"),
@@ -108,7 +121,26 @@ pub async fn get_queue(
         ));
     }
     let offset = query.offset.unwrap_or(0);
+    let day = |day: Option<chrono::NaiveDate>, next: bool| {
+        day.map(|d| if next { d.succ_opt().unwrap_or(d) } else { d })
+            .and_then(|d| d.and_hms_opt(0, 0, 0))
+            .and_then(|d| chrono::TimeZone::from_local_datetime(&chrono_tz::Europe::Budapest, &d).earliest())
+            .map(|d| d.with_timezone(&chrono::Utc))
+    };
+    if query.contract.as_deref().is_some_and(|c| c.is_empty() || c.chars().count() > 100) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "A query parameter is invalid",
+            "contract must be 1 to 100 characters",
+        ));
+    }
     let filter = QueueFilter {
+        contract: query.contract,
+        received_from: day(query.received_from, false),
+        received_to: day(query.received_to, true),
+        resolved_from: day(query.resolved_from, false),
+        resolved_to: day(query.resolved_to, true),
         category: name(&query.category),
         service_area: name(&query.service_area),
         channel: name(&query.channel),

@@ -9,7 +9,7 @@ use chrono::TimeZone;
 use chrono::{Datelike, Months, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use ticket_domain::vocabulary::Role;
-use ticket_projections::sla_clocks::{ComplianceGroup, ComplianceRow, compliance};
+use ticket_projections::sla_clocks::{ComplianceFilter, ComplianceGroup, ComplianceRow, compliance_filtered};
 use ticket_projections::statistics::facts::REPORTING_TIME_ZONE;
 use ticket_projections::statistics::query::{
     self, Dimension, DivisionRow, Period, REPORT_DAYS_MAX, RootCauseRow, StatsQuery, SummaryRow,
@@ -33,6 +33,15 @@ pub struct SummaryQuery {
     pub period: Option<Period>,
     /// Group each bucket's rows by this dimension.
     pub by: Option<Dimension>,
+    /// Only tickets that were of this category at the moment of each fact.
+    pub category: Option<ticket_domain::vocabulary::Category>,
+    /// Only tickets of this service area (at the moment of each fact).
+    pub service_area: Option<ticket_domain::vocabulary::ServiceArea>,
+    /// Only tickets received on this channel.
+    pub channel: Option<ticket_domain::vocabulary::Channel>,
+    /// Only facts while this division held the ticket (escalated to it, not yet answered);
+    /// a division never escalated to counts nothing.
+    pub division: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -46,6 +55,15 @@ pub struct PeriodQuery {
     pub to: Option<NaiveDate>,
     /// Bucket size (default `month`).
     pub period: Option<Period>,
+    /// Only tickets that were of this category at the moment of each fact.
+    pub category: Option<ticket_domain::vocabulary::Category>,
+    /// Only tickets of this service area (at the moment of each fact).
+    pub service_area: Option<ticket_domain::vocabulary::ServiceArea>,
+    /// Only tickets received on this channel.
+    pub channel: Option<ticket_domain::vocabulary::Channel>,
+    /// Only facts while this division held the ticket (escalated to it, not yet answered);
+    /// a division never escalated to counts nothing.
+    pub division: Option<String>,
 }
 
 /// A report: what was asked, and its rows.
@@ -178,17 +196,34 @@ fn respond<Row: Serialize + ToSchema>(
     .into_response())
 }
 
+/// A report's filter from the query's parameters.
+pub fn filter_of(
+    category: Option<ticket_domain::vocabulary::Category>,
+    service_area: Option<ticket_domain::vocabulary::ServiceArea>,
+    channel: Option<ticket_domain::vocabulary::Channel>,
+    division: Option<&str>,
+) -> query::Filter {
+    use ticket_projections::statistics::facts;
+    query::Filter {
+        category: category.map(|c| facts::category_code(Some(c))),
+        service_area: service_area.map(|a| facts::service_area_code(Some(a))),
+        channel: channel.map(facts::channel_code),
+        division: division.filter(|d| !d.is_empty()).map(str::to_owned),
+    }
+}
+
 /// Checks the caller and the period, and computes the report from the day cache.
-async fn report(
+pub async fn report(
     state: &AppState,
     caller: &Caller,
     (from, to, period, by): (Option<NaiveDate>, Option<NaiveDate>, Option<Period>, Option<Dimension>),
+    filter: &query::Filter,
 ) -> Result<(StatsQuery, query::Report), ApiError> {
     allowed(caller)?;
     let query = stats_query(state.service.clock().now(), from, to, period, by)?;
     let days =
         state.stats_days.days(&state.database).await.map_err(|e| ApiError::from(ticket_app::AppError::Store(e)))?;
-    let report = query::report(&days, &query);
+    let report = query::report_filtered(&days, &query, filter);
     Ok((query, report))
 }
 
@@ -213,7 +248,8 @@ pub async fn summary(
     query: Result<Query<SummaryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let asked = parse(query)?;
-    let (query, report) = report(&state, &caller, (asked.from, asked.to, asked.period, asked.by)).await?;
+    let filter = filter_of(asked.category, asked.service_area, asked.channel, asked.division.as_deref());
+    let (query, report) = report(&state, &caller, (asked.from, asked.to, asked.period, asked.by), &filter).await?;
     respond(&headers, &query, report.summary, "summary")
 }
 
@@ -234,7 +270,8 @@ pub async fn divisions(
     query: Result<Query<PeriodQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let asked = parse(query)?;
-    let (query, report) = report(&state, &caller, (asked.from, asked.to, asked.period, None)).await?;
+    let filter = filter_of(asked.category, asked.service_area, asked.channel, asked.division.as_deref());
+    let (query, report) = report(&state, &caller, (asked.from, asked.to, asked.period, None), &filter).await?;
     respond(&headers, &query, report.divisions, "divisions")
 }
 
@@ -255,7 +292,8 @@ pub async fn root_causes(
     query: Result<Query<PeriodQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let asked = parse(query)?;
-    let (query, report) = report(&state, &caller, (asked.from, asked.to, asked.period, None)).await?;
+    let filter = filter_of(asked.category, asked.service_area, asked.channel, asked.division.as_deref());
+    let (query, report) = report(&state, &caller, (asked.from, asked.to, asked.period, None), &filter).await?;
     respond(&headers, &query, report.root_causes, "root-causes")
 }
 
@@ -273,6 +311,14 @@ pub struct SlaQuery {
     /// Also bucket the rows by period (day, ISO week, month, quarter); default: one row per clock
     /// and group over the whole range.
     pub period: Option<Period>,
+    /// Only the clocks of tickets now linked to this contract.
+    pub contract: Option<String>,
+    /// Only the clocks of tickets now of this category.
+    pub category: Option<ticket_domain::vocabulary::Category>,
+    /// Only the clocks of tickets now of this service area.
+    pub service_area: Option<ticket_domain::vocabulary::ServiceArea>,
+    /// Only the clocks of tickets now of this priority.
+    pub priority: Option<ticket_domain::vocabulary::Priority>,
 }
 
 /// SLA compliance over a period.
@@ -316,9 +362,17 @@ pub async fn sla(
     let start = midnight(period.from)?;
     let end = midnight(period.to.succ_opt().ok_or_else(|| invalid("`to` is too late"))?)?;
     let registry = state.registry.current().await.map_err(super::registry::registry_error)?;
-    let rows = compliance(&state.database, &registry, &state.calendar, start, end, asked.by, asked.period)
-        .await
-        .map_err(|e| ApiError::from(ticket_app::AppError::Store(e)))?;
+    let name = |value: Option<String>| value.filter(|v| !v.is_empty());
+    let filter = ComplianceFilter {
+        contract: asked.contract.filter(|c| !c.is_empty()),
+        category: name(asked.category.map(|c| crate::console::labels::api_name(&c))),
+        service_area: name(asked.service_area.map(|a| crate::console::labels::api_name(&a))),
+        priority: name(asked.priority.map(|p| crate::console::labels::api_name(&p))),
+    };
+    let rows =
+        compliance_filtered(&state.database, &registry, &state.calendar, start, end, asked.by, asked.period, &filter)
+            .await
+            .map_err(|e| ApiError::from(ticket_app::AppError::Store(e)))?;
     if wants_csv(&headers) {
         let body = csv_body(&rows)?;
         let mut response = (StatusCode::OK, body).into_response();

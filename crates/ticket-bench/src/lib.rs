@@ -1,0 +1,3 @@
+//! What the benchmark shares with the tests: the generated history.
+
+pub mod history;
