@@ -583,3 +583,26 @@ pub async fn compliance_filtered(
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_band_holds_its_lower_bound_and_a_business_day_is_eight_hours() {
+        let bands: Vec<usize> = [0.0, 0.99, 1.0, 3.99, 4.0, 7.99, 8.0, 15.99, 16.0, 39.99, 40.0, 400.0]
+            .into_iter()
+            .map(business_band)
+            .collect();
+        assert_eq!(bands, [0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5]);
+    }
+
+    #[test]
+    fn the_90th_percentile_is_the_nearest_rank() {
+        let mut ten: Vec<f64> = (1..=10).map(f64::from).collect();
+        assert_eq!(p90(&mut ten), Some(9.0));
+        let mut eleven: Vec<f64> = (1..=11).rev().map(f64::from).collect();
+        assert_eq!(p90(&mut eleven), Some(10.0));
+        assert_eq!(p90(&mut []), None);
+    }
+}

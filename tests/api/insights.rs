@@ -354,6 +354,18 @@ pub async fn a_quality_manager_reads_the_dashboard_and_drills_into_a_bar(backend
             })
             .collect();
         assert_eq!(shown, expected, "a filter applies to the figures as the API's does");
+        // The presets: last quarter is the previous full quarter.
+        client.find(Locator::Css("a.preset[href*='last-quarter']")).await.unwrap().click().await.unwrap();
+        client.wait().for_element(Locator::Id("insights-period")).await.unwrap();
+        let today = chrono::Utc::now().with_timezone(&chrono_tz::Europe::Budapest).date_naive();
+        use chrono::Datelike;
+        let this_quarter = chrono::NaiveDate::from_ymd_opt(today.year(), (today.month0() / 3) * 3 + 1, 1).unwrap();
+        let last_quarter = this_quarter.checked_sub_months(chrono::Months::new(3)).unwrap();
+        let period = client.find(Locator::Id("insights-period")).await.unwrap().text().await.unwrap();
+        assert!(period.starts_with(&format!("{last_quarter} – {}", this_quarter.pred_opt().unwrap())), "{period}");
+        let url = client.current_url().await.unwrap();
+        let pairs: HashMap<String, String> = url.query_pairs().into_owned().collect();
+        assert_eq!(pairs.get("channel").map(String::as_str), Some("phone"), "a preset keeps the filters");
     })
     .await;
 }

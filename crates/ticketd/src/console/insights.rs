@@ -62,6 +62,11 @@ impl Asked {
         let (mut from, mut to) = match preset.as_str() {
             "last-30-days" => (today - chrono::Days::new(29), today),
             "this-quarter" => (query::bucket_start(today, Period::Quarter), today),
+            "last-quarter" => {
+                let this = query::bucket_start(today, Period::Quarter);
+                let start = this.checked_sub_months(Months::new(3)).unwrap_or(this);
+                (start, this.pred_opt().unwrap_or(this))
+            }
             _ => (today.with_day(1).and_then(|d| d.checked_sub_months(Months::new(11))).unwrap_or(today), today),
         };
         let day = |key: &str, errors: &mut Vec<String>| {
@@ -861,14 +866,22 @@ pub async fn page(
         }
     };
     let title = tr(l, "Minőségügyi kimutatás", "Quality dashboard");
+    // A preset keeps the bucket and the filters, and drops from–to.
+    let preset_link = |preset: &str| {
+        let mut pairs: Vec<(String, String)> =
+            asked.pairs.iter().filter(|(k, _)| !["preset", "from", "to"].contains(&k.as_str())).cloned().collect();
+        pairs.push(("preset".into(), preset.into()));
+        format!("/console/insights?{}", serde_urlencoded::to_string(&pairs).unwrap_or_default())
+    };
     let content = html! {
         h1 { (title) }
         @for error in &asked.errors { p.alert role="alert" { (error) } }
         form.insights #insights-form method="get" action="/console/insights" {
             fieldset {
                 legend { (tr(l, "Időszak", "Period")) }
-                @for (value, hu, en) in [("last-30-days", "Utolsó 30 nap", "Last 30 days"), ("this-quarter", "Ez a negyedév", "This quarter"), ("last-12-months", "Utolsó 12 hónap", "Last 12 months")] {
-                    label.choice { input type="radio" name="preset" value=(value) checked[asked.preset == value && asked.get("from").is_none()] data-autosubmit; " " (tr(l, hu, en)) }
+                @for (value, hu, en) in [("last-30-days", "Utolsó 30 nap", "Last 30 days"), ("this-quarter", "Ez a negyedév", "This quarter"), ("last-quarter", "Előző negyedév", "Last quarter"), ("last-12-months", "Utolsó 12 hónap", "Last 12 months")] {
+                    a.preset href=(preset_link(value)) aria-current=[(asked.preset == value && asked.get("from").is_none()).then_some("true")] { (tr(l, hu, en)) }
+                    " "
                 }
                 label for="from" { (tr(l, "ettől", "from")) } " " input #from type="date" name="from" value=(asked.from);
                 " " label for="to" { (tr(l, "eddig", "to")) } " " input #to type="date" name="to" value=(asked.to);
