@@ -274,6 +274,7 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
         company: config.mail.from.name.clone().unwrap_or_else(|| config.mail.from.email.domain().to_owned()).into(),
         tokens: Arc::default(),
         stats_days: Arc::default(),
+        sla_reports: Arc::default(),
         intake: Arc::new(
             crate::intake::PublicIntake::new(
                 attachments.clone(),

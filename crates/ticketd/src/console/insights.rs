@@ -300,18 +300,10 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
         service_area: asked.service_area.map(|a| labels::api_name(&a)),
         priority: asked.priority.map(|p| labels::api_name(&p)),
     };
-    let sla = ticket_projections::sla_clocks::compliance_filtered(
-        &state.database,
-        &registry,
-        &state.calendar,
-        start,
-        end,
-        None,
-        Some(asked.period),
-        &sla_filter,
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    let sla =
+        crate::http::stats::compliance_report(state, &registry, start, end, None, Some(asked.period), &sla_filter)
+            .await
+            .map_err(|e| e.to_string())?;
 
     let bucket_label = |row: &query::SummaryRow| row.period_start.to_string();
     let buckets: Vec<(NaiveDate, NaiveDate)> = report.summary.iter().map(|r| (r.period_start, r.period_end)).collect();

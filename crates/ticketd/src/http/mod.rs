@@ -48,6 +48,8 @@ pub struct AppState {
     pub tokens: Arc<crate::auth::TokenCache>,
     /// The statistics' days, decoded, between reports.
     pub stats_days: Arc<ticket_projections::statistics::query::DayCache>,
+    /// SLA compliance reports, while the clocks, the tickets and the registry stand still.
+    pub sla_reports: Arc<stats::SlaReports>,
     /// The contact form's settings, attachment store and abuse limits.
     pub intake: Arc<crate::intake::PublicIntake>,
     /// E-mail intake (threading, attachments) and its largest message.
