@@ -307,21 +307,15 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
 
     let bucket_label = |row: &query::SummaryRow| row.period_start.to_string();
     let buckets: Vec<(NaiveDate, NaiveDate)> = report.summary.iter().map(|r| (r.period_start, r.period_end)).collect();
-    let drill = |extra: &[(&str, String)], from_key: &str, to_key: &str, (first, last): (NaiveDate, NaiveDate)| {
+    // A bucket's list: its days, and the channel (which never changes). Under a category,
+    // service area or division filter the figures count what tickets were at each moment, which
+    // no list filter says: then the bars are not links.
+    let exact_lists = asked.category.is_none() && asked.service_area.is_none() && asked.division.is_none();
+    let drill = |from_key: &str, to_key: &str, (first, last): (NaiveDate, NaiveDate)| {
         let mut pairs: Vec<(String, String)> =
             vec![(from_key.into(), first.to_string()), (to_key.into(), last.to_string())];
-        for (key, value) in [
-            ("channel", asked.channel.map(|c| labels::api_name(&c))),
-            ("category", asked.category.map(|c| labels::api_name(&c))),
-            ("service_area", asked.service_area.map(|a| labels::api_name(&a))),
-        ] {
-            if let Some(value) = value {
-                pairs.push((key.into(), value));
-            }
-        }
-        for (key, value) in extra {
-            pairs.retain(|(k, _)| k != key);
-            pairs.push(((*key).into(), value.clone()));
+        if let Some(channel) = asked.channel {
+            pairs.push(("channel".into(), labels::api_name(&channel)));
         }
         format!("/console/queues/all?{}", serde_urlencoded::to_string(&pairs).unwrap_or_default())
     };
@@ -350,10 +344,23 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
     let total_resolved: i64 = report.summary.iter().map(|r| r.resolved).sum();
     let backlog_end = report.summary.last().map_or(0, |r| r.open_at_end);
     let mut links = BTreeMap::new();
-    for (i, bucket) in buckets.iter().enumerate() {
-        links.insert((i, 0), drill(&[], "from", "to", *bucket));
-        links.insert((i, 1), drill(&[], "resolved_from", "resolved_to", *bucket));
+    for (i, bucket) in buckets.iter().enumerate().filter(|_| exact_lists) {
+        links.insert((i, 0), drill("from", "to", *bucket));
+        links.insert((i, 1), drill("resolved_from", "resolved_to", *bucket));
     }
+    let lists = if exact_lists {
+        tr(
+            l,
+            " Egy oszlop a mögötte álló jegyek listáját nyitja meg.",
+            " A bar opens the list of the tickets behind it.",
+        )
+    } else {
+        tr(
+            l,
+            " Kategória-, terület- vagy szakterület-szűrővel az oszlopok nem nyitnak listát: a számok azt mutatják, ami a jegy akkor volt.",
+            " With a category, service area or division filter the bars open no list: the figures count what each ticket was at the moment.",
+        )
+    };
     figures.push(Figure {
         id: "volume",
         title: tr(
@@ -363,7 +370,7 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
         )
         .into(),
         caption: format!(
-            "{} {total_received} {} {total_resolved} {} {backlog_end}.{not_applied_stats}",
+            "{} {total_received} {} {total_resolved} {} {backlog_end}.{lists}{not_applied_stats}",
             tr(l, "Az időszakban", "In the period"),
             tr(l, "jegy érkezett és", "tickets were received and"),
             tr(l, "megoldás született; az időszak végén nyitott:", "resolutions recorded; open at its end:"),
@@ -386,10 +393,8 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
 
     // 2. Complaints in the legal sense, and their share of all tickets received.
     let complaints: i64 = report.summary.iter().map(|r| r.complaints_registered).sum();
-    let mut links = BTreeMap::new();
-    for (i, bucket) in buckets.iter().enumerate() {
-        links.insert((i, 0), drill(&[("category", "complaint".into())], "from", "to", *bucket));
-    }
+    // No drill-down here: a ticket counts in the bucket it became a complaint, which no list
+    // filter says (the queue's category is the ticket's category now).
     figures.push(Figure {
         id: "complaints",
         title: tr(l, "Panaszok (a szabályzat 6. pontja szerint)", "Complaints in the legal sense").into(),
@@ -418,7 +423,7 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
                 )
             })
             .collect(),
-        chart: Chart { bars: vec![0], links, ..Chart::default() },
+        chart: Chart { bars: vec![0], ..Chart::default() },
     });
 
     // 3. Time to first contact and to resolution (business hours), median and p90.
