@@ -310,6 +310,13 @@ async fn filters_keep_one_groups_facts(test_store: TestStore) {
         query::report_filtered(&days, &base, &query::Filter { division: Some("legal".into()), ..Default::default() });
     assert_eq!(legal.summary[0].escalated, 1);
     assert_eq!(legal.summary[0].received, 0);
+    // … and its escalation rate is over every resolution of the month, as unfiltered.
+    let unfiltered = query::report(&days, &base);
+    let rate = |report: &Report| {
+        report.divisions.iter().find(|d| d.division == "legal").map(|d| (d.resolutions, d.escalation_rate))
+    };
+    assert_eq!(rate(&legal), rate(&unfiltered));
+    assert!(rate(&legal).is_some_and(|(resolutions, _)| resolutions > 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,13 +5,6 @@
 (function () {
   var body = document.body;
 
-  // ---- Controls that apply at once (the replay view's slider, the dashboard's selects) ----
-  Array.prototype.forEach.call(document.querySelectorAll("[data-autosubmit]"), function (control) {
-    control.addEventListener("change", function () {
-      if (control.form) control.form.submit();
-    });
-  });
-
   // ---- Shortcuts -----------------------------------------------------------------------
   function typing(target) {
     if (!target) return false;

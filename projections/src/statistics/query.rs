@@ -480,6 +480,7 @@ pub fn report(days: &[(Day, Arc<DayFacts>)], query: &StatsQuery) -> Report {
 /// [`report`] over the facts `filter` admits only.
 pub fn report_filtered(days: &[(Day, Arc<DayFacts>)], query: &StatsQuery, filter: &Filter) -> Report {
     let all = filter.is_empty();
+    let others = Filter { division: None, ..filter.clone() };
     let buckets = buckets(query);
     let from: Day = query.from.num_days_from_ce();
     let to: Day = query.to.num_days_from_ce();
@@ -519,6 +520,15 @@ pub fn report_filtered(days: &[(Day, Arc<DayFacts>)], query: &StatsQuery, filter
         }
         for (count, dims, n) in &facts.counts {
             if !all && !filter.admits(dims, facts) {
+                // The escalation rate's denominator is every resolution (within the filter's
+                // other dimensions): no division holds a ticket when it is resolved.
+                if *count == Count::Resolved
+                    && filter.division.is_some()
+                    && others.admits(dims, facts)
+                    && let Some(b) = in_range
+                {
+                    resolutions[b] += *n;
+                }
                 continue;
             }
             let n = *n;

@@ -2,7 +2,8 @@
 //! read-only — nothing here changes anything): every event of a ticket with its envelope, what
 //! each changed in the ticket's fields (old → new), and the ticket exactly as it stood at any
 //! instant, all computed on the server from the domain's own fold (`Ticket::evolve`, the one the
-//! command side decides with). Beside it: the ticket's proof against the latest checkpoint,
+//! command side decides with). Beside it: the ticket's proof against the latest checkpoint
+//! (read-only: a GET never signs one),
 //! downloads (the history as JSON lines, the proof bundle, a period's complaints) and the
 //! registry's history.
 
@@ -184,7 +185,20 @@ async fn proof_status(
             .to_owned(),
         );
     };
-    match crate::http::audit::ticket_proof(state, ticket_id).await {
+    // Read-only: against the latest signed checkpoint (a GET never signs one; an auditor signs
+    // with `POST /api/v1/audit/checkpoint`), so newer events show as not in it yet.
+    let Ok(stream) = event_store::StreamId::parse(&ticket_id.stream_name()) else {
+        return (false, tr(language, "NEM igazolható", "NOT proven").to_owned());
+    };
+    let proven = ticket_projections::ledger::prove_stream(
+        &state.raw_store,
+        &state.database,
+        &stream,
+        None,
+        state.service.clock().now(),
+    )
+    .await;
+    match proven {
         Ok(Some(bundle)) => match ticket_ledger::bundle::verify_events(&bundle, key.public_key()) {
             Ok(ticket_ledger::bundle::Verified::Events { events, checkpoint, not_yet_in_checkpoint, .. }) => (
                 true,
@@ -211,7 +225,18 @@ async fn proof_status(
             Err(e) => (false, format!("{}: {e}", tr(language, "NEM igazolható", "NOT proven"))),
         },
         Ok(None) => (false, tr(language, "Még nincs aláírt ellenőrzőpont.", "No checkpoint is signed yet.").to_owned()),
-        Err(e) => (false, format!("{}: {}", tr(language, "NEM igazolható", "NOT proven"), e.problem.detail)),
+        Err(error) => {
+            tracing::error!(%error, ticket = %ticket_id, "the replay view could not prove the ticket");
+            (
+                false,
+                tr(
+                    language,
+                    "NEM igazolható: a főkönyv nem igazolja ezt a jegyet (a naplóban a részletek).",
+                    "NOT proven: the ledger does not prove this ticket (the details are in the log).",
+                )
+                .to_owned(),
+            )
+        }
     }
 }
 
@@ -268,9 +293,20 @@ pub async fn page(
         None => chosen_version.and_then(|v| history.iter().find(|r| r.version == v)).map(|r| r.occurred_at),
     };
     let at = instant.unwrap_or_else(|| history.last().map(|r| r.occurred_at).unwrap_or_else(Utc::now));
-    let then = as_of(&history, at);
+    // The slider names an event: the ticket right after it (events of one decision share an
+    // instant). The instant field: every event up to that instant, as `?as_of=` replays.
+    let by_version = query.as_of.as_deref().is_none_or(|t| t.trim().is_empty()) && chosen_version.is_some();
+    let (then, slider) = match (by_version, chosen_version) {
+        (true, Some(version)) => (
+            Ticket::replay(history.iter().take_while(|r| r.version <= version).map(|r| (&r.event, r.occurred_at))),
+            version,
+        ),
+        _ => (
+            as_of(&history, at),
+            history.iter().take_while(|r| r.occurred_at <= at).last().map(|r| r.version).unwrap_or(0),
+        ),
+    };
     let shown = view(ticket_id, &then);
-    let slider = history.iter().take_while(|r| r.occurred_at <= at).last().map(|r| r.version).unwrap_or(0);
     let number_shown = shown
         .as_ref()
         .map(|v| v.number)
@@ -334,7 +370,7 @@ pub async fn page(
             form #time-control method="get" action=(base) {
                 p {
                     label for="at" { (tr(l, "Esemény", "Event")) } " "
-                    input #at type="range" name="at" min="1" max=(last.max(1)) value=(slider.max(1)) data-autosubmit aria-valuetext={(tr(l, "esemény ", "event ")) (slider)};
+                    input #at type="range" name="at" min="1" max=(last.max(1)) value=(slider.max(1)) aria-valuetext={(tr(l, "esemény ", "event ")) (slider)};
                     " " output for="at" { (slider) " / " (last) }
                     " " button.secondary #at-go type="submit" { (tr(l, "Ugrás", "Go")) }
                 }
@@ -536,7 +572,7 @@ pub async fn export(
             .and_then(|d| chrono_tz::Europe::Budapest.from_local_datetime(&d).earliest())
             .map(|d| d.with_timezone(&Utc))
     };
-    let (Some(from), Some(to)) = (day("from"), day("to")) else {
+    let (Some(from), Some(_)) = (day("from"), day("to")) else {
         return crate::http::problem::ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_query",
@@ -545,7 +581,17 @@ pub async fn export(
         )
         .into_response();
     };
-    let to = to + chrono::Duration::days(1);
+    // The day after `to`, at its own midnight (a day is 23 or 25 hours when the clocks change).
+    let Some(to) = days
+        .get("to")
+        .and_then(|d| chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+        .and_then(|d| d.succ_opt())
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .and_then(|d| chrono_tz::Europe::Budapest.from_local_datetime(&d).earliest())
+        .map(|d| d.with_timezone(&Utc))
+    else {
+        return StatusCode::BAD_REQUEST.into_response();
+    };
     let query = crate::http::audit::ExportQuery { from: from.to_rfc3339(), to: to.to_rfc3339() };
     let mut response =
         crate::http::audit::export(State(state), user.caller.clone(), Ok(Query(query))).await.into_response();

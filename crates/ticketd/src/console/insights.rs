@@ -346,13 +346,12 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
     let mut links = BTreeMap::new();
     for (i, bucket) in buckets.iter().enumerate().filter(|_| exact_lists) {
         links.insert((i, 0), drill("from", "to", *bucket));
-        links.insert((i, 1), drill("resolved_from", "resolved_to", *bucket));
     }
     let lists = if exact_lists {
         tr(
             l,
-            " Egy oszlop a mögötte álló jegyek listáját nyitja meg.",
-            " A bar opens the list of the tickets behind it.",
+            " A beérkezett jegyek oszlopa a mögötte álló jegyek listáját nyitja meg (a korlátozott kezelésű jegyek nélkül; egy megoldás-oszlop nem: egy újranyitott jegy kétszer is számít).",
+            " A received bar opens the list of the tickets behind it (without those under restricted processing; a resolved bar does not: a reopened ticket counts each resolution).",
         )
     } else {
         tr(
@@ -436,7 +435,11 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
     let first_contact = of_target("first_contact");
     let resolution = of_target("resolution");
     let statutory = of_target("statutory_answer");
-    let sla_buckets: Vec<String> = buckets.iter().map(|(start, _)| start.to_string()).collect();
+    // The SLA rows name a bucket by its first day (a Monday, the 1st); the summary's first
+    // bucket starts at `from`, clipped. Both are looked up by the bucket's own first day.
+    let sla_key = |start: NaiveDate| query::bucket_start(start, asked.period).to_string();
+    let sla_buckets: Vec<(String, String)> =
+        buckets.iter().map(|(start, _)| (start.to_string(), sla_key(*start))).collect();
     figures.push(Figure {
         id: "durations",
         title: tr(l, "Idő az első kapcsolatfelvételig és a megoldásig (munkaórában)", "Time to first contact and to resolution (business hours)").into(),
@@ -453,11 +456,11 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
         ],
         rows: sla_buckets
             .iter()
-            .map(|b| {
+            .map(|(label, b)| {
                 let fc = first_contact.get(b);
                 let re = resolution.get(b);
                 (
-                    b.clone(),
+                    label.clone(),
                     vec![
                         fc.and_then(|r| r.business_hours_median),
                         fc.and_then(|r| r.business_hours_p90),
@@ -504,10 +507,10 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
     let goal = asked.goal / 100.0;
     let below: usize = sla_buckets
         .iter()
-        .filter(|b| {
+        .filter(|(_, b)| {
             [&first_contact, &resolution, &statutory]
                 .iter()
-                .any(|t| t.get(*b).and_then(|r| r.compliance).is_some_and(|c| c < goal))
+                .any(|t| t.get(b).and_then(|r| r.compliance).is_some_and(|c| c < goal))
         })
         .count();
     figures.push(Figure {
@@ -527,9 +530,9 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
         ],
         rows: sla_buckets
             .iter()
-            .map(|b| {
+            .map(|(label, b)| {
                 (
-                    b.clone(),
+                    label.clone(),
                     vec![
                         first_contact.get(b).and_then(|r| r.compliance),
                         resolution.get(b).and_then(|r| r.compliance),
@@ -704,7 +707,8 @@ fn nice_max(max: f64) -> f64 {
 
 /// The figure's chart: grouped bars (each a link where it drills down), an optional line and
 /// goal, an axis with four ticks. Every mark carries its value in `<title>` and `aria-label`.
-pub fn svg(figure: &Figure) -> Markup {
+pub fn svg(figure: &Figure, language: Language) -> Markup {
+    let open_words = tr(language, "a jegyek listája", "open the tickets");
     let (width, height, left, right, top, bottom) = (760.0, 280.0, 56.0, 12.0, 12.0, 56.0);
     let plot_w = width - left - right;
     let plot_h = height - top - bottom;
@@ -749,7 +753,7 @@ pub fn svg(figure: &Figure) -> Markup {
                             }
                         };
                         @match chart.links.get(&(r, s)) {
-                            Some(href) => a.drill href=(href) aria-label={(words) " — " "open the tickets"} { (rect) },
+                            Some(href) => a.drill href=(href) aria-label={(words) " — " (open_words)} { (rect) },
                             None => g role="img" aria-label=(words) { (rect) },
                         }
                     }
@@ -809,7 +813,7 @@ fn table(figure: &Figure, percent_hint: bool) -> Markup {
 /// The CSV of a figure: exactly its table.
 pub fn csv(figure: &Figure) -> Vec<u8> {
     let mut writer = csv::Writer::from_writer(Vec::new());
-    let _ = writer.write_record(&figure.columns);
+    let _ = writer.write_record(figure.columns.iter().map(|c| crate::http::stats::neutralise(c).into_owned()));
     for (label, values) in &figure.rows {
         let mut record = vec![crate::http::stats::neutralise(label).into_owned()];
         record.extend(values.iter().map(|v| number(*v)));
@@ -851,7 +855,21 @@ pub async fn page(
     let asked = Asked::parse(&params, today(&state));
     let figures = match figures(&state, &asked, l).await {
         Ok(f) => f,
-        Err(e) => return super::message(&state, &user, StatusCode::SERVICE_UNAVAILABLE, "503", &e).await,
+        Err(error) => {
+            tracing::error!(%error, "the quality dashboard could not read its figures");
+            return super::message(
+                &state,
+                &user,
+                StatusCode::SERVICE_UNAVAILABLE,
+                tr(l, "A kimutatás most nem érhető el", "The dashboard is unavailable"),
+                tr(
+                    l,
+                    "Az adatbázis nem válaszolt; próbálja újra. A részletek a naplóban.",
+                    "The database did not answer; try again. The details are in the log.",
+                ),
+            )
+            .await;
+        }
     };
     let counts = nav_counts(&state, &user).await;
     let query = asked.query();
@@ -907,7 +925,7 @@ pub async fn page(
             section.figure #{"figure-" (figure.id)} aria-labelledby={"h-" (figure.id)} {
                 h2 #{"h-" (figure.id)} { (figure.title) }
                 p.caption #{"caption-" (figure.id)} { (figure.caption) }
-                (svg(figure))
+                (svg(figure, l))
                 details.figures open {
                     summary { (tr(l, "A számok táblázatban", "The figures as a table")) }
                     (table(figure, figure.chart.percent))
@@ -933,7 +951,10 @@ pub async fn csv_download(
     let asked = Asked::parse(&params, today(&state));
     let figures = match figures(&state, &asked, user.language).await {
         Ok(f) => f,
-        Err(e) => return (StatusCode::SERVICE_UNAVAILABLE, e).into_response(),
+        Err(error) => {
+            tracing::error!(%error, "a dashboard CSV could not read its figures");
+            return (StatusCode::SERVICE_UNAVAILABLE, "the figures are unavailable; try again").into_response();
+        }
     };
     let Some(figure) = figures.iter().find(|f| f.id == id) else { return StatusCode::NOT_FOUND.into_response() };
     let mut response = csv(figure).into_response();

@@ -58,6 +58,7 @@ pub const QUEUES: Words = &[
     ("resolved", "Megoldva", "Resolved"),
     ("mine", "Nálam", "Mine"),
     ("all-open", "Minden nyitott", "All open"),
+    ("all", "Minden jegy", "All tickets"),
 ];
 
 /// The word for an API name in a list (the name itself when unknown).

@@ -94,9 +94,22 @@ fn filter_of(filters: &Filters, language: Language) -> (QueueFilter, Vec<(&'stat
         start
     };
     filter.received_from = day("from");
-    filter.received_to = day("to").map(|t| t + chrono::Duration::days(1));
     filter.resolved_from = day("resolved_from");
-    filter.resolved_to = day("resolved_to").map(|t| t + chrono::Duration::days(1));
+    // The end of a `to` day: the next day's own midnight (a day is 23 or 25 hours when the
+    // clocks change).
+    let mut day_end = |key: &'static str| {
+        let text = filters.get(key)?;
+        let end = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .ok()
+            .and_then(|d| d.succ_opt())
+            .and_then(|d| day_start(&d.to_string()));
+        if end.is_none() {
+            errors.push((key, tr(language, "Dátum ÉÉÉÉ-HH-NN alakban.", "A date like 2026-03-02.").to_owned()));
+        }
+        end
+    };
+    filter.received_to = day_end("to");
+    filter.resolved_to = day_end("resolved_to");
     if let Some(text) = filters.get("q") {
         if text.chars().count() > queues::QUEUE_TEXT_CHARS_MAX {
             errors.push(("q", format!("{} {}", tr(language, "Legfeljebb", "At most"), queues::QUEUE_TEXT_CHARS_MAX)));
@@ -345,6 +358,15 @@ async fn render(state: &AppState, user: &StaffUser, name: &str, filters: Filters
                 (tr(l, "eddig", "to"))
                 input #filter-to type="date" name="to" value=(filters.get("to").unwrap_or("")) aria-invalid=[error_of("to").map(|_| "true")] aria-describedby=[error_of("to").map(|_| "filter-to-error")];
                 @if let Some(e) = error_of("to") { span.error #filter-to-error { (e) } }
+            }
+            @for key in ["resolved_from", "resolved_to"] {
+                @if let Some(value) = filters.get(key) {
+                    label for={"filter-" (key)} {
+                        (if key == "resolved_from" { tr(l, "Megoldva ettől", "Resolved from") } else { tr(l, "eddig", "to") })
+                        input #{"filter-" (key)} type="date" name=(key) value=(value) aria-invalid=[error_of(key).map(|_| "true")] aria-describedby=[error_of(key).map(|_| format!("filter-{key}-error"))];
+                        @if let Some(e) = error_of(key) { span.error #{"filter-" (key) "-error"} { (e) } }
+                    }
+                }
             }
             @if let Some(sort) = filters.get("sort") { input type="hidden" name="sort" value=(sort); }
             @if let Some(dir) = filters.get("dir") { input type="hidden" name="dir" value=(dir); }

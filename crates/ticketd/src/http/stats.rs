@@ -206,8 +206,12 @@ type SlaKey = (i64, i64, Option<ComplianceGroup>, Option<Period>, ComplianceFilt
 /// contracts' calendars) has not changed, so it is kept and given again.
 #[derive(Default)]
 pub struct SlaReports {
-    reports: std::sync::Mutex<Vec<(SlaKey, std::sync::Arc<Vec<ComplianceRow>>)>>,
+    reports: std::sync::Mutex<Vec<(SlaKey, std::time::Instant, std::sync::Arc<Vec<ComplianceRow>>)>>,
 }
+
+/// How long a kept report is given again at most: a `ticketd rebuild` of a read model can end
+/// at the position it started from with other rows (after a contract's terms changed).
+const SLA_REPORT_AGE_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How many reports are kept (each a few hundred rows at most).
 const SLA_REPORTS_KEPT: usize = 32;
@@ -235,8 +239,13 @@ pub async fn compliance_report(
         filter.clone(),
         (clocks.0, tickets.0, registry.version),
     );
-    if let Some((_, rows)) =
-        state.sla_reports.reports.lock().expect("the reports' lock").iter().find(|(k, _)| *k == key)
+    if let Some((_, _, rows)) = state
+        .sla_reports
+        .reports
+        .lock()
+        .expect("the reports' lock")
+        .iter()
+        .find(|(k, at, _)| *k == key && at.elapsed() < SLA_REPORT_AGE_MAX)
     {
         return Ok(rows.clone());
     }
@@ -245,11 +254,11 @@ pub async fn compliance_report(
     );
     let mut reports = state.sla_reports.reports.lock().expect("the reports' lock");
     // Reports of an older state are never asked again.
-    reports.retain(|(k, _)| k.5 == key.5);
+    reports.retain(|(k, at, _)| k.5 == key.5 && at.elapsed() < SLA_REPORT_AGE_MAX);
     if reports.len() >= SLA_REPORTS_KEPT {
         reports.remove(0);
     }
-    reports.push((key, rows.clone()));
+    reports.push((key, std::time::Instant::now(), rows.clone()));
     Ok(rows)
 }
 
