@@ -151,6 +151,7 @@ pub async fn bench(
         Some(&format!("{STAFF_PASSWORD}\n")),
     )?;
     let token = cli(&["token", "create", "--role", "agent", "--name", "benchapi"], None)?;
+    let admin_token = cli(&["token", "create", "--role", "admin", "--name", "benchadminapi"], None)?;
     cli(
         &["staff", "put", ADMIN_NAME, "--email", "bench-admin@example.com", "--role", "admin", "--password-stdin"],
         Some(&format!("{STAFF_PASSWORD}\n")),
@@ -176,7 +177,9 @@ pub async fn bench(
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()?;
-    let result = measure(backend, args, &mut server, started, log_head, &token, long_number, database_url, days).await;
+    let result =
+        measure(backend, args, &mut server, started, log_head, (&token, &admin_token), long_number, database_url, days)
+            .await;
     let _ = Command::new("kill").args(["-TERM", &server.id().to_string()]).status();
     let _ = server.wait();
     result
@@ -252,7 +255,7 @@ async fn measure(
     server: &mut Child,
     started: Instant,
     log_head: i64,
-    token: &str,
+    (token, admin_token): (&str, &str),
     long_number: u64,
     database_url: &str,
     days: i64,
@@ -369,6 +372,10 @@ async fn measure(
     let charts = String::from_utf8_lossy(&page).matches("<svg class=\"chart\"").count();
     anyhow::ensure!(charts >= 9, "the dashboard shows {charts} charts");
     let mut timed_insights = Timed::new("console_insights_page", &insights, first);
+    // The replay view proves against the latest signed checkpoint: sign one over the whole log.
+    let signed =
+        admin.http.post(format!("{}/api/v1/audit/checkpoint", admin.base)).bearer_auth(admin_token).send().await?;
+    anyhow::ensure!(signed.status().is_success(), "signing a checkpoint answered {}", signed.status());
     let (first, page) = admin.get(&history, false).await?;
     let rows = String::from_utf8_lossy(&page).matches(" data-version=\"").count();
     anyhow::ensure!(rows == LONG_TICKET_EVENTS as usize, "the replay view shows {rows} events");

@@ -173,10 +173,10 @@ async fn proof_status(
     state: &AppState,
     ticket_id: ticket_domain::vocabulary::TicketId,
     language: Language,
-) -> (bool, String) {
+) -> (&'static str, String) {
     let Some(key) = state.ledger_key.as_deref() else {
         return (
-            false,
+            "false",
             tr(
                 language,
                 "Ez a példány nem ír alá ellenőrzőpontot (nincs főkönyvi kulcs).",
@@ -188,7 +188,7 @@ async fn proof_status(
     // Read-only: against the latest signed checkpoint (a GET never signs one; an auditor signs
     // with `POST /api/v1/audit/checkpoint`), so newer events show as not in it yet.
     let Ok(stream) = event_store::StreamId::parse(&ticket_id.stream_name()) else {
-        return (false, tr(language, "NEM igazolható", "NOT proven").to_owned());
+        return ("false", tr(language, "NEM igazolható", "NOT proven").to_owned());
     };
     let proven = ticket_projections::ledger::prove_stream(
         &state.raw_store,
@@ -200,8 +200,17 @@ async fn proof_status(
     .await;
     match proven {
         Ok(Some(bundle)) => match ticket_ledger::bundle::verify_events(&bundle, key.public_key()) {
+            Ok(ticket_ledger::bundle::Verified::Events { events: 0, .. }) => (
+                "false",
+                tr(
+                    language,
+                    "Még egyik eseménye sincs a legutóbbi aláírt ellenőrzőpontban.",
+                    "None of its events is in the latest signed checkpoint yet.",
+                )
+                .to_owned(),
+            ),
             Ok(ticket_ledger::bundle::Verified::Events { events, checkpoint, not_yet_in_checkpoint, .. }) => (
-                true,
+                if not_yet_in_checkpoint == 0 { "true" } else { "partly" },
                 format!(
                     "{}: {events} {} {} {} {}{}",
                     tr(language, "Igazolva", "Proven"),
@@ -220,15 +229,17 @@ async fn proof_status(
                 ),
             ),
             Ok(_) => {
-                (false, tr(language, "A csomag nem eseményeket igazol.", "The bundle proves no events.").to_owned())
+                ("false", tr(language, "A csomag nem eseményeket igazol.", "The bundle proves no events.").to_owned())
             }
-            Err(e) => (false, format!("{}: {e}", tr(language, "NEM igazolható", "NOT proven"))),
+            Err(e) => ("false", format!("{}: {e}", tr(language, "NEM igazolható", "NOT proven"))),
         },
-        Ok(None) => (false, tr(language, "Még nincs aláírt ellenőrzőpont.", "No checkpoint is signed yet.").to_owned()),
+        Ok(None) => {
+            ("false", tr(language, "Még nincs aláírt ellenőrzőpont.", "No checkpoint is signed yet.").to_owned())
+        }
         Err(error) => {
             tracing::error!(%error, ticket = %ticket_id, "the replay view could not prove the ticket");
             (
-                false,
+                "false",
                 tr(
                     language,
                     "NEM igazolható: a főkönyv nem igazolja ezt a jegyet (a naplóban a részletek).",
@@ -347,7 +358,7 @@ pub async fn page(
         @if let Some(problem) = &problem { p.alert role="alert" { (problem) } }
         section.proof aria-labelledby="proof-title" {
             h2 #proof-title { (tr(l, "Sértetlenség", "Integrity")) }
-            p #proof-status data-proven=(proven) .{(if proven { "ok" } else { "warn" })} { (proof_text) }
+            p #proof-status data-proven=(proven) .{(if proven == "true" { "ok" } else { "warn" })} { (proof_text) }
             ul.downloads {
                 li { a #download-history href={(base) "/events.jsonl"} download { (tr(l, "A jegy előzményei (JSON sorok)", "This ticket's history (JSON lines)")) } }
                 @if matches!(user.caller.role, Role::Auditor | Role::Admin) {
