@@ -541,6 +541,13 @@ pub async fn an_auditor_replays_a_ticket_and_sees_what_each_event_changed(backen
         client.wait().for_element(Locator::Id("events")).await.unwrap();
         axe(&client, "the replay view").await;
         screenshot(&client, &format!("{shots}-history")).await;
+        // The ticket was a complaint: its §17/A record, printable, is accessible too.
+        client.goto(&format!("{}/console/tickets/{number}/complaint-record", app.base)).await.unwrap();
+        client.wait().for_element(Locator::Css("h1")).await.unwrap();
+        axe(&client, "the complaint record").await;
+        screenshot(&client, &format!("{shots}-complaint-record")).await;
+        client.goto(&format!("{}/console/tickets/{number}/history", app.base)).await.unwrap();
+        client.wait().for_element(Locator::Id("events")).await.unwrap();
         let proof = client.find(Locator::Id("proof-status")).await.unwrap();
         assert_eq!(proof.attr("data-proven").await.unwrap().as_deref(), Some("true"), "{}", proof.text().await.unwrap());
 
