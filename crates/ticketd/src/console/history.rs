@@ -346,7 +346,12 @@ pub async fn page(
             && actor_filter.is_none_or(|a| actor_key(&step.view.actor) == a)
     };
     let (proven, proof_text) = proof_status(&state, ticket_id, l).await;
-    let registry_changes = state.registry.history().await.unwrap_or_default();
+    // The registry's history is shown to auditors and admins only: read it for them only.
+    let registry_changes = if matches!(user.caller.role, Role::Auditor | Role::Admin) {
+        state.registry.history().await.unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     let counts = nav_counts(&state, &user).await;
     let base = format!("/console/tickets/{number_shown}/history");
     let local_input =

@@ -792,8 +792,7 @@ pub fn svg(figure: &Figure, language: Language) -> Markup {
     }
 }
 
-fn table(figure: &Figure, percent_hint: bool) -> Markup {
-    let _ = percent_hint;
+fn table(figure: &Figure) -> Markup {
     html! {
         table.plain.figures data-chart=(figure.id) {
             caption.visually-hidden { (figure.title) }
@@ -928,7 +927,7 @@ pub async fn page(
                 (svg(figure, l))
                 details.figures open {
                     summary { (tr(l, "A számok táblázatban", "The figures as a table")) }
-                    (table(figure, figure.chart.percent))
+                    (table(figure))
                 }
                 p { a.csv href={"/console/insights/" (figure.id) ".csv?" (query)} download { (tr(l, "CSV letöltése", "Download CSV")) } }
             }
