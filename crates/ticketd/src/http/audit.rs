@@ -76,6 +76,7 @@ pub async fn export(
     let tickets = ticket_projections::queues::received_between(&state.database, from, to)
         .await
         .map_err(|e| ApiError::from(ticket_app::AppError::Store(e)))?;
+    ledger_caught_up(&state).await?;
     let mut body = String::new();
     for (ticket_id, number) in tickets {
         let history = state.service.history(TicketId::from_uuid(ticket_id)).await?;
@@ -149,7 +150,8 @@ pub async fn checkpoint(State(state): State<AppState>, _caller: Caller) -> Resul
     Ok(text_response(StatusCode::OK, note))
 }
 
-/// Signs a checkpoint of the ledger as it stands now (auditors and admins).
+/// Signs a checkpoint of the ledger over everything committed before the request (auditors and
+/// admins).
 #[utoipa::path(
     post, path = "/api/v1/audit/checkpoint", tag = "audit",
     responses(
@@ -163,10 +165,28 @@ pub async fn sign_checkpoint(State(state): State<AppState>, caller: Caller) -> R
         return Err(ApiError::forbidden("checkpoints are signed on demand by auditors and admins"));
     }
     let Some(key) = &state.ledger_key else { return Err(no_checkpoint()) };
+    ledger_caught_up(&state).await?;
     let (_, note) = ticket_projections::ledger::checkpoint_now(&state.database, key, state.service.clock().now())
         .await
         .map_err(ledger_error)?;
     Ok(text_response(StatusCode::CREATED, note))
+}
+
+/// Waits (at most 5 s) until the ledger's projection holds everything committed before the
+/// call, when this service signs checkpoints: a checkpoint signed on demand, or for a proof,
+/// then covers the newest events too. A ledger stopped on a mismatch gets its valid prefix
+/// signed, as the note's size says.
+async fn ledger_caught_up(state: &AppState) -> Result<(), ApiError> {
+    if state.ledger_key.is_some() {
+        ticket_projections::caught_up(
+            &state.database,
+            ticket_projections::ledger::NAME,
+            crate::numbers::INDEX_WAIT_MAX,
+        )
+        .await
+        .map_err(|e| ApiError::from(ticket_app::AppError::Store(e)))?;
+    }
+    Ok(())
 }
 
 /// A ticket's proof bundle, for `ticketd verify-proof`; `None` when nothing was ever signed.
@@ -218,6 +238,7 @@ pub async fn proof(
     if version == 0 {
         return Err(ApiError::not_found(format!("ticket {id} does not exist")));
     }
+    ledger_caught_up(&state).await?;
     let bundle = ticket_proof(&state, ticket_id).await?.ok_or_else(no_checkpoint)?;
     Ok(axum::Json(bundle).into_response())
 }
