@@ -472,3 +472,60 @@ pub async fn tickets_mentioning(database: &Database, needle: &str) -> Result<Vec
     }
     .map_err(StoreError::from_sqlx)
 }
+
+/// What a list of counted tickets shows of each: its number, subject, status and category now.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TicketBrief {
+    pub ticket_id: Uuid,
+    pub number: i64,
+    pub subject: String,
+    pub status: String,
+    pub category: Option<String>,
+}
+
+/// The briefs of these tickets (those `ticket_view` holds), in no particular order.
+pub async fn briefs(database: &Database, ids: &[Uuid]) -> Result<Vec<TicketBrief>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    match database {
+        Database::Sqlite { read, .. } => {
+            let mut found = Vec::with_capacity(ids.len());
+            for chunk in ids.chunks(500) {
+                let mut select = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                    "SELECT ticket_id, number, subject, status, category FROM ticket_view WHERE ticket_id IN (",
+                );
+                let mut list = select.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                select.push(")");
+                found.extend(
+                    select.build_query_as::<TicketBrief>().fetch_all(read).await.map_err(StoreError::from_sqlx)?,
+                );
+            }
+            Ok(found)
+        }
+        Database::Postgres(pool) => sqlx::query_as(
+            "SELECT ticket_id, number, subject, status, category FROM ticket_view WHERE ticket_id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(pool)
+        .await
+        .map_err(StoreError::from_sqlx),
+    }
+}
+
+/// The tickets under restricted processing (an erasure request under a legal hold).
+pub async fn restricted(database: &Database) -> Result<std::collections::HashSet<Uuid>, StoreError> {
+    let rows: Vec<Uuid> = match database {
+        Database::Sqlite { read, .. } => {
+            sqlx::query_scalar("SELECT ticket_id FROM ticket_view WHERE restricted = 1").fetch_all(read).await
+        }
+        Database::Postgres(pool) => {
+            sqlx::query_scalar("SELECT ticket_id FROM ticket_view WHERE restricted").fetch_all(pool).await
+        }
+    }
+    .map_err(StoreError::from_sqlx)?;
+    Ok(rows.into_iter().collect())
+}

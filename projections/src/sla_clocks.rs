@@ -454,18 +454,48 @@ pub async fn compliance(
     compliance_filtered(database, registry, calendar, from, to, group, period, &ComplianceFilter::default()).await
 }
 
-/// [`compliance`] over the clocks `filter` admits only.
-#[allow(clippy::too_many_arguments)]
-pub async fn compliance_filtered(
+/// One clock as an SLA report counts it: met in the period (in time or late, after how many
+/// business hours), or breached with its due time in the period, or both.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CountedClock {
+    pub ticket_id: uuid::Uuid,
+    pub target: SlaTarget,
+    /// The report's group (contract, category, service area or priority), when grouped.
+    pub group: Option<String>,
+    /// When its step was done, if in the period.
+    pub met_at: Option<DateTime<Utc>>,
+    /// Met no later than due (or with no due time).
+    pub in_time: bool,
+    /// From receipt to the step, in the contract's business hours and on the wall clock.
+    pub business_hours: Option<f64>,
+    pub wall_hours: Option<f64>,
+    /// Its due time, when it was breached and due in the period.
+    pub breach_due: Option<DateTime<Utc>>,
+}
+
+impl CountedClock {
+    /// The bucket (of days in [`REPORTING_TIME_ZONE`]) an instant falls in.
+    pub fn bucket_of(at: DateTime<Utc>, period: Period) -> NaiveDate {
+        bucket_start(at.with_timezone(&REPORTING_TIME_ZONE).date_naive(), period)
+    }
+
+    /// The business-time band of the met clock (see [`business_band`]).
+    pub fn band(&self) -> Option<usize> {
+        self.business_hours.map(business_band)
+    }
+}
+
+/// Every clock an SLA report of `[from, to)` counts, filtered: what [`compliance_filtered`]
+/// adds up, and what a dashboard's drill-down lists.
+pub async fn counted_clocks(
     database: &Database,
     registry: &Registry,
     calendar: &BusinessCalendar,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     group: Option<ComplianceGroup>,
-    period: Option<Period>,
     filter: &ComplianceFilter,
-) -> Result<Vec<ComplianceRow>, StoreError> {
+) -> Result<Vec<CountedClock>, StoreError> {
     let column = match group {
         None => "NULL",
         Some(ComplianceGroup::Contract) => "v.contract_id",
@@ -478,14 +508,14 @@ pub async fn compliance_filtered(
     // PostgreSQL, so it is read separately per backend below.
     let sql = |received: &str| {
         format!(
-            "SELECT c.target, {column}, c.due_at_us, c.met_at_us, c.breached, {received}, v.contract_id FROM sla_clocks c \
-             JOIN ticket_view v ON v.ticket_id = c.ticket_id \
+            "SELECT c.target, {column}, c.due_at_us, c.met_at_us, c.breached, {received}, v.contract_id, c.ticket_id \
+             FROM sla_clocks c JOIN ticket_view v ON v.ticket_id = c.ticket_id \
              WHERE ((c.met_at_us >= $1 AND c.met_at_us < $2) OR (c.breached AND c.due_at_us >= $1 AND c.due_at_us < $2)) \
                AND ($3 IS NULL OR v.contract_id = $3) AND ($4 IS NULL OR v.category = $4) \
                AND ($5 IS NULL OR v.service_area = $5) AND ($6 IS NULL OR v.priority = $6)"
         )
     };
-    type Raw = (String, Option<String>, Option<i64>, Option<i64>, bool, i64, Option<String>);
+    type Raw = (String, Option<String>, Option<i64>, Option<i64>, bool, i64, Option<String>, uuid::Uuid);
     let (from_us, to_us) = (from.timestamp_micros(), to.timestamp_micros());
     let rows: Vec<Raw> = match database {
         Database::Sqlite { read, .. } => {
@@ -517,6 +547,50 @@ pub async fn compliance_filtered(
         }
     }
     .map_err(StoreError::from_sqlx)?;
+    // Each contract's calendar once per report, not once per row.
+    let mut calendars: std::collections::HashMap<Option<String>, std::borrow::Cow<'_, BusinessCalendar>> =
+        Default::default();
+    let instant = |us: i64| DateTime::from_timestamp_micros(us);
+    let mut counted = Vec::with_capacity(rows.len());
+    for (target, group, due, met, breached, received, contract, ticket_id) in rows {
+        let Some(target) = parse_target(&target) else { continue };
+        let met_at = met.filter(|m| (from_us..to_us).contains(m));
+        let mut clock = CountedClock {
+            ticket_id,
+            target,
+            group,
+            met_at: met_at.and_then(instant),
+            in_time: met_at.is_some_and(|met_at| due.is_none_or(|due| met_at <= due)),
+            business_hours: None,
+            wall_hours: None,
+            breach_due: due.filter(|d| breached && (from_us..to_us).contains(d)).and_then(instant),
+        };
+        if let (Some(start), Some(end)) = (instant(received), clock.met_at) {
+            let calendar = calendars.entry(contract).or_insert_with_key(|contract| {
+                let contract = contract.as_deref().and_then(|id| ContractId::parse(id).ok());
+                registry.calendar_for(contract.as_ref(), calendar)
+            });
+            clock.business_hours = Some(calendar.elapsed(start, end).num_seconds() as f64 / 3600.0);
+            clock.wall_hours = Some((end - start).num_seconds() as f64 / 3600.0);
+        }
+        counted.push(clock);
+    }
+    Ok(counted)
+}
+
+/// [`compliance`] over the clocks `filter` admits only.
+#[allow(clippy::too_many_arguments)]
+pub async fn compliance_filtered(
+    database: &Database,
+    registry: &Registry,
+    calendar: &BusinessCalendar,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    group: Option<ComplianceGroup>,
+    period: Option<Period>,
+    filter: &ComplianceFilter,
+) -> Result<Vec<ComplianceRow>, StoreError> {
+    let clocks = counted_clocks(database, registry, calendar, from, to, group, filter).await?;
     #[derive(Default)]
     struct Acc {
         met: i64,
@@ -528,35 +602,22 @@ pub async fn compliance_filtered(
     }
     type Key = (Option<NaiveDate>, SlaTarget, Option<String>);
     let mut groups: std::collections::BTreeMap<Key, Acc> = Default::default();
-    // Each contract's calendar once per report, not once per row.
-    let mut calendars: std::collections::HashMap<Option<String>, std::borrow::Cow<'_, BusinessCalendar>> =
-        Default::default();
-    let instant = |us: i64| DateTime::from_timestamp_micros(us);
-    let bucket = |us: i64| {
-        let day = instant(us)?.with_timezone(&REPORTING_TIME_ZONE).date_naive();
-        period.map(|period| bucket_start(day, period))
-    };
-    for (target, key, due, met, breached, received, contract) in rows {
-        let Some(target) = parse_target(&target) else { continue };
-        if let Some(met_at) = met.filter(|m| (from_us..to_us).contains(m)) {
-            let acc = groups.entry((bucket(met_at), target, key.clone())).or_default();
+    let bucket = |at: DateTime<Utc>| period.map(|period| CountedClock::bucket_of(at, period));
+    for clock in clocks {
+        if let Some(met_at) = clock.met_at {
+            let acc = groups.entry((bucket(met_at), clock.target, clock.group.clone())).or_default();
             acc.met += 1;
-            if due.is_none_or(|due| met_at <= due) {
+            if clock.in_time {
                 acc.in_time += 1;
             }
-            if let (Some(start), Some(end)) = (instant(received), instant(met_at)) {
-                let calendar = calendars.entry(contract).or_insert_with_key(|contract| {
-                    let contract = contract.as_deref().and_then(|id| ContractId::parse(id).ok());
-                    registry.calendar_for(contract.as_ref(), calendar)
-                });
-                let business = calendar.elapsed(start, end).num_seconds() as f64 / 3600.0;
+            if let (Some(business), Some(wall)) = (clock.business_hours, clock.wall_hours) {
                 acc.bands[business_band(business)] += 1;
                 acc.business.push(business);
-                acc.wall.push((end - start).num_seconds() as f64 / 3600.0);
+                acc.wall.push(wall);
             }
         }
-        if let Some(due_at) = due.filter(|d| breached && (from_us..to_us).contains(d)) {
-            groups.entry((bucket(due_at), target, key)).or_default().breaches += 1;
+        if let Some(due_at) = clock.breach_due {
+            groups.entry((bucket(due_at), clock.target, clock.group)).or_default().breaches += 1;
         }
     }
     Ok(groups

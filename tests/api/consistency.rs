@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::harness::TestApp;
 
 /// The read models `ticketd rebuild` rebuilds, by table.
-const READ_MODEL_TABLES: [&str; 4] = ["ticket_index", "ticket_view", "stats_days", "sla_clocks"];
+const READ_MODEL_TABLES: [&str; 5] = ["ticket_index", "ticket_view", "stats_days", "stats_marks", "sla_clocks"];
 
 fn intake_body(i: u64) -> Value {
     json!({
@@ -143,7 +143,7 @@ async fn caught_up(app: &TestApp, tickets: i64) {
         let behind = app
             .query_count(
                 "SELECT count(*) FROM projection_checkpoints WHERE name IN ('ticket_index', 'ticket_view', 'statistics', \
-                 'sla_clocks') AND position < (SELECT max(position) FROM events)",
+                 'stats_marks', 'sla_clocks') AND position < (SELECT max(position) FROM events)",
             )
             .await;
         if views == tickets && behind == 0 {
@@ -197,7 +197,7 @@ pub async fn rebuilds_beside_a_working_service_never_show_a_partial_read_model(m
     };
     for round in 1..=20 {
         let output = app.cli(&["rebuild"]);
-        for table in ["ticket_index", "ticket_view", "statistics", "sla_clocks"] {
+        for table in ["ticket_index", "ticket_view", "statistics", "stats_marks", "sla_clocks"] {
             assert!(output.contains(&format!("{table}: rebuilt from")), "round {round}: {output}");
         }
         assert_no_projection_stopped(&app, &format!("after rebuild {round}")).await;
@@ -227,7 +227,7 @@ pub async fn rebuilds_beside_a_working_service_never_show_a_partial_read_model(m
     // A rebuild killed part-way (SIGKILL) on an idle service leaves every read model whole.
     app.start();
     let before = observed(&app).await;
-    for name in ["ticket_view", "statistics", "ticket_index"] {
+    for name in ["ticket_view", "statistics", "stats_marks", "ticket_index"] {
         let mut rebuild = app.spawn_cli(&["rebuild", name, "--page-events", "10"]);
         let mut lines = BufReader::new(rebuild.stdout.take().unwrap()).lines();
         let progress = lines.next().expect("a progress line").unwrap();

@@ -119,6 +119,134 @@ fn rows(answer: &crate::harness::Answer) -> Vec<Value> {
     answer.body["rows"].as_array().cloned().unwrap()
 }
 
+/// The ticket numbers a drill-down list holds, over all its pages.
+async fn drill_numbers(console: &crate::console::Session, href: &str) -> Vec<i64> {
+    let mut numbers = Vec::new();
+    let mut next = Some(href.to_owned());
+    while let Some(path) = next.take() {
+        let page = console.get(&path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        let body = page.html.split("<tbody>").nth(1).unwrap_or("").split("</tbody>").next().unwrap_or("");
+        numbers.extend(
+            body.split("href=\"/console/tickets/")
+                .skip(1)
+                .map(|rest| rest.split('"').next().unwrap().parse::<i64>().unwrap()),
+        );
+        // The "next" link's tag, wherever its attributes stand.
+        next = page
+            .html
+            .split("<a ")
+            .find(|tag| tag.split('>').next().unwrap_or("").contains("id=\"drill-next\""))
+            .map(|tag| tag.split("href=\"").nth(1).unwrap().split('"').next().unwrap().replace("&amp;", "&"));
+    }
+    numbers
+}
+
+/// An attribute of the drill page's count paragraph.
+fn count_attr(html: &str, name: &str) -> Option<i64> {
+    let paragraph = html.split("id=\"drill-count\"").nth(1)?.split('>').next()?;
+    paragraph.split(&format!("{name}=\"")).nth(1)?.split('"').next()?.parse().ok()
+}
+
+/// The API's answers a dashboard was checked against.
+struct Expected<'a> {
+    summary: &'a [Value],
+    sla: &'a [Value],
+    divisions: &'a [Value],
+}
+
+/// Follows every link of every figure's table on the open dashboard: each list counts exactly
+/// what its value counts (and every non-empty value of a drillable column is a link).
+async fn check_every_drill(client: &Client, console: &crate::console::Session, api: &Expected<'_>) {
+    let found = client
+        .execute(
+            "return Array.from(document.querySelectorAll('table.figures')).flatMap(t => {\
+               const columns = Array.from(t.querySelectorAll('thead th')).map(th => th.textContent.trim());\
+               return Array.from(t.querySelectorAll('tbody tr')).flatMap(tr => {\
+                 const row = tr.querySelector('th').textContent.trim();\
+                 return Array.from(tr.querySelectorAll('td')).map((td, i) => {\
+                   const a = td.querySelector('a.drill');\
+                   return [t.dataset.chart, row, columns[i + 1], td.dataset.value, a ? a.getAttribute('href') : ''];\
+                 });\
+               });\
+             });",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let cells: Vec<(String, String, String, String, String)> = serde_json::from_value(found).unwrap();
+    let value_of = |chart: &str, row: &str, column: &str| -> f64 {
+        cells.iter().find(|c| c.0 == chart && c.1 == row && c.2 == column).and_then(|c| c.3.parse().ok()).unwrap_or(0.0)
+    };
+    let monday = |day: &str| -> String {
+        // The SLA rows name a month by its first day: the test's buckets are months.
+        format!("{}-01", &day[..7])
+    };
+    let mut followed = 0;
+    for (chart, row, column, value, href) in &cells {
+        let drillable = !matches!(
+            (chart.as_str(), column.as_str()),
+            ("volume", "open_at_end") | ("complaints", "complaint_share") | ("root_causes", "share")
+        );
+        let v: f64 = value.parse().unwrap_or(0.0);
+        assert_eq!(
+            !href.is_empty(),
+            drillable && v != 0.0,
+            "{chart} {row} {column} = {value:?}: a link exactly where a non-empty value has a list"
+        );
+        if href.is_empty() {
+            continue;
+        }
+        let page = console.get(href).await;
+        assert_eq!(page.status, StatusCode::OK, "{href}");
+        let count = count_attr(&page.html, "data-count").unwrap_or_else(|| panic!("{href}: no count"));
+        let what = format!("{chart} {row} {column} = {value} → {count} listed");
+        match (chart.as_str(), column.as_str()) {
+            ("sla", _) => {
+                let in_time = count_attr(&page.html, "data-in-time").unwrap();
+                let target = column.trim_end_matches("_compliance");
+                let met = api
+                    .sla
+                    .iter()
+                    .find(|r| r["target"] == target && r["period_start"] == monday(row).as_str())
+                    .map(|r| (r["met"].as_i64().unwrap(), r["met_in_time"].as_i64().unwrap()));
+                assert_eq!(Some((count, in_time)), met, "{what}");
+                assert!(((in_time as f64 / count as f64) - v).abs() < 0.0006, "{what}");
+            }
+            ("durations", _) => {
+                let target = if column.starts_with("first_contact") { "first_contact" } else { "resolution" };
+                let met = api
+                    .sla
+                    .iter()
+                    .find(|r| r["target"] == target && r["period_start"] == monday(row).as_str())
+                    .and_then(|r| r["met"].as_i64());
+                assert_eq!(Some(count), met, "{what}");
+            }
+            ("answers", division) => {
+                let answers = api
+                    .divisions
+                    .iter()
+                    .find(|r| r["period_start"] == row.as_str() && r["division"] == division)
+                    .and_then(|r| r["answers"].as_i64());
+                assert_eq!(Some(count), answers, "{what}");
+            }
+            ("satisfaction", "survey_response_rate") => {
+                let sent = value_of("satisfaction", row, "surveys_sent");
+                assert!(((count as f64 / sent) - v).abs() < 0.0006, "{what} of {sent} sent");
+            }
+            ("satisfaction", "survey_mean_score") => {
+                let answered =
+                    api.summary.iter().find(|r| r["period_start"] == row.as_str()).unwrap()["surveys_answered"]
+                        .as_i64();
+                assert_eq!(Some(count), answered, "{what}");
+            }
+            _ => assert_eq!(count as f64, v, "{what}"),
+        }
+        followed += 1;
+    }
+    assert!(followed > 30, "the dashboard's values were followed: {followed}");
+}
+
 pub async fn a_quality_manager_reads_the_dashboard_and_drills_into_a_bar(backend: Backend) {
     let Some(mut app) = spawn_app_with(backend, &[("TICKETD_MAIL", "off")]).await else { return };
     seed(&mut app).await;
@@ -268,36 +396,76 @@ pub async fn a_quality_manager_reads_the_dashboard_and_drills_into_a_bar(backend
         }
 
         // A drill-down lists exactly the tickets counted: March's received bar (its last day,
-        // 31 March 2024, is 23 hours long), through the console's own list, page by page.
+        // 31 March 2024, is 23 hours long), page by page, and the same tickets as the API's
+        // list of tickets received in March (another read model).
         let march = summary[2]["received"].as_i64().unwrap();
-        let bars = client.find_all(Locator::Css("svg[data-chart=volume] a.drill")).await.unwrap();
-        assert_eq!(bars.len(), summary.len(), "each received bar is a link; the resolved bars are not");
-        let href = bars[2].attr("href").await.unwrap().unwrap();
-        bars[2].click().await.unwrap();
-        client.wait().for_element(Locator::Css("table.queue")).await.unwrap();
+        let bar = client
+            .find(Locator::Css("svg[data-chart=volume] a.drill rect[data-row='2024-03-01'][data-column=received]"))
+            .await
+            .unwrap();
+        let link = client
+            .execute("return arguments[0].parentNode.getAttribute('href');", vec![serde_json::to_value(&bar).unwrap()])
+            .await
+            .unwrap();
+        let href = link.as_str().unwrap().to_owned();
+        client.goto(&format!("{}{href}", app.base)).await.unwrap();
+        client.wait().for_element(Locator::Id("drill-list")).await.unwrap();
         let url = client.current_url().await.unwrap();
-        assert_eq!(url.path(), "/console/queues/all");
-        let pairs: HashMap<String, String> = url.query_pairs().into_owned().collect();
-        assert_eq!((pairs["from"].as_str(), pairs["to"].as_str()), ("2024-03-01", "2024-03-31"));
+        assert_eq!(url.path(), "/console/insights/volume/tickets");
+        axe(&client, "a drill-down list").await;
         screenshot(&client, &format!("{shots}-insights-drill-down")).await;
         let console = crate::console::sign_in(app, "quinn").await;
-        let mut listed = std::collections::HashSet::new();
-        for page in 1.. {
-            let rows = console.get(&format!("{href}&fragment=rows&page={page}")).await;
-            assert_eq!(rows.status, StatusCode::OK);
-            let numbers: Vec<String> = rows
-                .html
-                .split("data-number=\"")
-                .skip(1)
-                .map(|rest| rest.split('"').next().unwrap().to_owned())
-                .collect();
-            let full = numbers.len() == 50;
-            listed.extend(numbers);
-            if !full {
-                break;
+        let listed = drill_numbers(&console, &href).await;
+        assert_eq!(listed.len() as i64, march, "the list behind March's bar holds exactly its tickets");
+        let mut received_in_march = std::collections::BTreeSet::new();
+        let mut offset = 0;
+        loop {
+            let page = app
+                .get(
+                    &format!("/api/v1/queues/all?received_from=2024-03-01&received_to=2024-03-31&limit=200&offset={offset}"),
+                    &app.quality_manager,
+                )
+                .await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+            for item in page.body["items"].as_array().unwrap() {
+                received_in_march.insert(item["number"].as_i64().unwrap());
+            }
+            match page.body["next_offset"].as_u64() {
+                Some(next) => offset = next,
+                None => break,
             }
         }
-        assert_eq!(listed.len() as i64, march, "the console's list behind March's bar holds exactly its tickets");
+        assert_eq!(listed.into_iter().collect::<std::collections::BTreeSet<_>>(), received_in_march);
+
+        // Every value with a list behind it links to a list of exactly what it counts.
+        client.goto(&format!("{}/console/insights?{query}", app.base)).await.unwrap();
+        client.wait().for_element(Locator::Css("svg[data-chart=volume]")).await.unwrap();
+        let api = Expected { summary: &summary, sla: &sla, divisions: &divisions };
+        check_every_drill(&client, &console, &api).await;
+        // And under an "at that moment" filter: complaints received by phone.
+        let filtered = format!("{query}&category=complaint&channel=phone");
+        client.goto(&format!("{}/console/insights?{filtered}", app.base)).await.unwrap();
+        client.wait().for_element(Locator::Css("svg[data-chart=volume]")).await.unwrap();
+        let summary_f = rows(
+            &app.get(
+                &format!("/api/v1/stats/summary?from={FROM}&to={TO}&period=month&category=complaint&channel=phone"),
+                &app.quality_manager,
+            )
+            .await,
+        );
+        let sla_f = rows(
+            &app.get(&format!("/api/v1/stats/sla?from={FROM}&to={TO}&period=month&category=complaint"), &app.quality_manager)
+                .await,
+        );
+        let divisions_f = rows(
+            &app.get(
+                &format!("/api/v1/stats/divisions?from={FROM}&to={TO}&period=month&category=complaint&channel=phone"),
+                &app.quality_manager,
+            )
+            .await,
+        );
+        let api = Expected { summary: &summary_f, sla: &sla_f, divisions: &divisions_f };
+        check_every_drill(&client, &console, &api).await;
         let january = summary[0]["received"].as_i64().unwrap();
         let mut numbers = std::collections::HashSet::new();
         let mut offset = 0;

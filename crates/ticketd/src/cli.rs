@@ -119,7 +119,7 @@ enum Command {
     /// and swapped in with one commit, so a running service keeps answering from the old one
     /// until then, and follows the rebuilt checkpoint after.
     Rebuild {
-        /// ticket_index, ticket_view, statistics, sla_clocks; none for all.
+        /// ticket_index, ticket_view, statistics, stats_marks, sla_clocks; none for all.
         names: Vec<String>,
         /// Events per transaction while building aside (a progress line is printed after each).
         #[arg(long, default_value_t = ticket_projections::REBUILD_BATCH_MAX)]
@@ -873,7 +873,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Rebuild { names, sla, page_events } => {
             let view = ticket_projections::ticket_view::TicketView::new(store.clone());
-            let known = ["ticket_index", "ticket_view", "statistics", "sla_clocks"];
+            let known = ["ticket_index", "ticket_view", "statistics", "stats_marks", "sla_clocks"];
             if names.iter().any(|n| n == ticket_projections::ledger::NAME) {
                 anyhow::bail!(
                     "the ledger is never rebuilt: it is the witness of what was recorded (`ticketd verify` checks it)"
@@ -909,6 +909,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                                 .with_statutory_days(sla.statutory_days())
                                 .with_warn_percent(sla.sla_warn_percent);
                         ticket_projections::rebuild_with(&clocks, &store, &opened.database, options()).await?
+                    }
+                    "stats_marks" => {
+                        let marks = ticket_projections::statistics::marks::StatsMarks::new(store.clone());
+                        ticket_projections::rebuild_with(&marks, &store, &opened.database, options()).await?
                     }
                     _ => {
                         let statistics = ticket_projections::statistics::Statistics::new(store.clone());

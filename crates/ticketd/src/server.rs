@@ -182,7 +182,7 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
         Delivery::Smtp(url) => Some(ticket_mail::Transport::smtp(url).map_err(anyhow::Error::msg)?),
         Delivery::Off => None,
     };
-    // The five projections follow the log together: each new event read and decoded once.
+    // The projections follow the log together: each new event read and decoded once.
     let followed = ticket_projections::FollowedLog::new(sealed.clone());
     let (outbox_status, outbox_task) = ticket_projections::spawn(
         ticket_mail::OutboxProjection::new(config.mail.from.email.domain(), config.mail.agents.is_some()),
@@ -204,6 +204,12 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
     );
     let (stats_status, stats_task) = ticket_projections::spawn(
         ticket_projections::statistics::Statistics::new(sealed.clone()),
+        followed.clone(),
+        opened.database.clone(),
+        shutdown.clone(),
+    );
+    let (marks_status, marks_task) = ticket_projections::spawn(
+        ticket_projections::statistics::marks::StatsMarks::new(sealed.clone()),
         followed.clone(),
         opened.database.clone(),
         shutdown.clone(),
@@ -263,6 +269,7 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
             ("ticket_index", index_status),
             ("ticket_view", view_status),
             ("statistics", stats_status),
+            ("stats_marks", marks_status),
             ("mail_outbox", outbox_status),
             ("sla_clocks", sla_status),
             ("ledger", ledger_status),
@@ -376,6 +383,7 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
     let _ = index_task.await;
     let _ = view_task.await;
     let _ = stats_task.await;
+    let _ = marks_task.await;
     let _ = outbox_task.await;
     let _ = sla_task.await;
     let _ = ledger_task.await;

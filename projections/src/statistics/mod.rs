@@ -5,6 +5,7 @@
 //! in `projections/STATISTICS.md`.
 
 pub mod facts;
+pub mod marks;
 pub mod query;
 
 use std::collections::BTreeMap;

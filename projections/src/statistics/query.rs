@@ -64,13 +64,20 @@ impl Filter {
     }
 
     fn admits(&self, dims: &Dims, facts: &DayFacts) -> bool {
+        let division = match dims.division {
+            0 => None,
+            index => Some(facts.string(index - 1)),
+        };
+        self.admits_named(dims, division)
+    }
+
+    /// Whether a fact of these dimensions, held by `division` then, passes (`dims.division`
+    /// is not read: the name is given).
+    pub fn admits_named(&self, dims: &Dims, division: Option<&str>) -> bool {
         self.category.is_none_or(|c| c == dims.category)
             && self.service_area.is_none_or(|a| a == dims.service_area)
             && self.channel.is_none_or(|c| c == dims.channel)
-            && self.division.as_deref().is_none_or(|wanted| match dims.division {
-                0 => wanted.is_empty(),
-                index => facts.string(index - 1) == wanted,
-            })
+            && self.division.as_deref().is_none_or(|wanted| division.unwrap_or("") == wanted)
     }
 }
 

@@ -14,8 +14,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{Datelike, Months, NaiveDate, TimeZone, Utc};
 use maud::{Markup, html};
+use ticket_domain::sla::SlaTarget;
 use ticket_domain::vocabulary::{Category, Channel, ContractId, DivisionId, Language, Priority, Role, ServiceArea};
 use ticket_projections::sla_clocks::{ComplianceFilter, ComplianceRow};
+use ticket_projections::statistics::marks::Mark;
 use ticket_projections::statistics::query::{self, Period, REPORT_DAYS_MAX, StatsQuery};
 
 use super::labels::{self, CATEGORIES, CHANNELS, PRIORITIES, SERVICE_AREAS};
@@ -187,13 +189,53 @@ impl Asked {
         }
     }
 
-    fn get(&self, key: &str) -> Option<&str> {
+    /// The period as instants: from the first day's midnight to the midnight after the last
+    /// (Europe/Budapest).
+    pub fn bounds(&self) -> Result<(chrono::DateTime<Utc>, chrono::DateTime<Utc>), String> {
+        let midnight = |day: NaiveDate| {
+            day.and_hms_opt(0, 0, 0)
+                .and_then(|d| chrono_tz::Europe::Budapest.from_local_datetime(&d).earliest())
+                .map(|d| d.with_timezone(&Utc))
+        };
+        match (midnight(self.from), self.to.succ_opt().and_then(midnight)) {
+            (Some(start), Some(end)) => Ok((start, end)),
+            _ => Err("the period has no midnight in Europe/Budapest".into()),
+        }
+    }
+
+    /// The SLA figures' filter: the ticket as it is now.
+    pub fn sla_filter(&self) -> ComplianceFilter {
+        ComplianceFilter {
+            contract: self.contract.as_ref().map(ToString::to_string),
+            category: self.category.map(|c| labels::api_name(&c)),
+            service_area: self.service_area.map(|a| labels::api_name(&a)),
+            priority: self.priority.map(|p| labels::api_name(&p)),
+        }
+    }
+
+    /// The day statistics' filter: the ticket as it was at each fact.
+    pub fn stats_filter(&self) -> query::Filter {
+        crate::http::stats::filter_of(
+            self.category,
+            self.service_area,
+            self.channel,
+            self.division.as_ref().map(|d| d.as_str()),
+        )
+    }
+
+    pub(super) fn get(&self, key: &str) -> Option<&str> {
         self.pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 
     /// The page's query string, as given.
     pub fn query(&self) -> String {
         serde_urlencoded::to_string(&self.pairs).unwrap_or_default()
+    }
+
+    /// The query string without these parameters.
+    pub fn query_without(&self, keys: &[&str]) -> String {
+        let pairs: Vec<&(String, String)> = self.pairs.iter().filter(|(k, _)| !keys.contains(&k.as_str())).collect();
+        serde_urlencoded::to_string(&pairs).unwrap_or_default()
     }
 
     /// The query `/api/v1/stats/summary` (and `/divisions`, `/root-causes`) answers the same
@@ -248,6 +290,52 @@ pub struct Figure {
     pub columns: Vec<String>,
     pub rows: Vec<(String, Vec<Option<f64>>)>,
     pub chart: Chart,
+    /// What lies behind a value: (row, value column) → the facts it counts.
+    pub drills: BTreeMap<(usize, usize), Source>,
+}
+
+impl Figure {
+    /// Where a value leads: the list of what it counts (none for an empty value).
+    pub fn link(&self, row: usize, column: usize, asked: &Asked) -> Option<String> {
+        self.drills.get(&(row, column))?;
+        let value = self.rows.get(row)?.1.get(column).copied().flatten()?;
+        (value != 0.0).then(|| {
+            let mut pairs = asked.pairs.clone();
+            pairs.retain(|(k, _)| !["row", "column", "offset"].contains(&k.as_str()));
+            pairs.push(("row".into(), self.rows[row].0.clone()));
+            pairs.push(("column".into(), self.columns.get(column + 1).cloned().unwrap_or_default()));
+            format!("/console/insights/{}/tickets?{}", self.id, serde_urlencoded::to_string(&pairs).unwrap_or_default())
+        })
+    }
+}
+
+/// The facts behind one value of a figure.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// Facts of the day statistics (see `statistics::marks`), with the page's filter.
+    Marks {
+        kind: Mark,
+        /// The days the facts happened on (inclusive).
+        from: NaiveDate,
+        to: NaiveDate,
+        /// Only facts with this division (the figure's row or column).
+        division: Option<String>,
+        detail: Detail,
+        /// Only answers to surveys sent on these days (inclusive).
+        sent: Option<(NaiveDate, NaiveDate)>,
+        /// Only facts about a complaint (at that moment).
+        complaints: bool,
+    },
+    /// SLA clocks as the SLA report counts them (met in the period).
+    Clocks { target: SlaTarget, bucket: Option<NaiveDate>, band: Option<usize> },
+}
+
+/// Which facts' detail (a root cause, a score) a list keeps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Detail {
+    Any,
+    Is(String),
+    NoneOf(Vec<String>),
 }
 
 #[derive(Debug, Clone, Default)]
@@ -260,8 +348,6 @@ pub struct Chart {
     pub goal: Option<f64>,
     /// Values are shares (0–1), shown as percentages.
     pub percent: bool,
-    /// Where a bar leads: (row, value column) → URL.
-    pub links: BTreeMap<(usize, usize), String>,
 }
 
 /// A number as the API writes it (JSON's shortest form).
@@ -277,29 +363,12 @@ pub fn number(value: Option<f64>) -> String {
 pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Result<Vec<Figure>, String> {
     let l = language;
     let stats_query = StatsQuery { from: asked.from, to: asked.to, period: asked.period, by: None };
-    let filter = crate::http::stats::filter_of(
-        asked.category,
-        asked.service_area,
-        asked.channel,
-        asked.division.as_ref().map(|d| d.as_str()),
-    );
+    let filter = asked.stats_filter();
     let days = state.stats_days.days(&state.database).await.map_err(|e| e.to_string())?;
     let report = query::report_filtered(&days, &stats_query, &filter);
-    let midnight = |day: NaiveDate| {
-        day.and_hms_opt(0, 0, 0)
-            .and_then(|d| chrono_tz::Europe::Budapest.from_local_datetime(&d).earliest())
-            .map(|d| d.with_timezone(&Utc))
-    };
-    let (Some(start), Some(end)) = (midnight(asked.from), asked.to.succ_opt().and_then(midnight)) else {
-        return Err("the period has no midnight in Europe/Budapest".into());
-    };
+    let (start, end) = asked.bounds()?;
     let registry = state.registry.current().await.map_err(|e| e.to_string())?;
-    let sla_filter = ComplianceFilter {
-        contract: asked.contract.as_ref().map(ToString::to_string),
-        category: asked.category.map(|c| labels::api_name(&c)),
-        service_area: asked.service_area.map(|a| labels::api_name(&a)),
-        priority: asked.priority.map(|p| labels::api_name(&p)),
-    };
+    let sla_filter = asked.sla_filter();
     let sla =
         crate::http::stats::compliance_report(state, &registry, start, end, None, Some(asked.period), &sla_filter)
             .await
@@ -307,18 +376,17 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
 
     let bucket_label = |row: &query::SummaryRow| row.period_start.to_string();
     let buckets: Vec<(NaiveDate, NaiveDate)> = report.summary.iter().map(|r| (r.period_start, r.period_end)).collect();
-    // A bucket's list: its days, and the channel (which never changes). Under a category,
-    // service area or division filter the figures count what tickets were at each moment, which
-    // no list filter says: then the bars are not links.
-    let exact_lists = asked.category.is_none() && asked.service_area.is_none() && asked.division.is_none();
-    let drill = |from_key: &str, to_key: &str, (first, last): (NaiveDate, NaiveDate)| {
-        let mut pairs: Vec<(String, String)> =
-            vec![(from_key.into(), first.to_string()), (to_key.into(), last.to_string())];
-        if let Some(channel) = asked.channel {
-            pairs.push(("channel".into(), labels::api_name(&channel)));
-        }
-        format!("/console/queues/all?{}", serde_urlencoded::to_string(&pairs).unwrap_or_default())
+    // The facts behind a bucket's value of the day statistics.
+    let marks = |kind: Mark, (from, to): (NaiveDate, NaiveDate)| Source::Marks {
+        kind,
+        from,
+        to,
+        division: None,
+        detail: Detail::Any,
+        sent: None,
+        complaints: false,
     };
+    let whole = (asked.from, asked.to);
     let not_applied_stats = match (asked.contract.is_some(), asked.priority.is_some()) {
         (false, false) => String::new(),
         _ => tr(
@@ -343,23 +411,16 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
     let total_received: i64 = report.summary.iter().map(|r| r.received).sum();
     let total_resolved: i64 = report.summary.iter().map(|r| r.resolved).sum();
     let backlog_end = report.summary.last().map_or(0, |r| r.open_at_end);
-    let mut links = BTreeMap::new();
-    for (i, bucket) in buckets.iter().enumerate().filter(|_| exact_lists) {
-        links.insert((i, 0), drill("from", "to", *bucket));
+    let mut drills = BTreeMap::new();
+    for (i, bucket) in buckets.iter().enumerate() {
+        drills.insert((i, 0), marks(Mark::Received, *bucket));
+        drills.insert((i, 1), marks(Mark::Resolved, *bucket));
     }
-    let lists = if exact_lists {
-        tr(
-            l,
-            " A beérkezett jegyek oszlopa a mögötte álló jegyek listáját nyitja meg (a korlátozott kezelésű jegyek nélkül; egy megoldás-oszlop nem: egy újranyitott jegy kétszer is számít).",
-            " A received bar opens the list of the tickets behind it (without those under restricted processing; a resolved bar does not: a reopened ticket counts each resolution).",
-        )
-    } else {
-        tr(
-            l,
-            " Kategória-, terület- vagy szakterület-szűrővel az oszlopok nem nyitnak listát: a számok azt mutatják, ami a jegy akkor volt.",
-            " With a category, service area or division filter the bars open no list: the figures count what each ticket was at the moment.",
-        )
-    };
+    let lists = tr(
+        l,
+        " Minden oszlop (és a táblázat minden száma) a mögötte álló jegyek listáját nyitja meg: egy újranyitott jegy minden megoldása külön számít.",
+        " Every bar (and every number in the table) opens the list of what it counts: a reopened ticket counts each resolution.",
+    );
     figures.push(Figure {
         id: "volume",
         title: tr(
@@ -387,13 +448,12 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
                 (bucket_label(r), vec![Some(r.received as f64), Some(r.resolved as f64), Some(r.open_at_end as f64)])
             })
             .collect(),
-        chart: Chart { bars: vec![0, 1], line: Some(2), links, ..Chart::default() },
+        chart: Chart { bars: vec![0, 1], line: Some(2), ..Chart::default() },
+        drills,
     });
 
     // 2. Complaints in the legal sense, and their share of all tickets received.
     let complaints: i64 = report.summary.iter().map(|r| r.complaints_registered).sum();
-    // No drill-down here: a ticket counts in the bucket it became a complaint, which no list
-    // filter says (the queue's category is the ticket's category now).
     figures.push(Figure {
         id: "complaints",
         title: tr(l, "Panaszok (a szabályzat 6. pontja szerint)", "Complaints in the legal sense").into(),
@@ -423,6 +483,7 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
             })
             .collect(),
         chart: Chart { bars: vec![0], ..Chart::default() },
+        drills: buckets.iter().enumerate().map(|(i, b)| ((i, 0), marks(Mark::BecameComplaint, *b))).collect(),
     });
 
     // 3. Time to first contact and to resolution (business hours), median and p90.
@@ -440,6 +501,14 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
     let sla_key = |start: NaiveDate| query::bucket_start(start, asked.period).to_string();
     let sla_buckets: Vec<(String, String)> =
         buckets.iter().map(|(start, _)| (start.to_string(), sla_key(*start))).collect();
+    let clocks = |target: SlaTarget, i: usize| Source::Clocks {
+        target,
+        bucket: buckets.get(i).map(|(start, _)| query::bucket_start(*start, asked.period)),
+        band: None,
+    };
+    let per_bucket = |targets: &[SlaTarget]| -> BTreeMap<(usize, usize), Source> {
+        (0..buckets.len()).flat_map(|i| targets.iter().enumerate().map(move |(c, t)| ((i, c), clocks(*t, i)))).collect()
+    };
     figures.push(Figure {
         id: "durations",
         title: tr(l, "Idő az első kapcsolatfelvételig és a megoldásig (munkaórában)", "Time to first contact and to resolution (business hours)").into(),
@@ -471,6 +540,7 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
             })
             .collect(),
         chart: Chart { bars: vec![0, 1, 2, 3], ..Chart::default() },
+        drills: per_bucket(&[SlaTarget::FirstContact, SlaTarget::FirstContact, SlaTarget::Resolution, SlaTarget::Resolution]),
     });
     let band = |rows: &BTreeMap<String, &ComplianceRow>, i: usize| -> f64 {
         rows.values()
@@ -501,6 +571,14 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
             .map(|(i, name)| ((*name).to_owned(), vec![Some(band(&first_contact, i)), Some(band(&resolution, i))]))
             .collect(),
         chart: Chart { bars: vec![0, 1], ..Chart::default() },
+        drills: (0..band_names.len())
+            .flat_map(|i| {
+                [SlaTarget::FirstContact, SlaTarget::Resolution]
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(c, target)| ((i, c), Source::Clocks { target, bucket: None, band: Some(i) }))
+            })
+            .collect(),
     });
 
     // 4. SLA compliance per bucket, with the goal line.
@@ -542,6 +620,7 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
             })
             .collect(),
         chart: Chart { bars: vec![0, 1, 2], goal: Some(goal), percent: true, ..Chart::default() },
+        drills: per_bucket(&[SlaTarget::FirstContact, SlaTarget::Resolution, SlaTarget::StatutoryAnswer]),
     });
 
     // 5. Escalations per division, and the divisions' answer times.
@@ -563,6 +642,19 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
         columns: vec![tr(l, "Szakterület", "Division").into(), "escalations".into(), "answers".into()],
         rows: per_division.iter().map(|(d, (e, a))| (d.clone(), vec![Some(*e as f64), Some(*a as f64)])).collect(),
         chart: Chart { bars: vec![0, 1], ..Chart::default() },
+        drills: per_division
+            .keys()
+            .enumerate()
+            .flat_map(|(i, division)| {
+                [Mark::Escalated, Mark::EscalationAnswered].into_iter().enumerate().map(move |(c, kind)| {
+                    let mut source = marks(kind, whole);
+                    if let Source::Marks { division: wanted, .. } = &mut source {
+                        *wanted = Some(division.clone());
+                    }
+                    ((i, c), source)
+                })
+            })
+            .collect(),
     });
     let division_names: Vec<String> = per_division.keys().cloned().collect();
     let answer_of: HashMap<(String, String), Option<f64>> = report
@@ -594,6 +686,19 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
             })
             .collect(),
         chart: Chart { bars: (0..division_names.len()).collect(), ..Chart::default() },
+        drills: buckets
+            .iter()
+            .enumerate()
+            .flat_map(|(i, bucket)| {
+                division_names.iter().enumerate().map(move |(c, division)| {
+                    let mut source = marks(Mark::EscalationAnswered, *bucket);
+                    if let Source::Marks { division: wanted, .. } = &mut source {
+                        *wanted = Some(division.clone());
+                    }
+                    ((i, c), source)
+                })
+            })
+            .collect(),
     });
 
     // 6. Root causes of resolved complaints: the top ten and "other".
@@ -610,8 +715,21 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
         .take(10)
         .map(|(c, n)| (c.clone(), vec![Some(*n as f64), ratio(*n, resolved_complaints)]))
         .collect();
+    let cause = |detail: Detail| Source::Marks {
+        kind: Mark::RootCause,
+        from: asked.from,
+        to: asked.to,
+        division: None,
+        detail,
+        sent: None,
+        complaints: true,
+    };
+    let mut cause_drills: BTreeMap<(usize, usize), Source> =
+        ranked.iter().take(10).enumerate().map(|(i, (c, _))| ((i, 0), cause(Detail::Is(c.clone())))).collect();
     if ranked.len() > 10 {
         rows.push((tr(l, "egyéb", "other").into(), vec![Some(other as f64), ratio(other, resolved_complaints)]));
+        let top: Vec<String> = ranked.iter().take(10).map(|(c, _)| c.clone()).collect();
+        cause_drills.insert((10, 0), cause(Detail::NoneOf(top)));
     }
     figures.push(Figure {
         id: "root_causes",
@@ -625,6 +743,7 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
         columns: vec![tr(l, "Kiváltó ok", "Root cause").into(), "complaints_resolved".into(), "share".into()],
         rows,
         chart: Chart { bars: vec![0], ..Chart::default() },
+        drills: cause_drills,
     });
 
     // 7. Satisfaction: response rate, mean score, and the 1–5 distribution.
@@ -650,6 +769,28 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
             .map(|r| (bucket_label(r), vec![Some(r.surveys_sent as f64), r.survey_response_rate, r.survey_mean_score]))
             .collect(),
         chart: Chart { bars: vec![1], percent: true, ..Chart::default() },
+        // The surveys sent; the answers to those surveys (the rate's numerator, answered any day
+        // from the period's start); the answers given in the bucket (the mean's).
+        drills: buckets
+            .iter()
+            .enumerate()
+            .flat_map(|(i, bucket)| {
+                let answers_to_sent = Source::Marks {
+                    kind: Mark::SurveyAnswered,
+                    from: asked.from,
+                    to: NaiveDate::MAX,
+                    division: None,
+                    detail: Detail::Any,
+                    sent: Some(*bucket),
+                    complaints: false,
+                };
+                [
+                    ((i, 0), marks(Mark::SurveySent, *bucket)),
+                    ((i, 1), answers_to_sent),
+                    ((i, 2), marks(Mark::SurveyAnswered, *bucket)),
+                ]
+            })
+            .collect(),
     });
     let scores: Vec<i64> = (0..5)
         .map(|i| report.summary.iter().map(|r| [r.score_1, r.score_2, r.score_3, r.score_4, r.score_5][i]).sum::<i64>())
@@ -674,6 +815,15 @@ pub async fn figures(state: &AppState, asked: &Asked, language: Language) -> Res
         columns: vec![tr(l, "Pontszám", "Score").into(), "answers".into()],
         rows: scores.iter().enumerate().map(|(i, n)| ((i + 1).to_string(), vec![Some(*n as f64)])).collect(),
         chart: Chart { bars: vec![0], ..Chart::default() },
+        drills: (0..5)
+            .map(|i| {
+                let mut source = marks(Mark::SurveyAnswered, whole);
+                if let Source::Marks { detail, .. } = &mut source {
+                    *detail = Detail::Is((i + 1).to_string());
+                }
+                ((i, 0), source)
+            })
+            .collect(),
     });
     Ok(figures)
 }
@@ -707,7 +857,7 @@ fn nice_max(max: f64) -> f64 {
 
 /// The figure's chart: grouped bars (each a link where it drills down), an optional line and
 /// goal, an axis with four ticks. Every mark carries its value in `<title>` and `aria-label`.
-pub fn svg(figure: &Figure, language: Language) -> Markup {
+pub fn svg(figure: &Figure, asked: &Asked, language: Language) -> Markup {
     let open_words = tr(language, "a jegyek listája", "open the tickets");
     let (width, height, left, right, top, bottom) = (760.0, 280.0, 56.0, 12.0, 12.0, 56.0);
     let plot_w = width - left - right;
@@ -752,7 +902,7 @@ pub fn svg(figure: &Figure, language: Language) -> Markup {
                                 title { (words) }
                             }
                         };
-                        @match chart.links.get(&(r, s)) {
+                        @match figure.link(r, *column, asked) {
                             Some(href) => a.drill href=(href) aria-label={(words) " — " (open_words)} { (rect) },
                             None => g role="img" aria-label=(words) { (rect) },
                         }
@@ -792,16 +942,24 @@ pub fn svg(figure: &Figure, language: Language) -> Markup {
     }
 }
 
-fn table(figure: &Figure) -> Markup {
+/// The figure's table; a value with a list behind it links to the list.
+fn table(figure: &Figure, asked: &Asked) -> Markup {
     html! {
         table.plain.figures data-chart=(figure.id) {
             caption.visually-hidden { (figure.title) }
             thead { tr { @for column in &figure.columns { th scope="col" { (column) } } } }
             tbody {
-                @for (label, values) in &figure.rows {
+                @for (r, (label, values)) in figure.rows.iter().enumerate() {
                     tr {
                         th scope="row" { (label) }
-                        @for value in values { td data-value=(number(*value)) { (number(*value)) } }
+                        @for (c, value) in values.iter().enumerate() {
+                            td data-value=(number(*value)) {
+                                @match figure.link(r, c, asked) {
+                                    Some(href) => a.drill href=(href) { (number(*value)) },
+                                    None => (number(*value)),
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -924,10 +1082,10 @@ pub async fn page(
             section.figure #{"figure-" (figure.id)} aria-labelledby={"h-" (figure.id)} {
                 h2 #{"h-" (figure.id)} { (figure.title) }
                 p.caption #{"caption-" (figure.id)} { (figure.caption) }
-                (svg(figure, l))
+                (svg(figure, &asked, l))
                 details.figures open {
                     summary { (tr(l, "A számok táblázatban", "The figures as a table")) }
-                    (table(figure))
+                    (table(figure, &asked))
                 }
                 p { a.csv href={"/console/insights/" (figure.id) ".csv?" (query)} download { (tr(l, "CSV letöltése", "Download CSV")) } }
             }

@@ -7,7 +7,8 @@
 //! - [`queues`]: the queues with filters, sorting, paging, saved views, bulk actions.
 //! - [`ticket`]: the ticket page, its timeline and the workflow's forms.
 //! - [`intake`]: manual intake (phone, letter, other).
-//! - [`insights`]: the quality dashboard: charts, tables, CSV and drill-down over the statistics.
+//! - [`insights`]: the quality dashboard: charts, tables and CSV over the statistics.
+//! - [`drill`]: the dashboard's drill-down: the list of what one value counts.
 //! - [`history`]: the replay view: a ticket's events, what each changed, the ticket at any
 //!   instant, its proof; downloads for auditors.
 //! - [`admin`]: contracts, divisions, staff accounts, canned replies.
@@ -20,6 +21,7 @@
 
 pub mod admin;
 pub mod assets;
+pub mod drill;
 pub mod history;
 pub mod insights;
 pub mod intake;
@@ -69,6 +71,7 @@ pub fn routes() -> Router<AppState> {
         .route("/console/audit/export", get(history::export))
         .route("/console/insights", get(insights::page))
         .route("/console/insights/{file}", get(insights::csv_download))
+        .route("/console/insights/{figure}/tickets", get(drill::page))
         .route(
             "/console/new",
             get(intake::page).post(intake::submit).layer(axum::extract::DefaultBodyLimit::max(16 * 1024 * 1024)),
