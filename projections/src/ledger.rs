@@ -51,6 +51,9 @@ pub enum LedgerError {
     Mismatch(String),
     #[error("{0}")]
     Invalid(String),
+    /// Another instance took the ledger over: stand by.
+    #[error(transparent)]
+    LeaseLost(#[from] event_store::lease::LeaseLost),
 }
 
 impl From<sqlx::Error> for LedgerError {
@@ -197,6 +200,16 @@ pub async fn checkpoints(database: &Database) -> Result<Vec<(u64, Hash, String)>
 }
 
 /// The newest signed checkpoint (its size and note).
+/// When the newest checkpoint was signed (`None`: never).
+pub async fn latest_checkpoint_time(database: &Database) -> Result<Option<DateTime<Utc>>, LedgerError> {
+    let sql = "SELECT MAX(signed_at) FROM ledger_checkpoints";
+    let micros: Option<i64> = match database {
+        Database::Sqlite { read, .. } => sqlx::query_scalar(sql).fetch_one(read).await?,
+        Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
+    };
+    Ok(micros.and_then(DateTime::from_timestamp_micros))
+}
+
 pub async fn latest_checkpoint(database: &Database) -> Result<Option<(u64, String)>, LedgerError> {
     let row: Option<(i64, String)> = match database {
         Database::Sqlite { read, .. } => {
@@ -264,6 +277,18 @@ pub async fn run(
     status: SharedStatus,
     shutdown: CancellationToken,
 ) -> Result<(), LedgerError> {
+    run_fenced(log, database, options, None, status, shutdown).await
+}
+
+/// [`run`] as the job's leader: every batch re-checks `fence` in its own transaction.
+pub async fn run_fenced(
+    log: FollowedLog,
+    database: Database,
+    options: LedgerOptions,
+    fence: Option<event_store::lease::Fence>,
+    status: SharedStatus,
+    shutdown: CancellationToken,
+) -> Result<(), LedgerError> {
     let store = log.store.clone();
     let mut state = load(&database).await?;
     check_last_leaf(&store, &database, &state).await?;
@@ -291,7 +316,7 @@ pub async fn run(
             batch.extend(subscription.next_batch_now().await?);
             let events = batch.len() as u64;
             let recorded: Vec<DateTime<Utc>> = batch.iter().map(|e| e.recorded_at).collect();
-            match append(&database, &mut state, batch).await {
+            match append(&database, fence.clone(), &mut state, batch).await {
                 Ok(()) => {
                     let committed = Utc::now();
                     let mut status = status.lock().expect("status lock");
@@ -335,7 +360,12 @@ impl From<sqlx::Error> for AppendError {
 
 /// Appends a batch's leaves and completed subtrees and moves the ledger's checkpoint, in one
 /// transaction (in a task of its own: see `crate::apply_batch`).
-async fn append(database: &Database, state: &mut State, batch: Vec<RecordedEvent>) -> Result<(), AppendError> {
+async fn append(
+    database: &Database,
+    fence: Option<event_store::lease::Fence>,
+    state: &mut State,
+    batch: Vec<RecordedEvent>,
+) -> Result<(), AppendError> {
     if let Some(first) = batch.first()
         && first.position <= state.position
     {
@@ -363,7 +393,7 @@ async fn append(database: &Database, state: &mut State, batch: Vec<RecordedEvent
     let start = state.position.0;
     let last = batch.last().map_or(start, |e| e.position.0);
     let database = database.clone();
-    let task = tokio::spawn(async move { write_batch(&database, start, last, leaves, nodes).await });
+    let task = tokio::spawn(async move { write_batch(&database, fence, start, last, leaves, nodes).await });
     task.await.map_err(|e| AppendError::Ledger(LedgerError::Invalid(format!("appending to the ledger: {e}"))))??;
     state.frontier = frontier;
     state.position = GlobalPosition(last);
@@ -372,6 +402,7 @@ async fn append(database: &Database, state: &mut State, batch: Vec<RecordedEvent
 
 async fn write_batch(
     database: &Database,
+    fence: Option<event_store::lease::Fence>,
     start: i64,
     last: i64,
     leaves: Vec<(i64, i64, uuid::Uuid, Vec<u8>)>,
@@ -416,6 +447,12 @@ async fn write_batch(
         }
         Database::Postgres(pool) => {
             let mut transaction = pool.begin().await?;
+            if let Some(fence) = &fence {
+                fence.check_in(&mut transaction).await.map_err(|error| match error {
+                    event_store::lease::CheckError::Lost(lost) => AppendError::Ledger(LedgerError::LeaseLost(lost)),
+                    event_store::lease::CheckError::Store(store) => AppendError::Ledger(LedgerError::Store(store)),
+                })?;
+            }
             let claimed = sqlx::query(
                 "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES ($1, $2, now()) \
                  ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at \
@@ -524,15 +561,56 @@ pub fn spawn(
     options: LedgerOptions,
     shutdown: CancellationToken,
 ) -> (SharedStatus, tokio::task::JoinHandle<()>) {
+    spawn_led(log, database, options, None, shutdown)
+}
+
+/// [`spawn`] as a job with one leader among the instances (see `crate::spawn_led`).
+pub fn spawn_led(
+    log: FollowedLog,
+    database: Database,
+    options: LedgerOptions,
+    leases: Option<event_store::lease::Leases>,
+    shutdown: CancellationToken,
+) -> (SharedStatus, tokio::task::JoinHandle<()>) {
     let status: SharedStatus = Arc::default();
     let task_status = status.clone();
     let handle = tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
+        let mut leadership: Option<event_store::lease::Leadership> = None;
         loop {
-            let result =
-                run(log.clone(), database.clone(), options.clone(), task_status.clone(), shutdown.clone()).await;
+            if leadership.as_ref().is_none_or(|l| l.is_lost())
+                && let Some(leases) = &leases
+            {
+                task_status.lock().expect("status lock").leading = false;
+                drop(leadership.take());
+                match leases.lead(NAME, &shutdown).await {
+                    Some(led) => leadership = Some(led),
+                    None => return,
+                }
+                task_status.lock().expect("status lock").leading = true;
+            }
+            let fence = leadership.as_ref().map(|l| l.fence());
+            let result = tokio::select! {
+                result = run_fenced(log.clone(), database.clone(), options.clone(), fence, task_status.clone(), shutdown.clone()) => result,
+                _ = async { match &leadership { Some(l) => l.lost().await, None => std::future::pending().await } } => {
+                    Err(LedgerError::LeaseLost(event_store::lease::LeaseLost {
+                        job: NAME,
+                        epoch: leadership.as_ref().map_or(0, |l| l.epoch()),
+                    }))
+                }
+            };
             match result {
-                Ok(()) => return,
+                Ok(()) => {
+                    if let Some(leadership) = leadership.take() {
+                        leadership.release().await;
+                    }
+                    return;
+                }
+                Err(LedgerError::LeaseLost(lost)) => {
+                    tracing::warn!(%lost, "ledger: standing by");
+                    leadership = None;
+                    backoff = Duration::from_millis(100);
+                }
                 Err(error @ (LedgerError::Mismatch(_) | LedgerError::Invalid(_))) => {
                     tracing::error!(
                         %error,
@@ -550,7 +628,12 @@ pub fn spawn(
                         status.last_error = Some(error.to_string());
                     }
                     tokio::select! {
-                        _ = shutdown.cancelled() => return,
+                        _ = shutdown.cancelled() => {
+                            if let Some(leadership) = leadership.take() {
+                                leadership.release().await;
+                            }
+                            return;
+                        }
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));

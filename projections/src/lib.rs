@@ -53,6 +53,18 @@ pub enum ProjectionError {
     /// Someone else moved the checkpoint (a rebuild, or another instance): go on from there.
     #[error("projection '{projection}' checkpoint is at {found}, not {expected}")]
     Moved { projection: &'static str, expected: i64, found: i64 },
+    /// Another instance took the job over: stand by.
+    #[error(transparent)]
+    LeaseLost(#[from] event_store::lease::LeaseLost),
+}
+
+impl From<event_store::lease::CheckError> for ProjectionError {
+    fn from(error: event_store::lease::CheckError) -> Self {
+        match error {
+            event_store::lease::CheckError::Lost(lost) => Self::LeaseLost(lost),
+            event_store::lease::CheckError::Store(store) => Self::Store(store),
+        }
+    }
 }
 
 /// A transaction on the read models' database.
@@ -122,6 +134,9 @@ pub struct ProjectionStatus {
     /// Microseconds from an event's recording to the commit of the read model that shows it,
     /// for the events recorded while this runner follows the log (not those it caught up on).
     pub lag_us: hdrhistogram::Histogram<u64>,
+    /// Whether this instance leads the job (false: a standby, another instance applies the
+    /// log and `position` is where this one last saw the checkpoint).
+    pub leading: bool,
 }
 
 impl Default for ProjectionStatus {
@@ -133,6 +148,7 @@ impl Default for ProjectionStatus {
             retries: 0,
             last_error: None,
             lag_us: hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid bounds"),
+            leading: true,
         }
     }
 }
@@ -226,6 +242,18 @@ pub async fn run<P: Projection>(
     status: SharedStatus,
     shutdown: CancellationToken,
 ) -> Result<(), ProjectionError> {
+    run_fenced(projection, log, database, None, status, shutdown).await
+}
+
+/// [`run`] as a job's leader: every batch re-checks `fence` in its own transaction.
+pub async fn run_fenced<P: Projection>(
+    projection: P,
+    log: FollowedLog,
+    database: Database,
+    fence: Option<event_store::lease::Fence>,
+    status: SharedStatus,
+    shutdown: CancellationToken,
+) -> Result<(), ProjectionError> {
     let FollowedLog { store, decoded } = log;
     let mut position = checkpoint(&database, projection.name()).await?;
     status.lock().expect("status lock").position = position;
@@ -247,7 +275,7 @@ pub async fn run<P: Projection>(
         let last = batch.last().map_or(position, |e| e.position);
         let events = batch.len() as u64;
         let batch: Arc<[RecordedEvent]> = batch.into();
-        match apply_batch(&projection, &database, &decoded, position, batch.clone()).await {
+        match apply_batch(&projection, &database, &decoded, fence.clone(), position, batch.clone()).await {
             Ok(()) => {
                 let committed = chrono::Utc::now();
                 position = last;
@@ -287,15 +315,67 @@ pub fn spawn<P: Projection + Clone>(
     database: Database,
     shutdown: CancellationToken,
 ) -> (SharedStatus, tokio::task::JoinHandle<()>) {
+    spawn_led(projection, log, database, None, shutdown)
+}
+
+/// [`spawn`] as a job with one leader among the instances: the runner applies the log only
+/// while this instance holds the projection's lease (named after the projection), stands by
+/// otherwise, and releases the lease when `shutdown` fires.
+pub fn spawn_led<P: Projection + Clone>(
+    projection: P,
+    log: FollowedLog,
+    database: Database,
+    leases: Option<event_store::lease::Leases>,
+    shutdown: CancellationToken,
+) -> (SharedStatus, tokio::task::JoinHandle<()>) {
     let status: SharedStatus = Arc::default();
     let task_status = status.clone();
     let handle = tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
+        let mut leadership = None;
         loop {
-            let result =
-                run(projection.clone(), log.clone(), database.clone(), task_status.clone(), shutdown.clone()).await;
+            if leadership.as_ref().is_none_or(|l: &event_store::lease::Leadership| l.is_lost())
+                && let Some(leases) = &leases
+            {
+                task_status.lock().expect("status lock").leading = false;
+                drop(leadership.take());
+                match leases.lead(projection.name(), &shutdown).await {
+                    Some(led) => leadership = Some(led),
+                    None => return,
+                }
+                task_status.lock().expect("status lock").leading = true;
+            }
+            let fence = leadership.as_ref().map(|l| l.fence());
+            let result = tokio::select! {
+                result = run_fenced(
+                    projection.clone(),
+                    log.clone(),
+                    database.clone(),
+                    fence,
+                    task_status.clone(),
+                    shutdown.clone(),
+                ) => result,
+                // A lost lease stops the runner between batches (a batch in flight finds it
+                // lost in its own transaction).
+                _ = async { match &leadership { Some(l) => l.lost().await, None => std::future::pending().await } } => {
+                    Err(ProjectionError::LeaseLost(event_store::lease::LeaseLost {
+                        job: projection.name(),
+                        epoch: leadership.as_ref().map_or(0, |l| l.epoch()),
+                    }))
+                }
+            };
             match result {
-                Ok(()) => return,
+                Ok(()) => {
+                    if let Some(leadership) = leadership.take() {
+                        leadership.release().await;
+                    }
+                    return;
+                }
+                Err(ProjectionError::LeaseLost(lost)) => {
+                    tracing::warn!(%lost, projection = projection.name(), "standing by");
+                    leadership = None;
+                    backoff = Duration::from_millis(100);
+                }
                 // Only an event that cannot be applied stops a projection: that needs a person.
                 Err(error @ ProjectionError::Event { .. }) => {
                     tracing::error!(
@@ -316,7 +396,12 @@ pub fn spawn<P: Projection + Clone>(
                         status.last_error = Some(error.to_string());
                     }
                     tokio::select! {
-                        _ = shutdown.cancelled() => return,
+                        _ = shutdown.cancelled() => {
+                            if let Some(leadership) = leadership.take() {
+                                leadership.release().await;
+                            }
+                            return;
+                        }
                         _ = tokio::time::sleep(backoff) => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -350,6 +435,16 @@ pub async fn caught_up(database: &Database, name: &str, max: Duration) -> Result
     Ok(true)
 }
 
+/// The log's highest committed position (0 when empty).
+pub async fn log_head(database: &Database) -> Result<i64, StoreError> {
+    let sql = "SELECT COALESCE(MAX(position), 0) FROM events";
+    match database {
+        Database::Sqlite { read, .. } => sqlx::query_scalar(sql).fetch_one(read).await,
+        Database::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,
+    }
+    .map_err(StoreError::from_sqlx)
+}
+
 /// Where a read model's checkpoint stands (0 before its first batch).
 pub async fn checkpoint_of(database: &Database, name: &str) -> Result<GlobalPosition, StoreError> {
     checkpoint(database, name).await
@@ -381,6 +476,7 @@ async fn apply_batch<P: Projection>(
     projection: &P,
     database: &Database,
     decoded: &Arc<DecodedEvents>,
+    fence: Option<event_store::lease::Fence>,
     start: GlobalPosition,
     batch: Arc<[RecordedEvent]>,
 ) -> Result<(), ProjectionError> {
@@ -388,7 +484,8 @@ async fn apply_batch<P: Projection>(
     // (sqlx#4393, in 0.8.6 and 0.9.0): the connection would go back to the pool inside it, and
     // the next borrower's writes would be lost with it. So the transaction runs in a task of
     // its own, which a caller that stops waiting (an aborted runner) does not cancel.
-    let task = tokio::spawn(apply_batch_in_task(projection.clone(), database.clone(), decoded.clone(), start, batch));
+    let task =
+        tokio::spawn(apply_batch_in_task(projection.clone(), database.clone(), decoded.clone(), fence, start, batch));
     task.await.map_err(|e| StoreError::Database(format!("applying a batch: {e}")))?
 }
 
@@ -396,6 +493,7 @@ async fn apply_batch_in_task<P: Projection>(
     projection: P,
     database: Database,
     decoded: Arc<DecodedEvents>,
+    fence: Option<event_store::lease::Fence>,
     start: GlobalPosition,
     batch: Arc<[RecordedEvent]>,
 ) -> Result<(), ProjectionError> {
@@ -443,6 +541,10 @@ async fn apply_batch_in_task<P: Projection>(
                 .execute(&mut *transaction)
                 .await
                 .map_err(StoreError::from_sqlx)?;
+            // Only the job's leader writes: a paused old leader finds its lease gone here.
+            if let Some(fence) = &fence {
+                fence.check_in(&mut transaction).await?;
+            }
             let claimed = sqlx::query(
                 "INSERT INTO projection_checkpoints (name, position, updated_at) VALUES ($1, $2, now()) \
                  ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at \

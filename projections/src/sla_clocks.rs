@@ -339,6 +339,8 @@ pub async fn run_scheduler(
     loop {
         match record_due(&service, &database).await {
             Ok(recorded) if recorded != Recorded::default() => {
+                metrics::counter!("ticketd_sla_warnings_total").increment(recorded.warnings as u64);
+                metrics::counter!("ticketd_sla_breaches_total").increment(recorded.breaches as u64);
                 tracing::info!(warnings = recorded.warnings, breaches = recorded.breaches, "SLA events recorded")
             }
             Ok(_) => {}

@@ -140,6 +140,57 @@ impl TestApp {
         Sibling { base, child }
     }
 
+    /// [`Self::start_sibling`] with these settings on top of the app's.
+    pub fn start_sibling_with(&mut self, env: &[(&str, &str)]) -> Sibling {
+        let saved = self.env.clone();
+        self.env.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        let (base, child) = self.spawn_server();
+        self.env = saved;
+        Sibling { base, child }
+    }
+
+    /// Another instance where the store takes several (PostgreSQL); on SQLite, checks that a
+    /// second `serve` refuses to start, and gives `None`.
+    pub fn start_sibling_if_shared(&self) -> Option<Sibling> {
+        if self.is_postgres() {
+            return Some(self.start_sibling());
+        }
+        let mut child =
+            self.server_command().stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("ticketd runs");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("a second serve on the SQLite file did not refuse to start");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(!status.success(), "a second serve on the SQLite file exited with success: {stderr}");
+        assert!(
+            stderr.contains("another `ticketd serve` already runs on the SQLite store"),
+            "a second serve says why it refuses: {stderr}"
+        );
+        None
+    }
+
+    fn server_command(&self) -> Command {
+        let mut command = Command::new(binary());
+        command
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("TICKETD_DATABASE_URL", &self.database_url)
+            .env("TICKETD_KEK_FILE", self.dir.path().join("personal.keys"))
+            .env("TICKETD_LOG", std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()))
+            .env("TICKETD_OUTBOX_DIR", self.dir.path().join("outbox"))
+            .env("TICKETD_ATTACHMENTS_DIR", self.dir.path().join("attachments"))
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+
     /// A `ticketd serve` on a free port against this app's store and settings: its address.
     fn spawn_server(&self) -> (String, Child) {
         let mut child = Command::new(binary())
@@ -387,6 +438,27 @@ impl TestApp {
 pub struct Sibling {
     pub base: String,
     child: Child,
+}
+
+impl Sibling {
+    /// SIGKILL: a crash, nothing released.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and waits until it has exited (a graceful stop: it drains and releases).
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("an instance did not stop within 30 s of SIGTERM");
+    }
 }
 
 impl Drop for Sibling {

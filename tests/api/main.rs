@@ -5,6 +5,7 @@ mod browser;
 mod consistency;
 mod console;
 mod console_browser;
+mod fleet;
 mod harness;
 mod idempotency;
 mod insights;
@@ -1005,5 +1006,15 @@ async fn the_served_openapi_document_is_the_checked_in_one() {
         for status in ["200", "400", "401", "403", "404", "409", "412", "413", "415", "422"] {
             assert!(operation["responses"][status].is_object(), "{action} does not document {status}");
         }
+    }
+}
+
+/// Several instances share a store on PostgreSQL only (SQLite's refusal of a second instance is
+/// checked in `a_number_handed_out_resolves_at_once_on_every_instance`).
+mod postgres_fleet {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_instances_lead_each_job_once_and_take_over_from_a_killed_one() {
+        crate::fleet::three_instances_lead_each_job_once_and_take_over_from_a_killed_one(crate::Backend::Postgres)
+            .await;
     }
 }

@@ -83,13 +83,17 @@ impl Batcher {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendOutcome, StoreError> {
+        let started = std::time::Instant::now();
         let (reply, answer) = oneshot::channel();
         let request = AppendRequest { stream: stream.clone(), expected, events, reply };
         self.sender
             .send(request)
             .await
             .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?;
-        answer.await.map_err(|_| StoreError::Unavailable("the store's writer stopped during the append".into()))?
+        let answer =
+            answer.await.map_err(|_| StoreError::Unavailable("the store's writer stopped during the append".into()))?;
+        metrics::histogram!("ticketd_append_duration_seconds").record(started.elapsed().as_secs_f64());
+        answer
     }
 }
 
@@ -145,6 +149,7 @@ fn take_waiting(receiver: &mut mpsc::Receiver<AppendRequest>, deferred: &mut Vec
 }
 
 async fn write<B: BatchBackend>(backend: &B, batch: Vec<AppendRequest>) {
+    metrics::histogram!("ticketd_append_batch_appends").record(batch.len() as f64);
     if batch.len() == 1 {
         let request = batch.into_iter().next().expect("one request");
         let result = backend.append_alone(&request.stream, request.expected, &request.events).await;

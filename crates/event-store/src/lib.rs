@@ -14,6 +14,7 @@
 
 mod batch;
 mod envelope;
+pub mod lease;
 pub mod postgres;
 pub mod sqlite;
 mod subscription;
@@ -194,6 +195,14 @@ pub struct OpenedStore {
     pub database: Database,
 }
 
+/// The SQLite file a store URL names (`None`: a PostgreSQL URL).
+pub fn sqlite_path(url: &str) -> Option<&str> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return None;
+    }
+    Some(url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url))
+}
+
 /// Opens (and migrates) the store a URL names: `sqlite:PATH` (or a bare path) or
 /// `postgres://…`.
 pub async fn open(url: &str) -> Result<OpenedStore, StoreError> {
@@ -208,7 +217,7 @@ pub async fn open_with_clock(url: &str, clock: StoreClock) -> Result<OpenedStore
         let database = Database::Postgres(store.pool().clone());
         return Ok(OpenedStore { store: Arc::new(store), database });
     }
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    let path = sqlite_path(url).expect("not a PostgreSQL URL");
     let options = sqlite::SqliteOptions { clock, ..sqlite::SqliteOptions::default() };
     let store = sqlite::SqliteStore::open(std::path::Path::new(path), options).await?;
     let database = Database::Sqlite { write: store.write_pool().clone(), read: store.read_pool().clone() };

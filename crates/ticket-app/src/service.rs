@@ -196,8 +196,32 @@ impl TicketService {
         self.execute_with(ticket_id, expected_version, command, context, known, Once::No).await
     }
 
-    #[tracing::instrument(level = "debug", skip(self, command, context), fields(command = command.kind().name()))]
     async fn execute_with(
+        &self,
+        ticket_id: TicketId,
+        expected_version: Option<u64>,
+        command: TicketCommand,
+        context: &CommandContext,
+        known: Known,
+        once: Once,
+    ) -> Result<CommandOutcome, AppError> {
+        let kind = command.kind().name();
+        let result = self.decide_and_append(ticket_id, expected_version, command, context, known, once).await;
+        let outcome = match &result {
+            Ok(_) => "applied",
+            Err(AppError::Refused(_)) => "refused",
+            Err(AppError::NotFound(_)) => "not_found",
+            Err(AppError::VersionMismatch { .. }) => "version_mismatch",
+            Err(AppError::Contended { .. }) => "contended",
+            Err(AppError::Store(_)) => "store_error",
+            Err(AppError::Corrupt(_)) => "corrupt",
+        };
+        metrics::counter!("ticketd_commands_total", "command" => kind, "outcome" => outcome).increment(1);
+        result
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, command, context), fields(command = command.kind().name()))]
+    async fn decide_and_append(
         &self,
         ticket_id: TicketId,
         expected_version: Option<u64>,

@@ -70,8 +70,13 @@ enum Outcome {
 
 impl Dispatcher {
     /// Sends until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(&self, shutdown: CancellationToken) {
         tracing::info!(transport = %self.transport.describe(), "mail dispatcher started");
+        match outbox::release_claims(&self.database).await {
+            Ok(0) => {}
+            Ok(freed) => tracing::info!(freed, "mails claimed by an earlier dispatcher are due again"),
+            Err(error) => tracing::warn!(%error, "could not free an earlier dispatcher's claims; they expire"),
+        }
         loop {
             let busy = match self.round().await {
                 Ok(worked) => worked,

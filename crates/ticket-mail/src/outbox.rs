@@ -280,6 +280,29 @@ pub struct OutboxRow {
 const ROW_COLUMNS: &str = "id, event_id, kind, ticket_id, ticket_version, message_id, survey_token, status, \
     CAST(attempts AS BIGINT) AS attempts, next_attempt_us, last_error, recipient, subject, created_us, sent_us";
 
+/// What an operator watches of the outbox.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutboxHealth {
+    pub pending: i64,
+    pub oldest_pending_age_seconds: f64,
+    pub failed: i64,
+}
+
+/// Mails waiting (and the oldest one's age) and mails refused for good.
+pub async fn health(database: &Database) -> Result<OutboxHealth, StoreError> {
+    // COUNT is a bigint on PostgreSQL and an integer on SQLite: both read as i64.
+    let sql = "SELECT COUNT(*) FILTER (WHERE status = 'pending'), \
+               MIN(created_us) FILTER (WHERE status = 'pending'), \
+               COUNT(*) FILTER (WHERE status = 'failed') FROM mail_outbox";
+    let (pending, oldest, failed): (i64, Option<i64>, i64) = match database {
+        Database::Sqlite { read, .. } => sqlx::query_as(sql).fetch_one(read).await,
+        Database::Postgres(pool) => sqlx::query_as(sql).fetch_one(pool).await,
+    }
+    .map_err(StoreError::from_sqlx)?;
+    let age = oldest.map_or(0.0, |created| ((now_us() - created) as f64 / 1e6).max(0.0));
+    Ok(OutboxHealth { pending, oldest_pending_age_seconds: age, failed })
+}
+
 /// Rows whose time has come: pending ones to send, sent ones whose follow-up is not recorded.
 pub async fn due(database: &Database, now: i64, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
     let sql = format!(
@@ -292,6 +315,16 @@ pub async fn due(database: &Database, now: i64, limit: i64) -> Result<Vec<Outbox
 }
 
 /// Takes a row for `lease_us`: only one dispatcher (of any instance) works on it at a time.
+/// Frees the rows an earlier dispatcher claimed and did not finish. The one dispatcher calls it
+/// as it starts (the job's leader on PostgreSQL, the one instance on SQLite): the claims are a
+/// crashed or stopped run's, so its mails go out at once instead of when the claims expire.
+pub async fn release_claims(database: &Database) -> Result<u64, StoreError> {
+    let sql = "UPDATE mail_outbox SET lease_until_us = NULL \
+               WHERE lease_until_us IS NOT NULL AND status IN ('pending', 'sent')";
+    let result = on_database!(database, |pool| sqlx::query(sql).execute(pool).await.map(|r| r.rows_affected()));
+    result.map_err(StoreError::from_sqlx)
+}
+
 pub async fn claim(database: &Database, id: &str, now: i64, lease_us: i64) -> Result<bool, StoreError> {
     let sql = "UPDATE mail_outbox SET lease_until_us = $2 WHERE id = $1 AND status IN ('pending', 'sent') \
                AND (lease_until_us IS NULL OR lease_until_us < $3)";

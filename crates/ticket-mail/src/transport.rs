@@ -18,6 +18,7 @@ pub enum SendError {
     Permanent(String),
 }
 
+#[derive(Clone)]
 pub enum Transport {
     Smtp { transport: AsyncSmtpTransport<Tokio1Executor>, url_without_password: String },
     Directory(PathBuf),

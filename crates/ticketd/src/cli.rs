@@ -50,6 +50,25 @@ enum Command {
         /// How often (seconds) the SLA scheduler records the warnings and breaches due.
         #[arg(long, env = "TICKETD_SLA_CHECK_SECONDS", default_value_t = 15)]
         sla_check_seconds: u64,
+        /// On PostgreSQL, each background job (every projection, the SLA scheduler, the mail
+        /// dispatcher, the retention job, the checkpoint mail) runs on one instance at a time
+        /// under a lease of this many seconds: a crashed leader's jobs move to a standby
+        /// within it (and a second), a stopped one's at once.
+        #[arg(long, env = "TICKETD_LEASE_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(2..=300))]
+        lease_seconds: u64,
+        /// This instance's name in the job leases (`NAME:pid:random`; the host name by
+        /// default). Give each instance its own (a pod's name): a crashed run's leases are then
+        /// taken back at once by the next run of the same name, others wait for the expiry.
+        #[arg(long, env = "TICKETD_INSTANCE_NAME")]
+        instance_name: Option<String>,
+        /// Serve `/metrics` (Prometheus text format) on this address too, without a token: an
+        /// address only the scraper reaches.
+        #[arg(long, env = "TICKETD_METRICS_LISTEN")]
+        metrics_listen: Option<std::net::SocketAddr>,
+        /// The bearer token that reads `/metrics` on the service's own address (without it,
+        /// `/metrics` is served on `--metrics-listen` only).
+        #[arg(long, env = "TICKETD_METRICS_TOKEN", hide_env_values = true)]
+        metrics_token: Option<String>,
         /// How long (seconds) a request with an `Idempotency-Key` may go unanswered before a
         /// repeat with the key takes it over (running the command again with the same ids, so
         /// at most once); until then repeats get `409 request_in_progress` with `Retry-After`.
@@ -683,6 +702,33 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Takes the SQLite file's instance lock (`FILE.serve.lock`, released when the process ends,
+/// however it ends), or says why not: one `serve` per SQLite file. `None` for PostgreSQL.
+fn sqlite_instance_lock(url: &str) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(path) = event_store::sqlite_path(url) else { return Ok(None) };
+    let lock_path = std::path::PathBuf::from(format!("{path}.serve.lock"));
+    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening the instance lock {}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another `ticketd serve` already runs on the SQLite store {path} (it holds {}): SQLite serves one \
+             instance; stop that one first, or run several instances on PostgreSQL",
+            lock_path.display()
+        ),
+        Err(std::fs::TryLockError::Error(error)) => {
+            Err(anyhow::Error::new(error).context(format!("locking {}", lock_path.display())))
+        }
+    }
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(result) = run_offline(&cli.command) {
         return result;
@@ -694,6 +740,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ticket_app::FileClock::new(path.clone())
         }
         _ => Arc::new(SystemClock),
+    };
+    // SQLite is one instance: a second `serve` on the same file refuses to start.
+    let _instance_lock = match &cli.command {
+        Command::Serve { .. } => sqlite_instance_lock(&cli.database_url)?,
+        _ => None,
     };
     let store_clock = {
         let clock = clock.clone();
@@ -717,6 +768,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             mail,
             intake,
             sla_check_seconds,
+            lease_seconds,
+            instance_name,
+            metrics_listen,
+            metrics_token,
             idempotency_stale_seconds,
             session_idle_minutes,
             session_max_hours,
@@ -730,6 +785,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let sla_check = std::time::Duration::from_secs(sla_check_seconds.max(1));
             let config = crate::server::ServeConfig {
                 listen,
+                lease: std::time::Duration::from_secs(lease_seconds),
+                instance_name,
+                metrics_listen,
+                metrics_token: metrics_token.filter(|t| !t.is_empty()).map(Into::into),
                 mail,
                 intake,
                 sla_check,

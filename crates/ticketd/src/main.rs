@@ -13,6 +13,7 @@ mod console;
 mod http;
 mod idempotency;
 mod intake;
+mod metrics;
 mod numbers;
 mod pages;
 mod privacy;

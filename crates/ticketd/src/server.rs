@@ -12,6 +12,14 @@ use crate::http::{self, AppState};
 
 pub struct ServeConfig {
     pub listen: SocketAddr,
+    /// The time to live of a background job's lease (PostgreSQL: one leader per job).
+    pub lease: std::time::Duration,
+    /// This instance's name in the leases (the host name by default).
+    pub instance_name: Option<String>,
+    /// Where `/metrics` is served without a token.
+    pub metrics_listen: Option<SocketAddr>,
+    /// The token that reads `/metrics` on the service's address.
+    pub metrics_token: Option<Arc<str>>,
     pub mail: MailSettings,
     pub intake: IntakeSettings,
     /// How often the SLA scheduler looks for warnings and breaches due.
@@ -43,6 +51,25 @@ pub struct LedgerSettings {
     pub checkpoint_interval: std::time::Duration,
     /// Where a signed checkpoint is mailed at start and once a day.
     pub mail_to: Option<lettre::message::Mailbox>,
+}
+
+/// Runs a background job: under its lease when instances share the store (see
+/// `event_store::lease`), else at once; `body` runs until the token it is given is cancelled.
+fn spawn_job<F, Fut>(
+    leases: &Option<event_store::lease::Leases>,
+    job: &'static str,
+    shutdown: &CancellationToken,
+    body: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: Fn(CancellationToken) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let shutdown = shutdown.clone();
+    match leases.clone() {
+        Some(leases) => tokio::spawn(async move { leases.run_led(job, shutdown, body).await }),
+        None => tokio::spawn(body(shutdown)),
+    }
 }
 
 /// The retention job: every `every`, erases the personal data of each ticket whose period
@@ -182,39 +209,57 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
         Delivery::Smtp(url) => Some(ticket_mail::Transport::smtp(url).map_err(anyhow::Error::msg)?),
         Delivery::Off => None,
     };
+    // On PostgreSQL several instances may share the store: each background job runs on one of
+    // them at a time, under a lease. SQLite is one instance (the file's instance lock).
+    let leases = match &opened.database {
+        event_store::Database::Postgres(_) => Some(event_store::lease::Leases::new(
+            opened.database.clone(),
+            event_store::lease::Leases::unique_holder(config.instance_name.as_deref()),
+            config.lease,
+        )),
+        event_store::Database::Sqlite { .. } => None,
+    };
+    if let Some(leases) = &leases {
+        tracing::info!(holder = leases.holder(), ttl_s = config.lease.as_secs(), "background jobs run under leases");
+    }
     // The projections follow the log together: each new event read and decoded once.
     let followed = ticket_projections::FollowedLog::new(sealed.clone());
-    let (outbox_status, outbox_task) = ticket_projections::spawn(
+    let (outbox_status, outbox_task) = ticket_projections::spawn_led(
         ticket_mail::OutboxProjection::new(config.mail.from.email.domain(), config.mail.agents.is_some()),
         followed.clone(),
         opened.database.clone(),
+        leases.clone(),
         shutdown.clone(),
     );
-    let (index_status, index_task) = ticket_projections::spawn(
+    let (index_status, index_task) = ticket_projections::spawn_led(
         ticket_projections::TicketIndex::default(),
         followed.clone(),
         opened.database.clone(),
+        leases.clone(),
         shutdown.clone(),
     );
-    let (view_status, view_task) = ticket_projections::spawn(
+    let (view_status, view_task) = ticket_projections::spawn_led(
         ticket_projections::ticket_view::TicketView::new(sealed.clone()),
         followed.clone(),
         opened.database.clone(),
+        leases.clone(),
         shutdown.clone(),
     );
-    let (stats_status, stats_task) = ticket_projections::spawn(
+    let (stats_status, stats_task) = ticket_projections::spawn_led(
         ticket_projections::statistics::Statistics::new(sealed.clone()),
         followed.clone(),
         opened.database.clone(),
+        leases.clone(),
         shutdown.clone(),
     );
-    let (marks_status, marks_task) = ticket_projections::spawn(
+    let (marks_status, marks_task) = ticket_projections::spawn_led(
         ticket_projections::statistics::marks::StatsMarks::new(sealed.clone()),
         followed.clone(),
         opened.database.clone(),
+        leases.clone(),
         shutdown.clone(),
     );
-    let (ledger_status, ledger_task) = ticket_projections::ledger::spawn(
+    let (ledger_status, ledger_task) = ticket_projections::ledger::spawn_led(
         ticket_projections::FollowedLog::new(raw.clone()),
         opened.database.clone(),
         ticket_projections::ledger::LedgerOptions {
@@ -226,25 +271,27 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
                 Arc::new(move || clock.now())
             },
         },
+        leases.clone(),
         shutdown.clone(),
     );
     let service = Arc::new(TicketService::new(sealed.clone(), config.clock.clone(), ServiceOptions::default()));
     let registry = Arc::new(ticket_app::registry::RegistryService::new(sealed.clone(), config.clock.clone()));
     let calendar = config.calendar.clone();
-    let (sla_status, sla_task) = ticket_projections::spawn(
+    let (sla_status, sla_task) = ticket_projections::spawn_led(
         ticket_projections::sla_clocks::SlaClocks::new(sealed.clone(), registry.clone(), calendar.clone())
             .with_statutory_days(config.statutory_days)
             .with_warn_percent(config.warn_percent),
         followed.clone(),
         opened.database.clone(),
+        leases.clone(),
         shutdown.clone(),
     );
-    let scheduler_task = tokio::spawn(ticket_projections::sla_clocks::run_scheduler(
-        service.clone(),
-        opened.database.clone(),
-        config.sla_check,
-        shutdown.clone(),
-    ));
+    let scheduler_task = {
+        let (service, database, every) = (service.clone(), opened.database.clone(), config.sla_check);
+        spawn_job(&leases, "sla_scheduler", &shutdown, move |stop| {
+            ticket_projections::sla_clocks::run_scheduler(service.clone(), database.clone(), every, stop)
+        })
+    };
     let attachments = config.intake.attachment_store();
     let privacy = Arc::new(crate::privacy::Privacy {
         service: service.clone(),
@@ -256,12 +303,12 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
             _ => None,
         },
     });
-    let retention_task = tokio::spawn(run_retention(
-        privacy.clone(),
-        config.retention.clone(),
-        config.retention_check,
-        shutdown.clone(),
-    ));
+    let retention_task = {
+        let (privacy, policy, every) = (privacy.clone(), config.retention.clone(), config.retention_check);
+        spawn_job(&leases, "retention", &shutdown, move |stop| {
+            run_retention(privacy.clone(), policy.clone(), every, stop)
+        })
+    };
     let state = AppState {
         service: service.clone(),
         database: opened.database.clone(),
@@ -275,6 +322,9 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
             ("ledger", ledger_status),
         ]),
         ledger_key: config.ledger.key.clone(),
+        leases: leases.clone(),
+        metrics: Some(crate::metrics::install()?),
+        metrics_token: config.metrics_token.clone(),
         raw_store: raw.clone(),
         privacy: privacy.clone(),
         complaint_answer_days: config.statutory_days,
@@ -334,7 +384,11 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
                 poll: std::time::Duration::from_millis(250),
             },
         };
-        tokio::spawn(dispatcher.run(shutdown.clone()))
+        let dispatcher = Arc::new(dispatcher);
+        spawn_job(&leases, "mail_dispatcher", &shutdown, move |stop| {
+            let dispatcher = dispatcher.clone();
+            async move { dispatcher.run(stop).await }
+        })
     });
     let checkpoint_mail_task = match (&config.ledger.mail_to, &config.ledger.key) {
         (Some(to), Some(key)) => {
@@ -344,15 +398,26 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
                 Delivery::Off => None,
             };
             match transport {
-                Some(transport) => Some(tokio::spawn(mail_checkpoints(
-                    opened.database.clone(),
-                    key.clone(),
-                    transport,
-                    config.mail.from.clone(),
-                    to.clone(),
-                    config.clock.clone(),
-                    shutdown.clone(),
-                ))),
+                Some(transport) => {
+                    let (database, key, from, to, clock) = (
+                        opened.database.clone(),
+                        key.clone(),
+                        config.mail.from.clone(),
+                        to.clone(),
+                        config.clock.clone(),
+                    );
+                    Some(spawn_job(&leases, "ledger_checkpoint_mail", &shutdown, move |stop| {
+                        mail_checkpoints(
+                            database.clone(),
+                            key.clone(),
+                            transport.clone(),
+                            from.clone(),
+                            to.clone(),
+                            clock.clone(),
+                            stop,
+                        )
+                    }))
+                }
                 None => {
                     tracing::warn!("--ledger-mail-to is set but mail is off: no checkpoint is mailed");
                     None
@@ -363,6 +428,20 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
             anyhow::bail!("--ledger-mail-to needs --ledger-key: only a signed checkpoint is worth mailing")
         }
         _ => None,
+    };
+    let metrics_task = match config.metrics_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} for metrics"))?;
+            tracing::info!(address = %listener.local_addr()?, "serving /metrics");
+            let app = http::metrics_app(state.clone());
+            let stop = shutdown.clone();
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
+            }))
+        }
+        None => None,
     };
     let signal = shutdown.clone();
     // Answers are small and complete: send them at once rather than wait to coalesce (Nagle).
@@ -394,6 +473,9 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
         let _ = task.await;
     }
     if let Some(task) = dispatcher_task {
+        let _ = task.await;
+    }
+    if let Some(task) = metrics_task {
         let _ = task.await;
     }
     tracing::info!("stopped");

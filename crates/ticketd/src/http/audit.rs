@@ -108,6 +108,7 @@ fn ledger_error(error: ticket_projections::ledger::LedgerError) -> ApiError {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "A query parameter is invalid", detail)
         }
         LedgerError::Mismatch(detail) => ApiError::internal(format!("LEDGER MISMATCH: {detail}")),
+        LedgerError::LeaseLost(lost) => ApiError::internal(lost.to_string()),
     }
 }
 

@@ -45,6 +45,12 @@ pub struct AppState {
     pub service: Arc<TicketService>,
     pub database: Database,
     pub projections: Arc<Vec<(&'static str, ticket_projections::SharedStatus)>>,
+    /// The background jobs' leases (PostgreSQL), for `/readyz` and `/metrics`.
+    pub leases: Option<event_store::lease::Leases>,
+    /// Renders `/metrics` (`None`: no recorder in this process, as in unit tests).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// `--metrics-token`: the bearer token that reads `/metrics` on the service's address.
+    pub metrics_token: Option<Arc<str>>,
     pub tokens: Arc<crate::auth::TokenCache>,
     /// The statistics' days, decoded, between reports.
     pub stats_days: Arc<ticket_projections::statistics::query::DayCache>,
@@ -133,6 +139,7 @@ pub fn app(state: AppState) -> Router {
         .route("/", get(home))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::scrape))
         .route("/survey/{token}", get(crate::pages::survey::show).post(crate::pages::survey::answer))
         .route(
             "/contact",
@@ -145,6 +152,16 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { problem::from_status(StatusCode::METHOD_NOT_ALLOWED) })
         .layer(middleware::from_fn(crate::console::security_headers))
         .layer(middleware::from_fn(log_requests))
+        .layer(middleware::from_fn(crate::metrics::track))
+        .with_state(state)
+}
+
+/// The `--metrics-listen` address's app: `/metrics` without a token (only the scraper reaches
+/// that address).
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(crate::metrics::scrape_open))
+        .fallback(|| async { problem::from_status(StatusCode::NOT_FOUND) })
         .with_state(state)
 }
 
@@ -201,6 +218,28 @@ pub struct Readiness {
     /// The oldest append of this store still in flight (PostgreSQL), which readers wait for.
     pub oldest_append_in_flight: Option<AppendInFlightHealth>,
     pub projections: Vec<ProjectionHealth>,
+    /// The background jobs' leases (PostgreSQL: one leader per job among the instances);
+    /// `null` on SQLite, where this one instance runs every job.
+    pub leases: Option<LeasesHealth>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeasesHealth {
+    /// This instance's name in `job_leases`.
+    pub holder: String,
+    /// The jobs this instance leads now.
+    pub leading: Vec<String>,
+    /// Every job's lease: who holds it, its epoch, and how long until it expires.
+    pub jobs: Vec<LeaseHealth>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LeaseHealth {
+    pub job: String,
+    pub holder: String,
+    pub epoch: i64,
+    /// Milliseconds until it expires by the database's clock (negative: expired or released).
+    pub expires_in_ms: i64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -214,7 +253,10 @@ pub struct AppendInFlightHealth {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProjectionHealth {
     pub name: String,
+    /// Where the read model's checkpoint stands (a standby reads it from the database).
     pub position: i64,
+    /// Whether this instance applies the log to it (false: another instance leads the job).
+    pub leading: bool,
     pub events_applied: u64,
     /// Why the projection stopped (an event it cannot apply); `null` while it runs.
     pub failed: Option<String>,
@@ -248,7 +290,7 @@ pub async fn healthz() -> axum::Json<Health> {
     responses((status = 200, description = "Ready", body = Readiness), (status = 503, description = "Not ready", body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.service.store().ping().await;
-    let projections: Vec<ProjectionHealth> = state
+    let mut projections: Vec<ProjectionHealth> = state
         .projections
         .iter()
         .map(|(name, status)| {
@@ -256,6 +298,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             ProjectionHealth {
                 name: (*name).to_owned(),
                 position: status.position.0,
+                leading: status.leading,
                 events_applied: status.events_applied,
                 lag: {
                     let lag = &status.lag_us;
@@ -273,6 +316,25 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             }
         })
         .collect();
+    for projection in projections.iter_mut().filter(|p| !p.leading) {
+        if let Ok(position) = ticket_projections::checkpoint_of(&state.database, &projection.name).await {
+            projection.position = position.0;
+        }
+    }
+    let leases = match &state.leases {
+        Some(leases) => Some(LeasesHealth {
+            holder: leases.holder().to_owned(),
+            leading: leases.held().into_iter().map(|(job, _)| job.to_owned()).collect(),
+            jobs: leases
+                .rows()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|r| LeaseHealth { job: r.job, holder: r.holder, epoch: r.epoch, expires_in_ms: r.expires_in_ms })
+                .collect(),
+        }),
+        None => None,
+    };
     // Ready means the store answers: a projection stopped on one event is the same on every
     // instance, and taking them all out of the load balancer would stop intake too. It stays in
     // the body (and was logged as an error when it stopped).
@@ -294,6 +356,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
             age_seconds: (append.age.as_secs_f64() * 1000.0).round() / 1000.0,
         }),
         projections,
+        leases,
     };
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let mut response = (status, axum::Json(body)).into_response();

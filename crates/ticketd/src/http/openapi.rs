@@ -41,7 +41,7 @@ use super::{Health, ProjectionHealth, Readiness};
         ticket_domain::registry::StaffTerms, super::registry::StaffView, ticket_domain::vocabulary::AttachmentRef, EventView, HistoryView, CreateTicket, ReporterInput,
         ticket_ledger::bundle::ProofBundle, ticket_ledger::bundle::ProvenEvent, ticket_ledger::bundle::ConsistencyBundle,
         ticket_ledger::leaf::LeafEvent, super::subjects::SubjectExport, super::subjects::SubjectTicket,
-        super::subjects::SubjectMessage, super::subjects::SubjectStep, super::subjects::SubjectMail, super::subjects::ErasureRequest, super::subjects::ErasureReport, super::subjects::ExportFormat, crate::privacy::TicketOutcome, Health, Readiness, ProjectionHealth, super::Lag, super::queues::QueuePage, super::queues::QueueItem,
+        super::subjects::SubjectMessage, super::subjects::SubjectStep, super::subjects::SubjectMail, super::subjects::ErasureRequest, super::subjects::ErasureReport, super::subjects::ExportFormat, crate::privacy::TicketOutcome, Health, Readiness, ProjectionHealth, super::LeasesHealth, super::LeaseHealth, super::Lag, super::queues::QueuePage, super::queues::QueueItem,
     )),
     tags(
         (name = "tickets", description = "Intake, the ticket, its history"),
