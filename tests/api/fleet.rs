@@ -79,13 +79,16 @@ struct Load {
 
 /// Creates tickets and adds notes, spreading the commands over the instances still up; a
 /// command whose instance goes away is repeated on another with the same Idempotency-Key.
-async fn load(
-    client: reqwest::Client,
-    bases: Vec<String>,
-    up: Arc<Vec<AtomicBool>>,
-    token: String,
-    stop: Arc<AtomicBool>,
-) -> Load {
+/// The instances a client may send to: (address, up).
+type Pool = Arc<std::sync::RwLock<Vec<(String, bool)>>>;
+
+fn set_up(pool: &Pool, base: &str, up: bool) {
+    for entry in pool.write().unwrap().iter_mut().filter(|(b, _)| b == base) {
+        entry.1 = up;
+    }
+}
+
+async fn load(client: reqwest::Client, pool: Pool, token: String, stop: Arc<AtomicBool>) -> Load {
     let mut result = Load { created: Vec::new(), failures: Vec::new(), commands: 0 };
     let mut i = 0usize;
     while !stop.load(Ordering::Relaxed) {
@@ -98,7 +101,7 @@ async fn load(
             "message": "Több példányon is működik?",
         });
         let key = uuid::Uuid::new_v4().to_string();
-        let Some((status, body)) = send(&client, &bases, &up, i, &token, "/api/v1/tickets", &key, intake).await else {
+        let Some((status, body)) = send(&client, &pool, i, &token, "/api/v1/tickets", &key, intake).await else {
             result.failures.push(format!("intake {i}: no instance answered"));
             continue;
         };
@@ -111,7 +114,7 @@ async fn load(
         result.created.push((id.clone(), email));
         let key = uuid::Uuid::new_v4().to_string();
         let note = json!({"body": format!("note {i}")});
-        match send(&client, &bases, &up, i + 1, &token, &format!("/api/v1/tickets/{id}/notes"), &key, note).await {
+        match send(&client, &pool, i + 1, &token, &format!("/api/v1/tickets/{id}/notes"), &key, note).await {
             Some((status, _)) if status.is_success() || status == StatusCode::CONFLICT => result.commands += 1,
             Some((status, body)) => result.failures.push(format!("note {i}: {status} {body}")),
             None => result.failures.push(format!("note {i}: no instance answered")),
@@ -120,11 +123,9 @@ async fn load(
     result
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn send(
     client: &reqwest::Client,
-    bases: &[String],
-    up: &[AtomicBool],
+    pool: &Pool,
     start: usize,
     token: &str,
     path: &str,
@@ -132,12 +133,13 @@ async fn send(
     body: Value,
 ) -> Option<(StatusCode, Value)> {
     for attempt in 0..60 {
-        let which = (start + attempt) % bases.len();
-        if !up[which].load(Ordering::Relaxed) {
+        let live: Vec<String> = pool.read().unwrap().iter().filter(|(_, up)| *up).map(|(b, _)| b.clone()).collect();
+        if live.is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
         let sent = client
-            .post(format!("{}{path}", bases[which]))
+            .post(format!("{}{path}", live[(start + attempt) % live.len()]))
             .bearer_auth(token)
             .header("Idempotency-Key", key)
             .json(&body)
@@ -217,15 +219,15 @@ pub async fn three_instances_lead_each_job_once_and_take_over_from_a_killed_one(
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
 
     // Load on all three.
-    let up: Arc<Vec<AtomicBool>> = Arc::new((0..3).map(|_| AtomicBool::new(true)).collect());
+    let pool: Pool = Arc::new(std::sync::RwLock::new(bases.iter().map(|b| (b.clone(), true)).collect()));
     let stop = Arc::new(AtomicBool::new(false));
-    let loader = tokio::spawn(load(client.clone(), bases.clone(), up.clone(), app.agent.clone(), stop.clone()));
+    let loader = tokio::spawn(load(client.clone(), pool.clone(), app.agent.clone(), stop.clone()));
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // SIGKILL the instance leading ticket_view: another takes every job over within 15 s.
     let held = holders(&client, &bases[0]).await;
     let victim = names.iter().position(|n| Some(n) == held.get("ticket_view")).expect("ticket_view has a leader");
-    up[victim].store(false, Ordering::Relaxed);
+    set_up(&pool, &bases[victim], false);
     let killed = Instant::now();
     match victim {
         0 => app.crash(),
@@ -248,7 +250,7 @@ pub async fn three_instances_lead_each_job_once_and_take_over_from_a_killed_one(
     tokio::time::sleep(Duration::from_secs(1)).await;
     let held = holders(&client, &bases[observer]).await;
     let leader = names.iter().position(|n| Some(n) == held.get("ticket_view")).unwrap();
-    up[leader].store(false, Ordering::Relaxed);
+    set_up(&pool, &bases[leader], false);
     let stopped = Instant::now();
     let mut third = third;
     match leader {
@@ -260,6 +262,43 @@ pub async fn three_instances_lead_each_job_once_and_take_over_from_a_killed_one(
     every_job_held_by(&client, &bases[last], &[names[last].clone()], Duration::from_secs(5)).await;
     eprintln!("after SIGTERM every job moved in {:.1} s", stopped.elapsed().as_secs_f64());
 
+    // Back to three, then a rolling restart of all three under load: each time a new instance
+    // first, then the oldest stopped with SIGTERM (it drains, releases its leases, exits).
+    let mut fresh: Vec<crate::harness::Sibling> = Vec::new();
+    for name in ["pod-d", "pod-e"] {
+        let sibling = app.start_sibling_with(&[("TICKETD_INSTANCE_NAME", name)]);
+        pool.write().unwrap().push((sibling.base.clone(), true));
+        fresh.push(sibling);
+    }
+    let mut replacements: Vec<crate::harness::Sibling> = Vec::new();
+    for round in 0..3 {
+        let sibling = app.start_sibling_with(&[("TICKETD_INSTANCE_NAME", &format!("pod-r{round}"))]);
+        pool.write().unwrap().push((sibling.base.clone(), true));
+        replacements.push(sibling);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        match round {
+            0 => {
+                set_up(&pool, &bases[last], false);
+                match last {
+                    0 => app.stop(),
+                    1 => second.terminate(),
+                    _ => third.terminate(),
+                }
+            }
+            _ => {
+                let mut old = fresh.remove(0);
+                set_up(&pool, &old.base, false);
+                old.terminate();
+            }
+        }
+    }
+    let mut live_names = Vec::new();
+    for sibling in &replacements {
+        let ready = readyz(&client, &sibling.base).await.expect("a replacement answers");
+        live_names.push(ready["leases"]["holder"].as_str().unwrap().to_owned());
+    }
+    every_job_held_by(&client, &replacements[0].base, &live_names, Duration::from_secs(15)).await;
+
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
     let load = loader.await.unwrap();
@@ -267,7 +306,7 @@ pub async fn three_instances_lead_each_job_once_and_take_over_from_a_killed_one(
     assert!(load.created.len() > 20, "the load created {} tickets", load.created.len());
 
     // Every acknowledged ticket is there, each confirmation sent exactly once.
-    let base = bases[last].clone();
+    let base = replacements[0].base.clone();
     let outbox = app.dir().join("outbox");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -310,7 +349,7 @@ pub async fn three_instances_lead_each_job_once_and_take_over_from_a_killed_one(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // And the lag recovered: every read model at the log's head, in the last instance's metrics.
-    let metrics = scrape(&client, &bases[last]).await;
+    let metrics = scrape(&client, &base).await;
     for projection in ["ticket_index", "ticket_view", "statistics", "stats_marks", "sla_clocks"] {
         let key = format!("ticketd_projection_behind{{projection=\"{projection}\"}}");
         assert_eq!(metrics.get(&key), Some(&0.0), "{key}");
@@ -323,10 +362,8 @@ pub async fn three_instances_lead_each_job_once_and_take_over_from_a_killed_one(
     );
     assert!(metrics.keys().any(|k| k.starts_with("ticketd_commands_total{") && k.contains("outcome=\"applied\"")));
     let live = crate::consistency::dumps(&app).await;
-    match last {
-        0 => app.stop(),
-        1 => second.terminate(),
-        _ => third.terminate(),
+    for sibling in &mut replacements {
+        sibling.terminate();
     }
     app.cli(&["rebuild"]);
     let rebuilt = crate::consistency::dumps(&app).await;

@@ -24,6 +24,8 @@ pub struct TestApp {
     database_url: String,
     child: Option<Child>,
     postgres_schema: Option<String>,
+    /// A database of its own (a restored copy), dropped with the app.
+    postgres_database: Option<String>,
     /// Extra environment for the server (mail settings, …).
     pub env: Vec<(String, String)>,
     dir: tempfile::TempDir,
@@ -118,6 +120,7 @@ pub async fn spawn_app_with(backend: Backend, env: &[(&str, &str)]) -> Option<Te
         database_url,
         child: None,
         postgres_schema,
+        postgres_database: None,
         env: env.iter().map(|(k, v)| (k.to_string(), v.replace("{dir}", &dir.path().display().to_string()))).collect(),
         dir,
     };
@@ -140,6 +143,29 @@ impl TestApp {
         Sibling { base, child }
     }
 
+    /// An app on a restored copy of this app's store (`database_url`), with the same tokens,
+    /// settings and key-encryption keys, started; `database` (PostgreSQL) is dropped with it.
+    pub fn on_restored(&self, database_url: String, database: Option<String>) -> TestApp {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        std::fs::copy(self.kek_file(), dir.path().join("personal.keys")).expect("the key file copies");
+        let mut app = TestApp {
+            base: String::new(),
+            client: self.client.clone(),
+            agent: self.agent.clone(),
+            admin: self.admin.clone(),
+            auditor: self.auditor.clone(),
+            quality_manager: self.quality_manager.clone(),
+            database_url,
+            child: None,
+            postgres_schema: None,
+            postgres_database: database,
+            env: self.env.clone(),
+            dir,
+        };
+        app.start();
+        app
+    }
+
     /// [`Self::start_sibling`] with these settings on top of the app's.
     pub fn start_sibling_with(&mut self, env: &[(&str, &str)]) -> Sibling {
         let saved = self.env.clone();
@@ -147,6 +173,11 @@ impl TestApp {
         let (base, child) = self.spawn_server();
         self.env = saved;
         Sibling { base, child }
+    }
+
+    /// The instance name every server of this app runs under (unless its settings say).
+    fn instance_name(&self) -> String {
+        format!("test-{}", self.dir.path().file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()))
     }
 
     /// Another instance where the store takes several (PostgreSQL); on SQLite, checks that a
@@ -187,6 +218,9 @@ impl TestApp {
             .env("TICKETD_LOG", std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()))
             .env("TICKETD_OUTBOX_DIR", self.dir.path().join("outbox"))
             .env("TICKETD_ATTACHMENTS_DIR", self.dir.path().join("attachments"))
+            // Named like an instance of its own (a pod): a run restarted after a crash takes
+            // its leases back at once.
+            .env("TICKETD_INSTANCE_NAME", self.instance_name())
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         command
     }
@@ -200,6 +234,9 @@ impl TestApp {
             .env("TICKETD_LOG", std::env::var("TEST_LOG").unwrap_or_else(|_| "error".into()))
             .env("TICKETD_OUTBOX_DIR", self.dir.path().join("outbox"))
             .env("TICKETD_ATTACHMENTS_DIR", self.dir.path().join("attachments"))
+            // Named like an instance of its own (a pod): a run restarted after a crash takes
+            // its leases back at once.
+            .env("TICKETD_INSTANCE_NAME", self.instance_name())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(match self.env.iter().find(|(k, _)| k == "TEST_STDERR_FILE") {
@@ -471,6 +508,21 @@ impl Drop for Sibling {
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.stop();
+        if let Some(database) = self.postgres_database.take() {
+            let url = std::env::var("TICKETD_TEST_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_URL_DEFAULT.to_owned());
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                runtime.block_on(async {
+                    use sqlx::Connection;
+                    if let Ok(mut connection) = sqlx::PgConnection::connect(&url).await {
+                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+                            .execute(&mut connection)
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
         if let Some(schema) = self.postgres_schema.take() {
             let url = std::env::var("TICKETD_TEST_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_URL_DEFAULT.to_owned());
             let _ = std::thread::spawn(move || {

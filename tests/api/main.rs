@@ -1,6 +1,7 @@
 //! End-to-end tests of the HTTP API: the real `ticketd` binary on a free port, on SQLite and on
 //! PostgreSQL (every scenario runs on both).
 
+mod backup;
 mod browser;
 mod consistency;
 mod console;
@@ -128,6 +129,7 @@ macro_rules! on_both_backends_with_settings {
 }
 
 on_both_backends_with_settings!(
+    crate::backup::a_backup_taken_under_load_restores_every_acknowledged_command => a_backup_taken_under_load_restores_every_acknowledged_command,
     crate::mail::mail_confirms_replies_and_surveys_a_ticket_to_its_answer => mail_confirms_replies_and_surveys_a_ticket_to_its_answer,
     crate::mail::mail_through_a_real_smtp_server_is_neither_lost_nor_doubled_while_it_is_away => mail_through_a_real_smtp_server_is_neither_lost_nor_doubled_while_it_is_away,
     crate::browser::a_customer_reports_through_the_contact_form_in_a_browser => a_customer_reports_through_the_contact_form_in_a_browser,

@@ -47,6 +47,9 @@ pub struct Leases {
 struct Inner {
     database: Database,
     holder: String,
+    /// The holder's first part was given (`--instance-name`), not the host's name: then a
+    /// holder of the same name whose process is gone is an earlier run of this instance.
+    named: bool,
     ttl: Duration,
     /// The jobs this instance leads now, with their epochs (for `/readyz` and `/metrics`).
     held: std::sync::Mutex<std::collections::BTreeMap<&'static str, i64>>,
@@ -64,9 +67,11 @@ pub struct LeaseRow {
 
 impl Leases {
     /// `holder` names this instance uniquely (host, process and a random part).
-    pub fn new(database: Database, holder: String, ttl: Duration) -> Self {
+    /// `named`: the holder's first part is an instance name given by the operator (unique to
+    /// the instance, as a pod's name), not the host's.
+    pub fn new(database: Database, holder: String, named: bool, ttl: Duration) -> Self {
         let ttl = ttl.max(Duration::from_secs(1));
-        Self { inner: Arc::new(Inner { database, holder, ttl, held: Default::default() }) }
+        Self { inner: Arc::new(Inner { database, holder, named, ttl, held: Default::default() }) }
     }
 
     /// A holder name unique to this process: `instance:pid:random`, where `instance` names
@@ -77,13 +82,14 @@ impl Leases {
         format!("{instance}:{}:{}", std::process::id(), &random[..8])
     }
 
-    /// Whether `holder` names a process of this host that is gone: an earlier run of this
-    /// instance that crashed (its pid no longer exists, or is this process's own after a
-    /// container restart). Its leases are taken over at once rather than after their expiry,
-    /// so a lone instance restarted after a crash resumes its jobs without waiting. Another
-    /// host's holder, or a live pid, is never taken for dead.
+    /// Whether `holder` is an earlier, crashed run of this very instance: the same given
+    /// instance name (`--instance-name`, unique per instance) and a process that is gone (its
+    /// pid no longer exists, or is this process's own after a container restart). Its leases
+    /// are taken over at once rather than after their expiry, so an instance restarted after a
+    /// crash resumes its jobs without waiting. Without a given name (the host's name, which
+    /// containers may share) nothing is ever taken for dead: leases expire.
     fn is_dead_local(&self, holder: &str) -> bool {
-        if holder == self.inner.holder {
+        if !self.inner.named || holder == self.inner.holder {
             return false;
         }
         let mut parts = holder.rsplitn(3, ':');
@@ -151,20 +157,54 @@ impl Leases {
                 return Ok(taken);
             }
         }
-        sqlx::query_scalar(
-            "INSERT INTO job_leases (job, holder, epoch, expires_at, renewed_at) \
-             VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond', now()) \
-             ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, epoch = job_leases.epoch + 1, \
-               expires_at = excluded.expires_at, renewed_at = now() \
-             WHERE job_leases.expires_at < now() \
-             RETURNING epoch",
-        )
-        .bind(job)
-        .bind(&self.inner.holder)
-        .bind(ttl_ms)
-        .fetch_optional(pool)
-        .await
-        .map_err(StoreError::from_sqlx)
+        // Cheap first: most tries find the lease held and alive.
+        let free: Option<bool> =
+            sqlx::query_scalar("SELECT expires_at < now() OR holder = $2 FROM job_leases WHERE job = $1")
+                .bind(job)
+                .bind(&self.inner.holder)
+                .fetch_optional(pool)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        if free == Some(false) {
+            return Ok(None);
+        }
+        // The take-over locks the row FOR UPDATE: it waits for a batch of the old leader in
+        // flight (which holds it FOR KEY SHARE, see `Fence::check_in`), and that batch's
+        // writes land before the epoch moves.
+        let mut transaction = pool.begin().await.map_err(StoreError::from_sqlx)?;
+        let current: Option<bool> =
+            sqlx::query_scalar("SELECT expires_at < now() OR holder = $2 FROM job_leases WHERE job = $1 FOR UPDATE")
+                .bind(job)
+                .bind(&self.inner.holder)
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(StoreError::from_sqlx)?;
+        let epoch: Option<i64> = match current {
+            Some(false) => None,
+            Some(true) => sqlx::query_scalar(
+                "UPDATE job_leases SET holder = $2, epoch = epoch + 1, \
+                 expires_at = now() + $3 * interval '1 millisecond', renewed_at = now() WHERE job = $1 RETURNING epoch",
+            )
+            .bind(job)
+            .bind(&self.inner.holder)
+            .bind(ttl_ms)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(StoreError::from_sqlx)?,
+            None => sqlx::query_scalar(
+                "INSERT INTO job_leases (job, holder, epoch, expires_at, renewed_at) \
+                 VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond', now()) \
+                 ON CONFLICT (job) DO NOTHING RETURNING epoch",
+            )
+            .bind(job)
+            .bind(&self.inner.holder)
+            .bind(ttl_ms)
+            .fetch_optional(&mut *transaction)
+            .await
+            .map_err(StoreError::from_sqlx)?,
+        };
+        transaction.commit().await.map_err(StoreError::from_sqlx)?;
+        Ok(epoch)
     }
 
     /// Waits as a standby until this instance leads `job`; `None` when `stop` fires first.
@@ -233,15 +273,18 @@ impl Leases {
                 let (pool, holder, ttl) = (pool.clone(), self.inner.holder.clone(), self.inner.ttl);
                 let leases = self.clone();
                 Some(tokio::spawn(async move {
-                    // The lease is ours until (by our own clock, counted from before the last
-                    // renewal was sent) one time to live has passed: a renewal that fails or
-                    // stalls that long means another may have taken it.
+                    // The lease is ours until one time to live after the last renewal that was
+                    // confirmed was sent (by our own clock). Renewals go every third of it,
+                    // each given at most a third to answer; without one confirmed for two
+                    // thirds this leader stands down, a third before the database lets another
+                    // take over, so the jobs without a fence stop in time too.
                     let mut confirmed = tokio::time::Instant::now();
                     loop {
                         tokio::time::sleep(ttl / 3).await;
                         let sent = tokio::time::Instant::now();
+                        let left = (confirmed + ttl * 2 / 3).saturating_duration_since(sent);
                         let renewed = tokio::time::timeout(
-                            ttl / 3,
+                            left.min(ttl / 3).max(Duration::from_millis(1)),
                             sqlx::query(
                                 "UPDATE job_leases SET expires_at = now() + $4 * interval '1 millisecond', \
                                  renewed_at = now() WHERE job = $1 AND holder = $2 AND epoch = $3",
@@ -262,7 +305,7 @@ impl Leases {
                             Ok(Err(error)) => tracing::warn!(%error, job, "renewing the job's lease failed"),
                             Err(_) => tracing::warn!(job, "renewing the job's lease did not answer in time"),
                         }
-                        if confirmed.elapsed() >= ttl {
+                        if confirmed.elapsed() >= ttl * 2 / 3 {
                             tracing::warn!(job, epoch, "the job's lease could not be renewed in time: standing down");
                             break;
                         }
@@ -372,11 +415,12 @@ pub struct Fence {
 
 impl Fence {
     /// Inside the transaction of a batch this leader writes: fails unless the lease is still
-    /// this holder's at this epoch and unexpired, and makes a take-over wait for the
-    /// transaction's end. Call it before the batch's writes.
+    /// this holder's at this epoch and unexpired, and makes a take-over (which locks the row
+    /// FOR UPDATE) wait for the transaction's end. `FOR KEY SHARE`, so the leader's own
+    /// renewals (no-key updates) never wait for its batches. Call it before the batch's writes.
     pub async fn check_in(&self, connection: &mut PgConnection) -> Result<(), CheckError> {
         let held: Option<i32> = sqlx::query_scalar(
-            "SELECT 1 FROM job_leases WHERE job = $1 AND holder = $2 AND epoch = $3 AND expires_at > now() FOR SHARE",
+            "SELECT 1 FROM job_leases WHERE job = $1 AND holder = $2 AND epoch = $3 AND expires_at > now() FOR KEY SHARE",
         )
         .bind(self.job)
         .bind(&*self.holder)

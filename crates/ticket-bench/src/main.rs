@@ -25,6 +25,7 @@
 //! Each measurement prints a table row and one JSON object on its own line.
 
 mod console;
+mod fleet;
 mod projections;
 
 use std::path::PathBuf;
@@ -95,6 +96,19 @@ struct Args {
     /// generated store, against a real `ticketd serve` (see `console.rs`).
     #[arg(long)]
     console: bool,
+    /// Instead of the store workloads: one, two and three `ticketd serve` instances on one
+    /// PostgreSQL, and the failover time after SIGKILLing a leader (see `fleet.rs`).
+    #[arg(long)]
+    fleet: bool,
+    /// Seconds each `--fleet` instance count is measured.
+    #[arg(long, default_value_t = 15)]
+    fleet_seconds: u64,
+    /// Concurrent clients of `--fleet`.
+    #[arg(long, default_value_t = 8)]
+    fleet_connections: usize,
+    /// SIGKILLed leaders of `--fleet` (with three instances).
+    #[arg(long, default_value_t = 5)]
+    fleet_failovers: usize,
     /// Tickets in the store of `--console` (one more, of 200 events, is added).
     #[arg(long, default_value_t = 100_000)]
     console_tickets: usize,
@@ -187,6 +201,20 @@ fn histogram() -> Histogram<u64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.fleet {
+        println!(
+            "# ticket-bench --fleet: 1, 2 and 3 instances on one PostgreSQL, {} clients, {} s each, {} failovers; release build expected; one JSON object per measurement line",
+            args.fleet_connections, args.fleet_seconds, args.fleet_failovers
+        );
+        let work = tempfile::tempdir()?;
+        let fleet_args = fleet::FleetArgs {
+            postgres_url: args.postgres_url.clone(),
+            seconds: args.fleet_seconds,
+            connections: args.fleet_connections,
+            failovers: args.fleet_failovers,
+        };
+        return fleet::bench(&fleet_args, work.path()).await;
+    }
     if args.console {
         println!(
             "# ticket-bench --console: console pages beside the JSON API over {} tickets, {} rounds after {} of warm-up; release build expected; one JSON object per measurement line",

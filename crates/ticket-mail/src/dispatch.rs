@@ -50,6 +50,8 @@ impl MailConfig {
 
 /// How long a dispatcher owns a row it took.
 const LEASE: Duration = Duration::from_secs(120);
+/// How long after a claim a starting dispatcher takes its row back (longer than a send takes).
+const CLAIM_SETTLED: Duration = Duration::from_secs(30);
 const ROWS_PER_ROUND: i64 = 20;
 
 pub struct Dispatcher {
@@ -72,7 +74,9 @@ impl Dispatcher {
     /// Sends until `shutdown`.
     pub async fn run(&self, shutdown: CancellationToken) {
         tracing::info!(transport = %self.transport.describe(), "mail dispatcher started");
-        match outbox::release_claims(&self.database).await {
+        // Claims made at least CLAIM_SETTLED ago: whoever made them has finished or is gone.
+        let settled = now_us() + (LEASE - CLAIM_SETTLED).as_micros() as i64;
+        match outbox::release_claims(&self.database, settled).await {
             Ok(0) => {}
             Ok(freed) => tracing::info!(freed, "mails claimed by an earlier dispatcher are due again"),
             Err(error) => tracing::warn!(%error, "could not free an earlier dispatcher's claims; they expire"),

@@ -315,13 +315,16 @@ pub async fn due(database: &Database, now: i64, limit: i64) -> Result<Vec<Outbox
 }
 
 /// Takes a row for `lease_us`: only one dispatcher (of any instance) works on it at a time.
-/// Frees the rows an earlier dispatcher claimed and did not finish. The one dispatcher calls it
-/// as it starts (the job's leader on PostgreSQL, the one instance on SQLite): the claims are a
-/// crashed or stopped run's, so its mails go out at once instead of when the claims expire.
-pub async fn release_claims(database: &Database) -> Result<u64, StoreError> {
+/// Frees the rows an earlier dispatcher claimed and did not finish, whose claim runs out before
+/// `before_us` (the caller picks claims made long enough ago that no send of them can still be
+/// in flight). The one dispatcher calls it as it starts (the job's leader on PostgreSQL, the
+/// one instance on SQLite): a crashed run's mails go out soon instead of when its claims
+/// expire.
+pub async fn release_claims(database: &Database, before_us: i64) -> Result<u64, StoreError> {
     let sql = "UPDATE mail_outbox SET lease_until_us = NULL \
-               WHERE lease_until_us IS NOT NULL AND status IN ('pending', 'sent')";
-    let result = on_database!(database, |pool| sqlx::query(sql).execute(pool).await.map(|r| r.rows_affected()));
+               WHERE lease_until_us < $1 AND status IN ('pending', 'sent')";
+    let result =
+        on_database!(database, |pool| sqlx::query(sql).bind(before_us).execute(pool).await.map(|r| r.rows_affected()));
     result.map_err(StoreError::from_sqlx)
 }
 

@@ -134,6 +134,14 @@ enum Command {
     },
     /// Creates or upgrades the database schema, then exits.
     Migrate,
+    /// Writes a consistent copy of the store into DIR while the service runs: SQLite's online
+    /// backup (`VACUUM INTO`, a file to run `serve` on), or on PostgreSQL `pg_dump
+    /// --format=custom` of the store's schema (restore it with `pg_restore`: see README,
+    /// "Backups and restore"). The key file is not in it: keep it apart.
+    Backup {
+        /// The folder the backup is written into (made if missing).
+        dir: std::path::PathBuf,
+    },
     /// Rebuilds read models from the whole log (all, or the ones named): each is built aside
     /// and swapped in with one commit, so a running service keeps answering from the old one
     /// until then, and follows the rebuilt checkpoint after.
@@ -706,10 +714,21 @@ fn init_logging(format: LogFormat) {
 /// however it ends), or says why not: one `serve` per SQLite file. `None` for PostgreSQL.
 fn sqlite_instance_lock(url: &str) -> anyhow::Result<Option<std::fs::File>> {
     let Some(path) = event_store::sqlite_path(url) else { return Ok(None) };
-    let lock_path = std::path::PathBuf::from(format!("{path}.serve.lock"));
-    if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if path.starts_with(":memory:") || path.contains("mode=memory") {
+        return Ok(None);
+    }
+    let path = std::path::Path::new(path.split('?').next().unwrap_or(path));
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
+    // One lock per database file, however it is named (a relative path, a symlink).
+    let path = match (path.parent().filter(|d| !d.as_os_str().is_empty()), path.file_name()) {
+        (Some(dir), Some(name)) => dir.canonicalize().map(|d| d.join(name)).unwrap_or_else(|_| path.to_path_buf()),
+        _ => std::fs::canonicalize(".").map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf()),
+    };
+    let path = std::fs::canonicalize(&path).unwrap_or(path);
+    let path = path.display().to_string();
+    let lock_path = std::path::PathBuf::from(format!("{path}.serve.lock"));
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -724,7 +743,9 @@ fn sqlite_instance_lock(url: &str) -> anyhow::Result<Option<std::fs::File>> {
             lock_path.display()
         ),
         Err(std::fs::TryLockError::Error(error)) => {
-            Err(anyhow::Error::new(error).context(format!("locking {}", lock_path.display())))
+            // A file system without locks: serve, but say that nothing stops a second one.
+            tracing::warn!(%error, lock = %lock_path.display(), "the SQLite instance lock is not available here: run one serve per file");
+            Ok(Some(file))
         }
     }
 }
@@ -835,6 +856,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 attachments: settings.attachment_store(),
                 reopen_window: settings.reopen_window,
             };
+            if let (Some(seconds), event_store::Database::Postgres(_)) = (watch, &opened.database) {
+                // Watchers on several hosts: one takes the folder in at a time, under a lease.
+                let leases = event_store::lease::Leases::new(
+                    opened.database.clone(),
+                    event_store::lease::Leases::unique_holder(None),
+                    false,
+                    event_store::lease::TTL_DEFAULT,
+                );
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                let stopping = shutdown.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    stopping.cancel();
+                });
+                let (intake, dir) = (&intake, &dir);
+                leases
+                    .run_led("maildir_watcher", shutdown, |stop| async move {
+                        while !stop.is_cancelled() {
+                            match ticket_mail::maildir::ingest(intake, dir).await {
+                                Ok(report) if report.taken + report.failed > 0 => println!("{report}"),
+                                Ok(_) => {}
+                                Err(error) => tracing::warn!(%error, "the Maildir could not be read; trying again"),
+                            }
+                            tokio::select! {
+                                _ = stop.cancelled() => {}
+                                _ = tokio::time::sleep(std::time::Duration::from_secs(seconds.max(1))) => {}
+                            }
+                        }
+                    })
+                    .await;
+                return Ok(());
+            }
             loop {
                 let report = ticket_mail::maildir::ingest(&intake, &dir).await?;
                 if watch.is_none() || report.taken + report.failed > 0 {
@@ -1100,6 +1153,50 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                      instance): restart every instance with the new file, then rotate again"
                 );
             }
+        }
+        Command::Backup { dir } => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+            let head = ticket_projections::log_head(&opened.database).await?;
+            match &opened.database {
+                event_store::Database::Sqlite { read, .. } => {
+                    let file = dir.join(format!("ticketd-{stamp}.db"));
+                    anyhow::ensure!(!file.exists(), "{} exists already", file.display());
+                    // One read transaction's snapshot, written as a compact database file.
+                    sqlx::query("VACUUM INTO ?1")
+                        .bind(file.display().to_string())
+                        .execute(read)
+                        .await
+                        .with_context(|| format!("writing {}", file.display()))?;
+                    println!("backup written: {}", file.display());
+                }
+                event_store::Database::Postgres(pool) => {
+                    let schema: String = sqlx::query_scalar("SELECT current_schema()").fetch_one(pool).await?;
+                    let file = dir.join(format!("ticketd-{stamp}.dump"));
+                    anyhow::ensure!(!file.exists(), "{} exists already", file.display());
+                    let dumped = std::process::Command::new("pg_dump")
+                        .args(["--format=custom", "--no-owner", "--schema", &schema, "--file"])
+                        .arg(&file)
+                        .arg(format!("--dbname={}", cli.database_url))
+                        .status()
+                        .context("running pg_dump (PostgreSQL's client tools, the server's version or newer)")?;
+                    anyhow::ensure!(dumped.success(), "pg_dump failed ({dumped})");
+                    // Checked: the archive reads back whole.
+                    let listed = std::process::Command::new("pg_restore")
+                        .arg("--list")
+                        .arg(&file)
+                        .output()
+                        .context("running pg_restore --list")?;
+                    anyhow::ensure!(
+                        listed.status.success() && String::from_utf8_lossy(&listed.stdout).contains("TABLE DATA"),
+                        "the dump {} does not read back: {}",
+                        file.display(),
+                        String::from_utf8_lossy(&listed.stderr)
+                    );
+                    println!("backup written: {} (schema {schema})", file.display());
+                }
+            }
+            println!("it holds the log up to position {head} at least; the key file is not in it: keep it apart");
         }
         Command::Migrate => {
             // Events written before sealing existed: their personal parts sealed, once.

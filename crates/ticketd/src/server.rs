@@ -215,6 +215,7 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
         event_store::Database::Postgres(_) => Some(event_store::lease::Leases::new(
             opened.database.clone(),
             event_store::lease::Leases::unique_holder(config.instance_name.as_deref()),
+            config.instance_name.is_some(),
             config.lease,
         )),
         event_store::Database::Sqlite { .. } => None,
@@ -309,6 +310,20 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
             run_retention(privacy.clone(), policy.clone(), every, stop)
         })
     };
+    // The process's metrics recorder, and its upkeep (histograms drained into their buckets)
+    // whether or not anything scrapes.
+    let metrics_handle = crate::metrics::install()?;
+    let metrics_upkeep = {
+        let (handle, stop) = (metrics_handle.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => handle.run_upkeep(),
+                }
+            }
+        })
+    };
     let state = AppState {
         service: service.clone(),
         database: opened.database.clone(),
@@ -323,7 +338,7 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
         ]),
         ledger_key: config.ledger.key.clone(),
         leases: leases.clone(),
-        metrics: Some(crate::metrics::install()?),
+        metrics: Some(metrics_handle.clone()),
         metrics_token: config.metrics_token.clone(),
         raw_store: raw.clone(),
         privacy: privacy.clone(),
@@ -478,6 +493,7 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
     if let Some(task) = metrics_task {
         let _ = task.await;
     }
+    let _ = metrics_upkeep.await;
     tracing::info!("stopped");
     Ok(())
 }

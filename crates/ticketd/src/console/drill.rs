@@ -155,7 +155,10 @@ pub async fn page(
     let row_label = params.get("row").map(String::as_str).unwrap_or("");
     let column_name = params.get("column").map(String::as_str).unwrap_or("");
     let found = figures.iter().find(|f| f.id == figure_id).and_then(|figure| {
-        let row = figure.rows.iter().position(|(label, _)| label == row_label)?;
+        let at = params.get("i").and_then(|i| i.parse::<usize>().ok());
+        let row = at
+            .filter(|i| figure.rows.get(*i).is_some_and(|(label, _)| label == row_label))
+            .or_else(|| figure.rows.iter().position(|(label, _)| label == row_label))?;
         let column = figure.columns.iter().skip(1).position(|c| c == column_name)?;
         let source = figure.drills.get(&(row, column))?;
         Some((figure, row, column, source))
@@ -231,7 +234,15 @@ pub async fn page(
         pairs.push(("offset".into(), offset.to_string()));
         format!("/console/insights/{figure_id}/tickets?{}", serde_urlencoded::to_string(&pairs).unwrap_or_default())
     };
-    let back = format!("/console/insights?{}#figure-{}", asked.query_without(&["row", "column", "offset"]), figure.id);
+    let back =
+        format!("/console/insights?{}#figure-{}", asked.query_without(&["row", "i", "column", "offset"]), figure.id);
+    // The lists of the day statistics come from `stats_marks`, which a database made before it
+    // fills from the log on its first start: until then a list may be short, and says so.
+    let catching_up = matches!(source, Source::Marks { .. }) && {
+        let marks = ticket_projections::checkpoint_of(&state.database, marks::StatsMarks::NAME).await;
+        let stats = ticket_projections::checkpoint_of(&state.database, "statistics").await;
+        matches!((marks, stats), (Ok(m), Ok(s)) if m < s)
+    };
     let title = format!("{} — {row_label} · {column_name}", figure.title);
     let counts = nav_counts(&state, &user).await;
     let content = html! {
@@ -247,6 +258,9 @@ pub async fn page(
             @if hidden > 0 {
                 " " (hidden) " " (tr(l, "korlátozott kezelésű jegy nem látszik a listában.", "tickets under restricted processing are not listed."))
             }
+        }
+        @if catching_up {
+            p.alert #drill-catching-up role="status" { (tr(l, "A lista még épül (a jegyek tényeit most olvassa be a naplóból): lehet, hogy még nem teljes.", "The list is still being built (the tickets' facts are being read from the log): it may not be complete yet.")) }
         }
         p { a href=(back) { (tr(l, "Vissza a kimutatáshoz", "Back to the dashboard")) } }
         table.plain #drill-list {

@@ -301,8 +301,10 @@ impl Figure {
         let value = self.rows.get(row)?.1.get(column).copied().flatten()?;
         (value != 0.0).then(|| {
             let mut pairs = asked.pairs.clone();
-            pairs.retain(|(k, _)| !["row", "column", "offset"].contains(&k.as_str()));
+            pairs.retain(|(k, _)| !["row", "i", "column", "offset"].contains(&k.as_str()));
             pairs.push(("row".into(), self.rows[row].0.clone()));
+            // The row's place too: a label alone could be taken twice (a root cause "other").
+            pairs.push(("i".into(), row.to_string()));
             pairs.push(("column".into(), self.columns.get(column + 1).cloned().unwrap_or_default()));
             format!("/console/insights/{}/tickets?{}", self.id, serde_urlencoded::to_string(&pairs).unwrap_or_default())
         })
