@@ -691,7 +691,10 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let result = runtime.block_on(run(cli));
+    #[cfg(feature = "otel")]
+    crate::otel::shutdown();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -703,6 +706,27 @@ pub fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TICKETD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    #[cfg(feature = "otel")]
+    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some()
+        || std::env::var_os("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some()
+    {
+        match crate::otel::layer() {
+            Ok(otel) => {
+                use tracing_subscriber::prelude::*;
+                let registry = tracing_subscriber::registry().with(filter).with(otel);
+                match format {
+                    LogFormat::Text => {
+                        registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).init()
+                    }
+                    LogFormat::Json => {
+                        registry.with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr)).init()
+                    }
+                }
+                return;
+            }
+            Err(error) => eprintln!("OpenTelemetry traces are off: {error}"),
+        }
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

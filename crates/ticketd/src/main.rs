@@ -15,6 +15,8 @@ mod idempotency;
 mod intake;
 mod metrics;
 mod numbers;
+#[cfg(feature = "otel")]
+mod otel;
 mod pages;
 mod privacy;
 mod record;

@@ -94,7 +94,16 @@ pub async fn track(request: Request, next: Next) -> Response {
         _ => "other",
     };
     let started = Instant::now();
-    let response = next.run(request).await;
+    // One span per request (exported as a trace with the `otel` feature): the route template,
+    // never the path.
+    let span = tracing::info_span!(
+        "http.request",
+        http.request.method = method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty
+    );
+    let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
     let status = response.status().as_u16().to_string();
     metrics::counter!("ticketd_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
