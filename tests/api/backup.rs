@@ -52,6 +52,7 @@ pub async fn a_backup_taken_under_load_restores_every_acknowledged_command(backe
     let before: Vec<String> = acknowledged.lock().unwrap().clone();
     let backups = app.dir().join("backups");
     let output = app.cli(&["backup", backups.to_str().unwrap()]);
+    let when_done = acknowledged.lock().unwrap().len();
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     for writer in writers {
@@ -66,7 +67,7 @@ pub async fn a_backup_taken_under_load_restores_every_acknowledged_command(backe
         .unwrap()
         .to_owned();
     assert!(before.len() > 10, "the load was running: {} commands before the backup", before.len());
-    assert!(acknowledged.lock().unwrap().len() > before.len(), "commands kept coming during the backup");
+    assert!(when_done > before.len(), "commands kept coming while the backup was taken");
 
     // Restore into a fresh store.
     let (url, database) = match backend {
@@ -84,7 +85,7 @@ pub async fn a_backup_taken_under_load_restores_every_acknowledged_command(backe
             let (host, _) = base.rsplit_once('/').unwrap();
             let target = format!("{host}/{database}");
             let restored = std::process::Command::new("pg_restore")
-                .args(["--no-owner", "--exit-on-error", "--dbname"])
+                .args(["--no-owner", "--clean", "--if-exists", "--exit-on-error", "--dbname"])
                 .arg(&target)
                 .arg(&file)
                 .output()

@@ -1,15 +1,15 @@
 //! Job leases: one leader per background job among the instances that share a PostgreSQL store.
 //!
 //! A lease is a row of `job_leases` (job, holder, fencing epoch, expiry). Expiry is judged by
-//! the database's clock (`now()`), never an instance's. The leader renews it every third of its
-//! time to live; a standby tries to take it every [`STANDBY_POLL`] and succeeds once it has
+//! the database's clock, never an instance's. The leader renews it every sixth of its time to
+//! live (and stands down when none was confirmed for two thirds of it); a standby tries to take it every [`STANDBY_POLL`] and succeeds once it has
 //! expired (a crash: within the time to live and one poll) or been released (a graceful
 //! shutdown: within one poll). Each take-over increments the epoch.
 //!
-//! Fencing: every batch a leader writes calls [`Leadership::check_in`] inside its own
-//! transaction. It reads the lease row `FOR SHARE`: the batch goes on only while this holder and
-//! epoch still hold an unexpired lease, and a take-over (an `UPDATE` of that row) waits until
-//! the batch has committed or rolled back. So a leader that was paused past its expiry cannot
+//! Fencing: every batch a leader writes calls [`Fence::check_in`] inside its own transaction.
+//! It reads the lease row `FOR KEY SHARE`: the batch goes on only while this holder and epoch
+//! still hold an unexpired lease, and a take-over (which locks the row `FOR UPDATE` first)
+//! waits until the batch has committed or rolled back. So a leader that was paused past its expiry cannot
 //! write after another took over. No session-level advisory lock is held across transactions:
 //! those break behind a transaction-pooling PgBouncer and outlive a killed host's connection.
 //!
@@ -133,67 +133,51 @@ impl Leases {
     async fn try_take(&self, job: &'static str) -> Result<Option<i64>, StoreError> {
         let Database::Postgres(pool) = &self.inner.database else { return Ok(Some(1)) };
         let ttl_ms = self.inner.ttl.as_millis() as i64;
-        let current: Option<(String, i64)> = sqlx::query_as("SELECT holder, epoch FROM job_leases WHERE job = $1")
-            .bind(job)
-            .fetch_optional(pool)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-        if let Some((holder, epoch)) = current.filter(|(holder, _)| self.is_dead_local(holder)) {
-            let taken: Option<i64> = sqlx::query_scalar(
-                "UPDATE job_leases SET holder = $2, epoch = epoch + 1, \
-                 expires_at = now() + $3 * interval '1 millisecond', renewed_at = now() \
-                 WHERE job = $1 AND holder = $4 AND epoch = $5 RETURNING epoch",
-            )
-            .bind(job)
-            .bind(&self.inner.holder)
-            .bind(ttl_ms)
-            .bind(&holder)
-            .bind(epoch)
-            .fetch_optional(pool)
-            .await
-            .map_err(StoreError::from_sqlx)?;
-            if taken.is_some() {
-                tracing::info!(job, from = %holder, "took the job over from a crashed run of this host");
-                return Ok(taken);
-            }
-        }
         // Cheap first: most tries find the lease held and alive.
-        let free: Option<bool> =
-            sqlx::query_scalar("SELECT expires_at < now() OR holder = $2 FROM job_leases WHERE job = $1")
+        let seen: Option<(String, bool)> =
+            sqlx::query_as("SELECT holder, expires_at < clock_timestamp() FROM job_leases WHERE job = $1")
                 .bind(job)
-                .bind(&self.inner.holder)
                 .fetch_optional(pool)
                 .await
                 .map_err(StoreError::from_sqlx)?;
-        if free == Some(false) {
+        let takeable =
+            |holder: &str, expired: bool| expired || holder == self.inner.holder || self.is_dead_local(holder);
+        if seen.as_ref().is_some_and(|(holder, expired)| !takeable(holder, *expired)) {
             return Ok(None);
         }
         // The take-over locks the row FOR UPDATE: it waits for a batch of the old leader in
-        // flight (which holds it FOR KEY SHARE, see `Fence::check_in`), and that batch's
-        // writes land before the epoch moves.
+        // flight (which holds it FOR KEY SHARE, see `Fence::check_in`), so that batch's writes
+        // land before the epoch moves; but not for long (a frozen leader's connection).
+        // `clock_timestamp()`, not `now()`: the wait must not shorten the new lease.
         let mut transaction = pool.begin().await.map_err(StoreError::from_sqlx)?;
-        let current: Option<bool> =
-            sqlx::query_scalar("SELECT expires_at < now() OR holder = $2 FROM job_leases WHERE job = $1 FOR UPDATE")
+        sqlx::query("SET LOCAL lock_timeout = '2s'").execute(&mut *transaction).await.map_err(StoreError::from_sqlx)?;
+        let current: Option<(String, bool)> =
+            sqlx::query_as("SELECT holder, expires_at < clock_timestamp() FROM job_leases WHERE job = $1 FOR UPDATE")
                 .bind(job)
-                .bind(&self.inner.holder)
                 .fetch_optional(&mut *transaction)
                 .await
                 .map_err(StoreError::from_sqlx)?;
         let epoch: Option<i64> = match current {
-            Some(false) => None,
-            Some(true) => sqlx::query_scalar(
-                "UPDATE job_leases SET holder = $2, epoch = epoch + 1, \
-                 expires_at = now() + $3 * interval '1 millisecond', renewed_at = now() WHERE job = $1 RETURNING epoch",
-            )
-            .bind(job)
-            .bind(&self.inner.holder)
-            .bind(ttl_ms)
-            .fetch_optional(&mut *transaction)
-            .await
-            .map_err(StoreError::from_sqlx)?,
+            Some((holder, expired)) if !takeable(&holder, expired) => None,
+            Some((holder, expired)) => {
+                if !expired && holder != self.inner.holder {
+                    tracing::info!(job, from = %holder, "taking the job back from a crashed run of this instance");
+                }
+                sqlx::query_scalar(
+                    "UPDATE job_leases SET holder = $2, epoch = epoch + 1, \
+                     expires_at = clock_timestamp() + $3 * interval '1 millisecond', renewed_at = clock_timestamp() \
+                     WHERE job = $1 RETURNING epoch",
+                )
+                .bind(job)
+                .bind(&self.inner.holder)
+                .bind(ttl_ms)
+                .fetch_optional(&mut *transaction)
+                .await
+                .map_err(StoreError::from_sqlx)?
+            }
             None => sqlx::query_scalar(
                 "INSERT INTO job_leases (job, holder, epoch, expires_at, renewed_at) \
-                 VALUES ($1, $2, 1, now() + $3 * interval '1 millisecond', now()) \
+                 VALUES ($1, $2, 1, clock_timestamp() + $3 * interval '1 millisecond', clock_timestamp()) \
                  ON CONFLICT (job) DO NOTHING RETURNING epoch",
             )
             .bind(job)
@@ -241,10 +225,24 @@ impl Leases {
         F: Fn(tokio_util::sync::CancellationToken) -> Fut,
         Fut: std::future::Future<Output = ()>,
     {
+        self.run_led_fenced(job, shutdown, |stop, _| body(stop)).await
+    }
+
+    /// [`Self::run_led`] for a job that fences its own writes: `body` also gets the
+    /// leadership's [`Fence`] to check in with inside its transactions.
+    pub async fn run_led_fenced<F, Fut>(
+        &self,
+        job: &'static str,
+        shutdown: tokio_util::sync::CancellationToken,
+        body: F,
+    ) where
+        F: Fn(tokio_util::sync::CancellationToken, Fence) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
         loop {
             let Some(leadership) = self.lead(job, &shutdown).await else { return };
             let stop = shutdown.child_token();
-            let work = body(stop.clone());
+            let work = body(stop.clone(), leadership.fence());
             tokio::pin!(work);
             tokio::select! {
                 _ = &mut work => {}
@@ -280,11 +278,11 @@ impl Leases {
                     // take over, so the jobs without a fence stop in time too.
                     let mut confirmed = tokio::time::Instant::now();
                     loop {
-                        tokio::time::sleep(ttl / 3).await;
+                        tokio::time::sleep(ttl / 6).await;
                         let sent = tokio::time::Instant::now();
                         let left = (confirmed + ttl * 2 / 3).saturating_duration_since(sent);
                         let renewed = tokio::time::timeout(
-                            left.min(ttl / 3).max(Duration::from_millis(1)),
+                            left.min(ttl / 6).max(Duration::from_millis(1)),
                             sqlx::query(
                                 "UPDATE job_leases SET expires_at = now() + $4 * interval '1 millisecond', \
                                  renewed_at = now() WHERE job = $1 AND holder = $2 AND epoch = $3",

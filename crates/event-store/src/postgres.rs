@@ -124,6 +124,9 @@ pub const WIDEN_XID_SQL: &str = "({xmax} + ((({xid} - ({xmax} & 4294967295)) + 6
 /// An append in flight longer than this is logged as a warning (naming its backend).
 pub const IN_FLIGHT_WARN_AFTER: Duration = Duration::from_secs(5);
 
+/// `idle_in_transaction_session_timeout` of every session the store opens.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "60s";
+
 impl PostgresStore {
     /// Connects and migrates.
     pub async fn connect(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
@@ -140,6 +143,10 @@ impl PostgresStore {
             setup.close().await.map_err(StoreError::from_sqlx)?;
             connect = connect.options([("search_path", schema.as_str())]);
         }
+        // A session of ours left idle inside a transaction (a process paused, a bug) is ended by
+        // the server after a minute, with its locks: it must not hold back the xmin horizon or
+        // the job leases' row locks of the other instances.
+        let connect = connect.options([("idle_in_transaction_session_timeout", IDLE_IN_TRANSACTION_TIMEOUT)]);
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
             .acquire_timeout(options.acquire_timeout)

@@ -48,10 +48,12 @@ impl MailConfig {
     }
 }
 
-/// How long a dispatcher owns a row it took.
-const LEASE: Duration = Duration::from_secs(120);
-/// How long after a claim a starting dispatcher takes its row back (longer than a send takes).
-const CLAIM_SETTLED: Duration = Duration::from_secs(30);
+/// How long a dispatcher owns a row it took: longer than a row's work may take
+/// ([`SEND_MAX`]), so a row whose claim has run out is no longer being worked on (by a live
+/// dispatcher, or one that crashed: its rows are taken up again this long after).
+const LEASE: Duration = Duration::from_secs(30);
+/// The longest one row's work (render, send, record) may take before it is left for later.
+const SEND_MAX: Duration = Duration::from_secs(20);
 const ROWS_PER_ROUND: i64 = 20;
 
 pub struct Dispatcher {
@@ -72,17 +74,12 @@ enum Outcome {
 
 impl Dispatcher {
     /// Sends until `shutdown`.
-    pub async fn run(&self, shutdown: CancellationToken) {
+    /// With `fence` (the job's lease, on PostgreSQL), each claim of a row checks the lease in
+    /// its own transaction: a dispatcher that lost its lease claims nothing more.
+    pub async fn run(&self, shutdown: CancellationToken, fence: Option<event_store::lease::Fence>) {
         tracing::info!(transport = %self.transport.describe(), "mail dispatcher started");
-        // Claims made at least CLAIM_SETTLED ago: whoever made them has finished or is gone.
-        let settled = now_us() + (LEASE - CLAIM_SETTLED).as_micros() as i64;
-        match outbox::release_claims(&self.database, settled).await {
-            Ok(0) => {}
-            Ok(freed) => tracing::info!(freed, "mails claimed by an earlier dispatcher are due again"),
-            Err(error) => tracing::warn!(%error, "could not free an earlier dispatcher's claims; they expire"),
-        }
         loop {
-            let busy = match self.round().await {
+            let busy = match self.round(fence.as_ref(), &shutdown).await {
                 Ok(worked) => worked,
                 Err(error) => {
                     tracing::warn!(%error, "the outbox cannot be read; trying again");
@@ -100,13 +97,25 @@ impl Dispatcher {
         }
     }
 
-    /// Works on the rows due now; true when there were some.
-    pub async fn round(&self) -> Result<bool, event_store::StoreError> {
-        let now = now_us();
-        let rows = outbox::due(&self.database, now, ROWS_PER_ROUND).await?;
+    /// Works on the rows due now (stopping between two when `stop` fires); true when there
+    /// were some. Each row is claimed as of its own moment, and its send is bounded by
+    /// [`SEND_MAX`]: a row whose claim ([`LEASE`]) ran out is never still being worked on.
+    pub async fn round(
+        &self,
+        fence: Option<&event_store::lease::Fence>,
+        stop: &CancellationToken,
+    ) -> Result<bool, event_store::StoreError> {
+        let rows = outbox::due(&self.database, now_us(), ROWS_PER_ROUND).await?;
         for row in &rows {
-            if outbox::claim(&self.database, &row.id, now, LEASE.as_micros() as i64).await? {
-                self.work(row).await?;
+            if stop.is_cancelled() {
+                break;
+            }
+            if outbox::claim(&self.database, &row.id, now_us(), LEASE.as_micros() as i64, fence).await? {
+                match tokio::time::timeout(SEND_MAX, self.work(row)).await {
+                    Ok(worked) => worked?,
+                    // Left claimed: tried again when its claim runs out (as after a crash).
+                    Err(_) => tracing::warn!(mail = %row.id, "a mail took longer than {SEND_MAX:?}; tried again later"),
+                }
             }
         }
         Ok(!rows.is_empty())

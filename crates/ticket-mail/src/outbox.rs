@@ -315,22 +315,36 @@ pub async fn due(database: &Database, now: i64, limit: i64) -> Result<Vec<Outbox
 }
 
 /// Takes a row for `lease_us`: only one dispatcher (of any instance) works on it at a time.
-/// Frees the rows an earlier dispatcher claimed and did not finish, whose claim runs out before
-/// `before_us` (the caller picks claims made long enough ago that no send of them can still be
-/// in flight). The one dispatcher calls it as it starts (the job's leader on PostgreSQL, the
-/// one instance on SQLite): a crashed run's mails go out soon instead of when its claims
-/// expire.
-pub async fn release_claims(database: &Database, before_us: i64) -> Result<u64, StoreError> {
-    let sql = "UPDATE mail_outbox SET lease_until_us = NULL \
-               WHERE lease_until_us < $1 AND status IN ('pending', 'sent')";
-    let result =
-        on_database!(database, |pool| sqlx::query(sql).bind(before_us).execute(pool).await.map(|r| r.rows_affected()));
-    result.map_err(StoreError::from_sqlx)
-}
-
-pub async fn claim(database: &Database, id: &str, now: i64, lease_us: i64) -> Result<bool, StoreError> {
+pub async fn claim(
+    database: &Database,
+    id: &str,
+    now: i64,
+    lease_us: i64,
+    fence: Option<&event_store::lease::Fence>,
+) -> Result<bool, StoreError> {
     let sql = "UPDATE mail_outbox SET lease_until_us = $2 WHERE id = $1 AND status IN ('pending', 'sent') \
                AND (lease_until_us IS NULL OR lease_until_us < $3)";
+    if let (Some(fence), Database::Postgres(pool)) = (fence, database) {
+        // The claim and the lease check in one transaction: only the job's leader claims.
+        let mut transaction = pool.begin().await.map_err(StoreError::from_sqlx)?;
+        match fence.check_in(&mut transaction).await {
+            Ok(()) => {}
+            Err(event_store::lease::CheckError::Lost(lost)) => {
+                return Err(StoreError::Unavailable(lost.to_string()));
+            }
+            Err(event_store::lease::CheckError::Store(error)) => return Err(error),
+        }
+        let claimed = sqlx::query(sql)
+            .bind(id)
+            .bind(now + lease_us)
+            .bind(now)
+            .execute(&mut *transaction)
+            .await
+            .map_err(StoreError::from_sqlx)?
+            .rows_affected();
+        transaction.commit().await.map_err(StoreError::from_sqlx)?;
+        return Ok(claimed == 1);
+    }
     let result = on_database!(database, |pool| sqlx::query(sql)
         .bind(id)
         .bind(now + lease_us)

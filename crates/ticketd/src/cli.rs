@@ -734,6 +734,36 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// A PostgreSQL URL without its password, and the password (percent-decoded).
+fn url_without_password(url: &str) -> (String, Option<String>) {
+    let Some((scheme, rest)) = url.split_once("://") else { return (url.to_owned(), None) };
+    let (authority, tail) = rest.split_once('/').map_or((rest, ""), |(a, t)| (a, t));
+    let Some((userinfo, host)) = authority.rsplit_once('@') else { return (url.to_owned(), None) };
+    let Some((user, password)) = userinfo.split_once(':') else { return (url.to_owned(), None) };
+    let decoded = percent_decode(password);
+    let slash = if rest.contains('/') { "/" } else { "" };
+    (format!("{scheme}://{user}@{host}{slash}{tail}"), Some(decoded))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(byte) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16)
+        {
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Takes the SQLite file's instance lock (`FILE.serve.lock`, released when the process ends,
 /// however it ends), or says why not: one `serve` per SQLite file. `None` for PostgreSQL.
 fn sqlite_instance_lock(url: &str) -> anyhow::Result<Option<std::fs::File>> {
@@ -891,12 +921,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let shutdown = tokio_util::sync::CancellationToken::new();
                 let stopping = shutdown.clone();
                 tokio::spawn(async move {
-                    let _ = tokio::signal::ctrl_c().await;
+                    crate::server::wait_for_signal().await;
                     stopping.cancel();
                 });
+                // One lease per folder (leaked once: a job's name lives as long as the process).
+                let folder = std::fs::canonicalize(&dir).unwrap_or_else(|_| dir.clone());
+                let job: &'static str = Box::leak(format!("maildir_watcher:{}", folder.display()).into_boxed_str());
                 let (intake, dir) = (&intake, &dir);
                 leases
-                    .run_led("maildir_watcher", shutdown, |stop| async move {
+                    .run_led(job, shutdown, |stop| async move {
                         while !stop.is_cancelled() {
                             match ticket_mail::maildir::ingest(intake, dir).await {
                                 Ok(report) if report.taken + report.failed > 0 => println!("{report}"),
@@ -1198,10 +1231,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let schema: String = sqlx::query_scalar("SELECT current_schema()").fetch_one(pool).await?;
                     let file = dir.join(format!("ticketd-{stamp}.dump"));
                     anyhow::ensure!(!file.exists(), "{} exists already", file.display());
-                    let dumped = std::process::Command::new("pg_dump")
-                        .args(["--format=custom", "--no-owner", "--schema", &schema, "--file"])
+                    // The password goes by environment, never on the command line (`ps`).
+                    let (url, password) = url_without_password(&cli.database_url);
+                    let mut dump = std::process::Command::new("pg_dump");
+                    dump.args(["--format=custom", "--no-owner", "--schema"])
+                        .arg(format!("\"{}\"", schema.replace('"', "\"\"")))
+                        .arg("--file")
                         .arg(&file)
-                        .arg(format!("--dbname={}", cli.database_url))
+                        .arg(format!("--dbname={url}"));
+                    if let Some(password) = password {
+                        dump.env("PGPASSWORD", password);
+                    }
+                    let dumped = dump
                         .status()
                         .context("running pg_dump (PostgreSQL's client tools, the server's version or newer)")?;
                     anyhow::ensure!(dumped.success(), "pg_dump failed ({dumped})");
@@ -1565,4 +1606,23 @@ fn replace_secret(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     write_secret(&aside, text)?;
     std::fs::rename(&aside, path).with_context(|| format!("replacing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod url_tests {
+    #[test]
+    fn a_database_urls_password_is_taken_out_and_decoded() {
+        assert_eq!(
+            super::url_without_password("postgres://ticketd:s%40cret@db:5432/tickets?options=-c%20x"),
+            ("postgres://ticketd@db:5432/tickets?options=-c%20x".to_owned(), Some("s@cret".to_owned()))
+        );
+        assert_eq!(
+            super::url_without_password("postgres://postgres@127.0.0.1:5432/test"),
+            ("postgres://postgres@127.0.0.1:5432/test".to_owned(), None)
+        );
+        assert_eq!(
+            super::url_without_password("postgres://u:p@h"),
+            ("postgres://u@h".to_owned(), Some("p".to_owned()))
+        );
+    }
 }

@@ -400,10 +400,18 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
             },
         };
         let dispatcher = Arc::new(dispatcher);
-        spawn_job(&leases, "mail_dispatcher", &shutdown, move |stop| {
-            let dispatcher = dispatcher.clone();
-            async move { dispatcher.run(stop).await }
-        })
+        let shutdown = shutdown.clone();
+        match leases.clone() {
+            Some(leases) => tokio::spawn(async move {
+                leases
+                    .run_led_fenced("mail_dispatcher", shutdown, move |stop, fence| {
+                        let dispatcher = dispatcher.clone();
+                        async move { dispatcher.run(stop, Some(fence)).await }
+                    })
+                    .await
+            }),
+            None => tokio::spawn(async move { dispatcher.run(shutdown, None).await }),
+        }
     });
     let checkpoint_mail_task = match (&config.ledger.mail_to, &config.ledger.key) {
         (Some(to), Some(key)) => {
@@ -498,7 +506,7 @@ pub async fn serve(opened: OpenedStore, vault: Arc<ticket_vault::Vault>, config:
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
