@@ -272,10 +272,11 @@ impl Leases {
                 let leases = self.clone();
                 Some(tokio::spawn(async move {
                     // The lease is ours until one time to live after the last renewal that was
-                    // confirmed was sent (by our own clock). Renewals go every third of it,
-                    // each given at most a third to answer; without one confirmed for two
-                    // thirds this leader stands down, a third before the database lets another
-                    // take over, so the jobs without a fence stop in time too.
+                    // confirmed was sent (by our own clock). Renewals go every sixth of it,
+                    // each given at most a sixth to answer (a failed one is tried again soon);
+                    // without one confirmed for two thirds this leader stands down, a third
+                    // before the database lets another take over, so the jobs without a fence
+                    // stop in time too.
                     let mut confirmed = tokio::time::Instant::now();
                     loop {
                         tokio::time::sleep(ttl / 6).await;
