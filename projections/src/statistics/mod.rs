@@ -216,14 +216,16 @@ impl StatsTicket {
     }
 }
 
-/// A batch's facts by day, and the batch's last position.
-type Pending = (BTreeMap<Day, Vec<NewFact>>, i64);
+/// A batch's facts by day, each day with the position of the last event that added to it (the
+/// row's `revision`: what changed it, whatever the batches were, so a rebuild writes the same).
+type Pending = BTreeMap<Day, (Vec<NewFact>, i64)>;
 
 /// The statistics projection: one `stats_days` row per calendar day.
 #[derive(Clone)]
 pub struct Statistics {
     folded: FoldCache<StatsTicket>,
-    /// The current batch's facts, by day, and its last position; written when the batch ends.
+    /// The current batch's facts, by day, with each day's last position; written when the
+    /// batch ends.
     pending: Arc<Mutex<Pending>>,
 }
 
@@ -254,9 +256,10 @@ impl Projection for Statistics {
         let ticket = self.folded.before(ticket_id, event).await?.step(decoded, event.occurred_at, &mut facts);
         self.folded.put(ticket_id, ticket);
         let mut pending = self.pending.lock().expect("pending facts");
-        pending.1 = pending.1.max(event.position.0);
         for fact in facts {
-            pending.0.entry(fact.day).or_default().push(fact);
+            let day = pending.entry(fact.day).or_default();
+            day.0.push(fact);
+            day.1 = day.1.max(event.position.0);
         }
         Ok(())
     }
@@ -266,8 +269,8 @@ impl Projection for Statistics {
     }
 
     async fn finish_batch(&self, transaction: &mut Transaction<'_>) -> Result<(), sqlx::Error> {
-        let (pending, revision) = std::mem::take(&mut *self.pending.lock().expect("pending facts"));
-        for (day, facts) in pending {
+        let pending = std::mem::take(&mut *self.pending.lock().expect("pending facts"));
+        for (day, (facts, revision)) in pending {
             let mut stored = match load_day(transaction, day).await? {
                 Some(bytes) => DayFacts::decode(&bytes)
                     .map_err(|e| sqlx::Error::Protocol(format!("the statistics of day {day} are unreadable: {e}")))?,
