@@ -509,34 +509,26 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.stop();
         if let Some(database) = self.postgres_database.take() {
-            let url = std::env::var("TICKETD_TEST_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_URL_DEFAULT.to_owned());
-            let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                runtime.block_on(async {
-                    use sqlx::Connection;
-                    if let Ok(mut connection) = sqlx::PgConnection::connect(&url).await {
-                        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-                            .execute(&mut connection)
-                            .await;
-                    }
-                });
-            })
-            .join();
+            run_on_server(format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"));
         }
         if let Some(schema) = self.postgres_schema.take() {
-            let url = std::env::var("TICKETD_TEST_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_URL_DEFAULT.to_owned());
-            let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                runtime.block_on(async {
-                    use sqlx::Connection;
-                    if let Ok(mut connection) = sqlx::PgConnection::connect(&url).await {
-                        let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-                            .execute(&mut connection)
-                            .await;
-                    }
-                });
-            })
-            .join();
+            run_on_server(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"));
         }
     }
+}
+
+/// Runs one statement on the test PostgreSQL server, from a thread of its own (a drop may run
+/// inside a runtime), ignoring failures (clean-up only).
+fn run_on_server(sql: String) {
+    let url = std::env::var("TICKETD_TEST_POSTGRES_URL").unwrap_or_else(|_| POSTGRES_URL_DEFAULT.to_owned());
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            use sqlx::Connection;
+            if let Ok(mut connection) = sqlx::PgConnection::connect(&url).await {
+                let _ = sqlx::query(&sql).execute(&mut connection).await;
+            }
+        });
+    })
+    .join();
 }

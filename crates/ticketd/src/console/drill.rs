@@ -110,6 +110,20 @@ async fn refuse(state: &AppState, user: &StaffUser, status: StatusCode, title: &
     super::message(state, user, status, title, text).await
 }
 
+/// The database did not answer: logged, and a 503 page.
+async fn unavailable(state: &AppState, user: &StaffUser, error: String) -> Response {
+    tracing::error!(%error, "a dashboard list could not read its facts");
+    let l = user.language;
+    refuse(
+        state,
+        user,
+        StatusCode::SERVICE_UNAVAILABLE,
+        tr(l, "A lista most nem érhető el", "The list is unavailable"),
+        tr(l, "Az adatbázis nem válaszolt; próbálja újra.", "The database did not answer; try again."),
+    )
+    .await
+}
+
 /// `GET /console/insights/{figure}/tickets?…&row=…&column=…`.
 pub async fn page(
     State(state): State<AppState>,
@@ -118,38 +132,15 @@ pub async fn page(
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let l = user.language;
-    if !matches!(user.caller.role, Role::QualityManager | Role::Auditor | Role::Admin) {
-        return refuse(
-            &state,
-            &user,
-            StatusCode::FORBIDDEN,
-            tr(l, "Nincs jogosultság", "Not allowed"),
-            tr(
-                l,
-                "A minőségügyi kimutatás minőségügyi vezetőknek, auditoroknak és adminisztrátoroknak szól.",
-                "The quality dashboard is for quality managers, auditors and admins.",
-            ),
-        )
-        .await;
+    if !super::insights::allowed(&user) {
+        return super::insights::forbidden(&state, &user).await;
     }
     let today = state.service.clock().now().with_timezone(&chrono_tz::Europe::Budapest).date_naive();
     let asked = Asked::parse(&params, today);
-    let unavailable = |error: String| {
-        tracing::error!(%error, "a dashboard list could not read its facts");
-        error
-    };
     let figures = match figures(&state, &asked, l).await {
         Ok(f) => f,
         Err(error) => {
-            unavailable(error);
-            return refuse(
-                &state,
-                &user,
-                StatusCode::SERVICE_UNAVAILABLE,
-                tr(l, "A lista most nem érhető el", "The list is unavailable"),
-                tr(l, "Az adatbázis nem válaszolt; próbálja újra.", "The database did not answer; try again."),
-            )
-            .await;
+            return unavailable(&state, &user, error).await;
         }
     };
     let row_label = params.get("row").map(String::as_str).unwrap_or("");
@@ -181,15 +172,7 @@ pub async fn page(
     let all = match items(&state, &asked, source, l).await {
         Ok(items) => items,
         Err(error) => {
-            unavailable(error);
-            return refuse(
-                &state,
-                &user,
-                StatusCode::SERVICE_UNAVAILABLE,
-                tr(l, "A lista most nem érhető el", "The list is unavailable"),
-                tr(l, "Az adatbázis nem válaszolt; próbálja újra.", "The database did not answer; try again."),
-            )
-            .await;
+            return unavailable(&state, &user, error).await;
         }
     };
     let counted = all.len();
@@ -202,15 +185,7 @@ pub async fn page(
         match ticket_projections::queues::restricted(&state.database).await {
             Ok(set) => set,
             Err(error) => {
-                unavailable(error.to_string());
-                return refuse(
-                    &state,
-                    &user,
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    tr(l, "A lista most nem érhető el", "The list is unavailable"),
-                    tr(l, "Az adatbázis nem válaszolt; próbálja újra.", "The database did not answer; try again."),
-                )
-                .await;
+                return unavailable(&state, &user, error.to_string()).await;
             }
         }
     };
@@ -223,7 +198,7 @@ pub async fn page(
         match ticket_projections::queues::briefs(&state.database, &ids).await {
             Ok(found) => found.into_iter().map(|b| (b.ticket_id, b)).collect(),
             Err(error) => {
-                unavailable(error.to_string());
+                tracing::error!(%error, "a dashboard list could not read its tickets' briefs");
                 HashMap::new()
             }
         };

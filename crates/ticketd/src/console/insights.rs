@@ -26,7 +26,7 @@ use crate::http::AppState;
 use crate::pages::tr;
 
 /// Who reads the dashboard.
-fn allowed(user: &StaffUser) -> bool {
+pub(super) fn allowed(user: &StaffUser) -> bool {
     matches!(user.caller.role, Role::QualityManager | Role::Auditor | Role::Admin)
 }
 
@@ -985,7 +985,7 @@ fn today(state: &AppState) -> NaiveDate {
     state.service.clock().now().with_timezone(&chrono_tz::Europe::Budapest).date_naive()
 }
 
-async fn forbidden(state: &AppState, user: &StaffUser) -> Response {
+pub(super) async fn forbidden(state: &AppState, user: &StaffUser) -> Response {
     let l = user.language;
     super::message(
         state,
