@@ -56,6 +56,13 @@ pub enum LedgerError {
     LeaseLost(#[from] event_store::lease::LeaseLost),
 }
 
+/// A stream that is not what `COPY` sends: a reading failure, not a finding.
+impl From<crate::pg_copy::CopyError> for LedgerError {
+    fn from(error: crate::pg_copy::CopyError) -> Self {
+        LedgerError::Invalid(error.to_string())
+    }
+}
+
 impl From<sqlx::Error> for LedgerError {
     fn from(error: sqlx::Error) -> Self {
         Self::Store(StoreError::from_sqlx(error))
@@ -861,45 +868,12 @@ pub async fn verify(
     signed.sort_by_key(|(size, _)| *size);
     report.checkpoints = signed.len() as u64;
 
-    // The ledger's leaves, and the store's events recomputed, all at once: the leaves, and the
-    // events in two halves (split at the ledger's middle leaf), each page hashed on every core
-    // while the next is read.
-    let size = size(database).await?;
-    let middle: Option<i64> = if size < 20_000 {
-        None
-    } else {
-        let index = (size / 2) as i64;
-        Some(match database {
-            Database::Sqlite { read, .. } => {
-                sqlx::query_scalar("SELECT position FROM ledger_leaves WHERE leaf_index = ?1")
-                    .bind(index)
-                    .fetch_one(read)
-                    .await?
-            }
-            Database::Postgres(pool) => {
-                sqlx::query_scalar("SELECT position FROM ledger_leaves WHERE leaf_index = $1")
-                    .bind(index)
-                    .fetch_one(pool)
-                    .await?
-            }
-        })
-    };
-    let leaves_task = {
-        let database = database.clone();
-        tokio::spawn(async move { all_leaves(&database).await })
-    };
-    let first_half = tokio::spawn(read_range(store.clone(), database.clone(), GlobalPosition::START, middle));
-    let mut events = match middle {
-        Some(middle) => {
-            let second = read_range(store.clone(), database.clone(), GlobalPosition(middle), None).await?;
-            let mut first = first_half.await.map_err(|e| LedgerError::Invalid(e.to_string()))??;
-            first.extend(second);
-            first
-        }
-        None => first_half.await.map_err(|e| LedgerError::Invalid(e.to_string()))??,
+    // The ledger's leaves, and the store's events recomputed, all at once.
+    let (leaves, mut events) = match database {
+        Database::Postgres(pool) => scan_postgres(pool).await?,
+        Database::Sqlite { .. } => scan_sqlite(database).await?,
     };
     events.dedup_by_key(|event| event.0);
-    let leaves = leaves_task.await.map_err(|e| LedgerError::Invalid(e.to_string()))??;
     report.leaves = leaves.len() as u64;
     report.events = events.len() as u64;
     report.findings.extend(compare(&leaves, &events, &mut report.not_yet_in_ledger));
@@ -1052,72 +1026,245 @@ pub async fn sealed_in_place(database: &Database) -> Result<HashMap<i64, (uuid::
     Ok(records)
 }
 
-/// Every leaf: (position, event id, leaf hash), in order.
-async fn all_leaves(database: &Database) -> Result<Vec<(i64, uuid::Uuid, Hash)>, LedgerError> {
-    let mut leaves = Vec::new();
-    loop {
-        let from = leaves.len() as i64;
-        let rows: Vec<(i64, uuid::Uuid, Vec<u8>)> = match database {
-            // One JSON document a page: sqlx hands each SQLite row over separately, at ~5 µs a row.
-            Database::Sqlite { read, .. } => {
-                let page: Option<String> = sqlx::query_scalar(
-                    "SELECT json_group_array(json_array(position, hex(event_id), hex(leaf_hash)) ORDER BY leaf_index) \
-                     FROM (SELECT * FROM ledger_leaves WHERE leaf_index >= ?1 ORDER BY leaf_index LIMIT 50000)",
-                )
-                .bind(from)
+type Leaves = Vec<(i64, uuid::Uuid, Hash)>;
+
+/// SQLite: the leaves, and the events in two halves (split at the ledger's middle leaf), each
+/// page hashed on every core while the next is read.
+async fn scan_sqlite(database: &Database) -> Result<(Leaves, Leaves), LedgerError> {
+    let size = size(database).await?;
+    let middle: Option<i64> = match database {
+        Database::Sqlite { read, .. } if size >= 20_000 => Some(
+            sqlx::query_scalar("SELECT position FROM ledger_leaves WHERE leaf_index = ?1")
+                .bind((size / 2) as i64)
                 .fetch_one(read)
-                .await?;
-                let page: Vec<(i64, &str, &str)> = serde_json::from_str(page.as_deref().unwrap_or("[]"))
-                    .map_err(|e| LedgerError::Mismatch(format!("reading the ledger's leaves: {e}")))?;
-                page.into_iter()
-                    .map(|(position, id, hash)| {
-                        let bad = || LedgerError::Mismatch(format!("the leaf of position {position} is malformed"));
-                        let id = uuid::Uuid::try_parse(id).map_err(|_| bad())?;
-                        let hash = (0..hash.len())
-                            .step_by(2)
-                            .map(|i| hash.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok()).ok_or_else(bad))
-                            .collect::<Result<Vec<u8>, _>>()?;
-                        Ok((position, id, hash))
-                    })
-                    .collect::<Result<_, LedgerError>>()?
+                .await?,
+        ),
+        _ => None,
+    };
+    let leaves_task = {
+        let database = database.clone();
+        tokio::spawn(async move { sqlite_leaves(&database).await })
+    };
+    let first_half = tokio::spawn(read_range(database.clone(), GlobalPosition::START, middle));
+    let mut events = match middle {
+        Some(middle) => {
+            let second = read_range(database.clone(), GlobalPosition(middle), None).await?;
+            let mut first = first_half.await.map_err(|e| LedgerError::Invalid(e.to_string()))??;
+            first.extend(second);
+            first
+        }
+        None => first_half.await.map_err(|e| LedgerError::Invalid(e.to_string()))??,
+    };
+    events.sort_unstable_by_key(|event| event.0);
+    let leaves = leaves_task.await.map_err(|e| LedgerError::Invalid(e.to_string()))??;
+    Ok((leaves, events))
+}
+
+/// PostgreSQL: the leaves and the events in **one snapshot** (exported by the first
+/// connection and imported by the others, as `pg_dump --jobs` does), so the two agree exactly
+/// whatever commits meanwhile. The events are read in two halves of the table's pages at once
+/// (TID range scans: in the table's order, no index), each as binary `COPY` hashed by its own
+/// task as its rows stream in, with no page queries and no envelope built; sorted by position
+/// after. Its connections are closed after, never handed back to the pool.
+async fn scan_postgres(pool: &sqlx::PgPool) -> Result<(Leaves, Leaves), LedgerError> {
+    let open = |export: bool, snapshot: Option<String>| async move {
+        let mut connection = pool.acquire().await?;
+        // Closed after, never back to the pool: an error may leave it inside the snapshot's
+        // transaction or in the middle of a COPY.
+        connection.close_on_drop();
+        sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").execute(&mut *connection).await?;
+        if let Some(snapshot) = snapshot {
+            // The server's own identifier (hex digits and dashes) quoted as a literal.
+            let literal = snapshot.replace('\'', "''");
+            sqlx::query(&format!("SET TRANSACTION SNAPSHOT '{literal}'")).execute(&mut *connection).await?;
+        }
+        // A connection waits while the others stream: it is not idle for the server's timeout.
+        sqlx::query("SET LOCAL idle_in_transaction_session_timeout = 0").execute(&mut *connection).await?;
+        let exported = match export {
+            true => {
+                Some(sqlx::query_scalar::<_, String>("SELECT pg_export_snapshot()").fetch_one(&mut *connection).await?)
             }
-            Database::Postgres(pool) => {
-                sqlx::query_as(
-                    "SELECT position, event_id, leaf_hash FROM ledger_leaves WHERE leaf_index >= $1 \
-                     ORDER BY leaf_index LIMIT 50000",
-                )
-                .bind(from)
-                .fetch_all(pool)
-                .await?
-            }
+            false => None,
         };
-        let done = rows.len() < 50_000;
-        for (position, id, hash) in rows {
+        Ok::<_, LedgerError>((connection, exported))
+    };
+    let (mut leaves_connection, snapshot) = open(true, None).await?;
+    let (first, _) = open(false, snapshot.clone()).await?;
+    let (second, _) = open(false, snapshot).await?;
+    let pages: i64 = sqlx::query_scalar("SELECT pg_relation_size('events') / current_setting('block_size')::bigint")
+        .fetch_one(&mut *leaves_connection)
+        .await?;
+    let middle = pages / 2;
+    let mut halves = [
+        tokio::spawn(hash_rows(first, format!("WHERE ctid < '({middle},0)'::tid"))),
+        tokio::spawn(hash_rows(second, format!("WHERE ctid >= '({middle},0)'::tid"))),
+    ];
+    let leaves = async {
+        let mut leaves = Vec::new();
+        let mut rows = sqlx::query_as::<_, (i64, i64, uuid::Uuid, Vec<u8>)>(
+            "SELECT leaf_index, position, event_id, leaf_hash FROM ledger_leaves ORDER BY leaf_index",
+        )
+        .fetch(&mut *leaves_connection);
+        while let Some((index, position, id, hash)) = futures_util::TryStreamExt::try_next(&mut rows).await? {
+            if index != leaves.len() as i64 {
+                return Err(LedgerError::Mismatch(format!("the ledger's leaves have a gap before index {index}")));
+            }
             let hash = hash_from_bytes(&hash)
                 .ok_or_else(|| LedgerError::Mismatch(format!("the leaf of position {position} is not 32 bytes")))?;
             leaves.push((position, id, hash));
         }
+        drop(rows);
+        sqlx::query("COMMIT").execute(&mut *leaves_connection).await?;
+        Ok(leaves)
+    }
+    .await;
+    let leaves = match leaves {
+        Ok(leaves) => leaves,
+        Err(error) => {
+            halves.iter().for_each(|half| half.abort());
+            return Err(error);
+        }
+    };
+    let mut events = Vec::new();
+    for half in &mut halves {
+        match half.await.map_err(|e| LedgerError::Invalid(e.to_string())).and_then(|read| read) {
+            Ok(read) => events.extend(read),
+            Err(error) => {
+                // The other half stops too (its connection closes with it).
+                halves.iter().for_each(|half| half.abort());
+                return Err(error);
+            }
+        }
+    }
+    events.sort_unstable_by_key(|event| event.0);
+    Ok((leaves, events))
+}
+
+/// The events a condition on `events` selects, each hashed as its row arrives (unordered),
+/// on a connection inside the verify's snapshot; the transaction ends with the rows. They come
+/// as binary `COPY` (`crate::pg_copy`): the same bytes as a result's rows, without a decoded
+/// row and a type check per column on this side.
+async fn hash_rows(
+    mut connection: sqlx::pool::PoolConnection<sqlx::Postgres>,
+    condition: String,
+) -> Result<Leaves, LedgerError> {
+    use crate::pg_copy::{self, CopyReader};
+    let sql = format!(
+        "COPY (SELECT position, stream_id, version, event_id, event_type, schema_version, occurred_at, recorded_at, \
+         actor::text, correlation_id, causation_id, payload::text FROM events {condition}) TO STDOUT (FORMAT binary)"
+    );
+    let mut hashed = Vec::new();
+    let mut scratch = Vec::with_capacity(4096);
+    let mut reader = CopyReader::default();
+    {
+        let mut chunks = connection.copy_out_raw(&sql).await?;
+        while let Some(chunk) = futures_util::TryStreamExt::try_next(&mut chunks).await? {
+            reader.feed(&chunk, |fields| {
+                let [
+                    position,
+                    stream,
+                    version,
+                    id,
+                    event_type,
+                    schema,
+                    occurred,
+                    recorded,
+                    actor,
+                    correlation,
+                    causation,
+                    payload,
+                ] = fields
+                else {
+                    return Err(LedgerError::Invalid(format!("an event row of {} columns", fields.len())));
+                };
+                let position = pg_copy::int8(*position, "position")?;
+                let parts = (|| {
+                    Ok::<_, pg_copy::CopyError>(ticket_ledger::leaf::StoredParts {
+                        position,
+                        stream: pg_copy::text(*stream, "the stream")?,
+                        version: pg_copy::int8(*version, "the version")? as u64,
+                        event_id: pg_copy::uuid(*id, "the event id")?,
+                        event_type: pg_copy::text(*event_type, "the type")?,
+                        schema_version: pg_copy::int4(*schema, "the schema version")? as u32,
+                        occurred_at: pg_copy::timestamptz(*occurred, "the time")?,
+                        recorded_at: pg_copy::timestamptz(*recorded, "the time recorded")?,
+                        actor: pg_copy::text(*actor, "the actor")?,
+                        correlation_id: pg_copy::uuid(*correlation, "the correlation id")?,
+                        causation_id: pg_copy::uuid_or_null(*causation, "the causation id")?,
+                        payload: pg_copy::text(*payload, "the payload")?,
+                    })
+                })()
+                .map_err(|e| LedgerError::Invalid(format!("reading the event at position {position}: {e}")))?;
+                hashed.push((position, parts.event_id, parts.leaf_hash(&mut scratch)));
+                Ok(())
+            })?;
+        }
+    }
+    reader.finish()?;
+    sqlx::query("COMMIT").execute(&mut *connection).await?;
+    Ok(hashed)
+}
+
+/// SQLite: every leaf, (position, event id, leaf hash), in order. One text a page,
+/// `index,position,event id,hash;…` in hex: sqlx hands each SQLite row over separately, at
+/// ~5 µs a row. Put in order here: an aggregate's order is SQLite's to choose, and an ORDER BY
+/// inside it would sort again what the index gave.
+async fn sqlite_leaves(database: &Database) -> Result<Leaves, LedgerError> {
+    const PAGE: i64 = 50_000;
+    let Database::Sqlite { read, .. } = database else {
+        return Err(LedgerError::Invalid("pages of leaves are SQLite's reading".into()));
+    };
+    let mut leaves = Vec::new();
+    loop {
+        let from = leaves.len() as i64;
+        let page: Option<String> = sqlx::query_scalar(
+            "SELECT group_concat(leaf_index || ',' || position || ',' || hex(event_id) || ',' || hex(leaf_hash), ';') \
+             FROM (SELECT * FROM ledger_leaves WHERE leaf_index >= ?1 ORDER BY leaf_index LIMIT ?2)",
+        )
+        .bind(from)
+        .bind(PAGE)
+        .fetch_one(read)
+        .await?;
+        let mut rows = page
+            .as_deref()
+            .unwrap_or("")
+            .split(';')
+            .filter(|row| !row.is_empty())
+            .map(|row| {
+                let bad = || LedgerError::Mismatch(format!("the leaf row '{row}' is malformed"));
+                let mut fields = row.split(',');
+                let mut next = || fields.next().ok_or_else(bad);
+                let index: i64 = next()?.parse().map_err(|_| bad())?;
+                let position: i64 = next()?.parse().map_err(|_| bad())?;
+                let id = uuid::Uuid::try_parse(next()?).map_err(|_| bad())?;
+                let hash = hex::decode(next()?).ok().and_then(|bytes| hash_from_bytes(&bytes)).ok_or_else(bad)?;
+                Ok((index, (position, id, hash)))
+            })
+            .collect::<Result<Vec<_>, LedgerError>>()?;
+        rows.sort_unstable_by_key(|(index, _)| *index);
+        if rows.iter().enumerate().any(|(i, (index, _))| *index != from + i as i64) {
+            return Err(LedgerError::Mismatch(format!("the ledger's leaves from index {from} on have a gap")));
+        }
+        let done = (rows.len() as i64) < PAGE;
+        leaves.extend(rows.into_iter().map(|(_, row)| row));
         if done {
             return Ok(leaves);
         }
     }
 }
 
-/// The events after `after` up to `until` (inclusive; all when `None`), hashed.
-async fn read_range(
-    store: SharedStore,
-    database: Database,
-    after: GlobalPosition,
-    until: Option<i64>,
-) -> Result<Vec<(i64, uuid::Uuid, Hash)>, LedgerError> {
+/// The events after `after` up to `until` (inclusive; all when `None`), hashed: each page
+/// hashed while the next is read.
+async fn read_range(database: Database, after: GlobalPosition, until: Option<i64>) -> Result<Leaves, LedgerError> {
     let mut events = Vec::new();
-    let mut next = tokio::spawn(read_and_hash(store.clone(), database.clone(), after));
+    let mut next = tokio::spawn(read_and_hash(database.clone(), after));
     loop {
         let mut page = (&mut next).await.map_err(|e| LedgerError::Invalid(e.to_string()))??;
-        let Some(last) = page.last().map(|e| e.0) else { break };
+        // The page's rows in SQLite's order: it ends at its largest position.
+        let Some(last) = page.iter().map(|e| e.0).max() else { break };
         let done = until.is_some_and(|until| last >= until);
         if !done {
-            next = tokio::spawn(read_and_hash(store.clone(), database.clone(), GlobalPosition(last)));
+            next = tokio::spawn(read_and_hash(database.clone(), GlobalPosition(last)));
         }
         if let Some(until) = until {
             page.retain(|e| e.0 <= until);
@@ -1130,85 +1277,100 @@ async fn read_range(
     Ok(events)
 }
 
-/// Events in the global order after `after`, as stored. On SQLite one JSON document a page of
-/// 5,000 (SQLite builds it; sqlx hands each row over at ~5 µs, more than the hashing), read back
-/// into the store's own envelope, so each hashes to the leaf the ledger computed from it.
-async fn read_page(
-    store: &SharedStore,
-    database: &Database,
-    after: GlobalPosition,
-) -> Result<Vec<RecordedEvent>, LedgerError> {
-    type Row<'a> = (
-        i64,
-        &'a str,
-        &'a str,
-        u64,
-        &'a str,
-        u32,
-        i64,
-        i64,
-        &'a serde_json::value::RawValue,
-        &'a str,
-        Option<&'a str>,
-        &'a serde_json::value::RawValue,
-    );
+/// SQLite: the events after `after` as stored, as one JSON document a page of 5,000 built by
+/// SQLite (sqlx hands each SQLite row over at ~5 µs, more than the hashing). Each row is
+/// `[position, event id, stream, version, type, schema version, occurred, recorded, actor,
+/// correlation, causation, payload]`, the actor and the payload as their stored text.
+async fn read_page(database: &Database, after: GlobalPosition) -> Result<String, LedgerError> {
     const PAGE: i64 = 5_000;
-    let text: Option<String> = match database {
-        Database::Sqlite { read, .. } => sqlx::query_scalar(
-            "SELECT json_group_array(json_array(position, lower(hex(event_id)), stream_id, version, event_type,              schema_version, occurred_at, recorded_at, json(actor), lower(hex(correlation_id)),              CASE WHEN causation_id IS NULL THEN NULL ELSE lower(hex(causation_id)) END, json(payload)))              FROM (SELECT * FROM events WHERE position > ?1 ORDER BY position LIMIT ?2)",
-        )
-        .bind(after.0)
-        .bind(PAGE)
-        .fetch_one(read)
-        .await?,
-        // PostgreSQL hands rows over cheaply, and its store's read_all already waits at a gap
-        // a commit in flight fills later: a JSON page (json_agg) measured slower there.
-        Database::Postgres(_) => return Ok(store.read_all(after, event_store::READ_EVENTS_MAX).await?),
+    let Database::Sqlite { read, .. } = database else {
+        return Err(LedgerError::Invalid("pages of JSON are SQLite's reading".into()));
     };
-    let text = text.unwrap_or_else(|| "[]".into());
-    let rows: Vec<Row> = serde_json::from_str(&text)
+    let text: Option<String> = sqlx::query_scalar(
+        "SELECT '[' || group_concat(format('[%d,\"%s\",%s,%d,%s,%d,%d,%d,%s,\"%s\",%s,%s]', position, hex(event_id), \
+         json_quote(stream_id), version, json_quote(event_type), schema_version, occurred_at, recorded_at, actor, \
+         hex(correlation_id), CASE WHEN causation_id IS NULL THEN 'null' ELSE '\"' || hex(causation_id) || '\"' END, \
+         payload), ',') || ']' \
+         FROM (SELECT * FROM events WHERE position > ?1 ORDER BY position LIMIT ?2)",
+    )
+    .bind(after.0)
+    .bind(PAGE)
+    .fetch_one(read)
+    .await?;
+    Ok(text.unwrap_or_else(|| "[]".into()))
+}
+
+/// One page of the global order, each event's leaf hash computed on every core.
+async fn read_and_hash(database: Database, after: GlobalPosition) -> Result<Leaves, LedgerError> {
+    let page = read_page(&database, after).await?;
+    tokio::task::spawn_blocking(move || hash_page(&page, after))
+        .await
+        .map_err(|e| LedgerError::Invalid(e.to_string()))?
+}
+
+/// The leaf hashes of a page [`read_page`] read, computed on every core, from the borrowed
+/// fields (no envelope built).
+fn hash_page(text: &str, after: GlobalPosition) -> Result<Leaves, LedgerError> {
+    use serde_json::value::RawValue;
+    type Row<'a> =
+        (i64, &'a str, &'a str, u64, &'a str, u32, i64, i64, &'a RawValue, &'a str, Option<&'a str>, &'a RawValue);
+    let rows: Vec<Row> = serde_json::from_str(text)
         .map_err(|e| LedgerError::Mismatch(format!("reading the events after position {}: {e}", after.0)))?;
-    let invalid = |what: &str, position: i64| {
-        LedgerError::Mismatch(format!("the event at position {position} has an invalid {what}"))
-    };
-    rows.into_iter()
-        .map(
-            |(
-                position,
-                id,
-                stream,
-                version,
-                event_type,
-                schema_version,
-                occurred,
-                recorded,
-                actor,
-                correlation,
-                causation,
-                payload,
-            )| {
-                let uuid = |text: &str, what: &str| uuid::Uuid::try_parse(text).map_err(|_| invalid(what, position));
-                Ok(RecordedEvent {
-                    position: GlobalPosition(position),
-                    stream_id: StreamId::parse(stream).map_err(|_| invalid("stream id", position))?,
+    let hash = |rows: &[Row]| -> Result<Leaves, LedgerError> {
+        let mut scratch = Vec::with_capacity(4096);
+        rows.iter()
+            .map(
+                |&(
+                    position,
+                    id,
+                    stream,
                     version,
-                    event_id: uuid(id, "event id")?,
-                    event_type: event_type.to_owned(),
+                    event_type,
                     schema_version,
-                    occurred_at: chrono::DateTime::from_timestamp_micros(occurred)
-                        .ok_or_else(|| invalid("time", position))?,
-                    recorded_at: chrono::DateTime::from_timestamp_micros(recorded)
-                        .ok_or_else(|| invalid("time", position))?,
-                    metadata: event_store::EventMetadata {
-                        actor: event_store::Json::from_raw(actor),
+                    occurred,
+                    recorded,
+                    actor,
+                    correlation,
+                    causation,
+                    payload,
+                )| {
+                    let invalid = |what: &str| {
+                        LedgerError::Mismatch(format!("the event at position {position} has an invalid {what}"))
+                    };
+                    let uuid = |text: &str, what: &str| uuid::Uuid::try_parse(text).map_err(|_| invalid(what));
+                    let instant = |micros: i64| DateTime::from_timestamp_micros(micros).ok_or_else(|| invalid("time"));
+                    let parts = ticket_ledger::leaf::StoredParts {
+                        position,
+                        stream,
+                        version,
+                        event_id: uuid(id, "event id")?,
+                        event_type,
+                        schema_version,
+                        occurred_at: instant(occurred)?,
+                        recorded_at: instant(recorded)?,
+                        actor: actor.get(),
                         correlation_id: uuid(correlation, "correlation id")?,
                         causation_id: causation.map(|c| uuid(c, "causation id")).transpose()?,
-                    },
-                    payload: event_store::Json::from_raw(payload),
-                })
-            },
-        )
-        .collect()
+                        payload: payload.get(),
+                    };
+                    Ok((position, parts.event_id, parts.leaf_hash(&mut scratch)))
+                },
+            )
+            .collect()
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if rows.len() < 256 || threads == 1 {
+        return hash(&rows);
+    }
+    let chunk = rows.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = rows.chunks(chunk).map(|part| scope.spawn(move || hash(part))).collect();
+        let mut hashed = Vec::with_capacity(rows.len());
+        for part in parts {
+            hashed.extend(part.join().expect("hashing does not panic")?);
+        }
+        Ok(hashed)
+    })
 }
 
 /// The leaf hashes of `events`, computed on every core.
@@ -1225,22 +1387,6 @@ fn hash_all(events: &[RecordedEvent]) -> Vec<Hash> {
             .collect();
         parts.into_iter().flat_map(|part| part.join().expect("hashing does not panic")).collect()
     })
-}
-
-/// One page of the global order, each event's leaf hash computed on every core.
-async fn read_and_hash(
-    store: SharedStore,
-    database: Database,
-    after: GlobalPosition,
-) -> Result<Vec<(i64, uuid::Uuid, Hash)>, LedgerError> {
-    let page = read_page(&store, &database, after).await?;
-    let hashed = tokio::task::spawn_blocking(move || {
-        let hashes = hash_all(&page);
-        page.iter().zip(hashes).map(|(e, hash)| (e.position.0, e.event_id, hash)).collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| LedgerError::Invalid(e.to_string()))?;
-    Ok(hashed)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 
 pub mod fold;
 pub mod ledger;
+mod pg_copy;
 pub mod queues;
 mod rebuild;
 pub mod sla_clocks;

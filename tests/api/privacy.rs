@@ -290,6 +290,16 @@ pub async fn erasure_shreds_a_persons_data_and_keeps_the_figures_and_the_proof(b
     })
     .await;
     assert!(queue["items"].as_array().unwrap().iter().any(|t| t["number"].to_string() == hanna), "{queue}");
+    // The console's navigation counts what the queue lists: the restricted ticket is not counted.
+    crate::console::put_staff(&app, "nora", "agent", crate::console::PASSWORD);
+    let nora = crate::console::sign_in(&app, "nora").await;
+    let listed = queue["items"].as_array().unwrap().len();
+    let page = nora.get("/console/queues/all-open").await;
+    assert!(
+        page.html.contains(&format!("data-count=\"all-open\" aria-label=\"{listed} ")),
+        "the all-open count is the {listed} tickets listed: {}",
+        page.html.split("data-count=\"all-open\"").nth(1).unwrap_or("").chars().take(60).collect::<String>()
+    );
     // The restricted complaint keeps its record for the auditors.
     let held = app.get(&format!("/api/v1/tickets/{complaint}"), &app.auditor).await.body;
     assert_eq!(held["reporter"]["name"], "Kovács Anna");

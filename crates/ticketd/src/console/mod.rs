@@ -285,9 +285,18 @@ pub async fn nav_counts(state: &AppState, user: &StaffUser) -> Counts {
         if let Some(counts) = state.console.cached_status_counts(at) {
             return Ok(counts);
         }
+        // A restricted ticket is in no queue, so in no count (`restricted_open`).
+        let restricted = queues::restricted_open(&state.database).await?;
         let counts = session::SharedCounts {
-            by_status: queues::status_counts(&state.database).await?,
-            by_division: queues::escalated_counts(&state.database).await?,
+            by_status: queues::less(
+                queues::status_counts(&state.database).await?,
+                restricted.iter().map(|(status, _, _)| status.clone()),
+            ),
+            by_division: queues::less(
+                queues::escalated_counts(&state.database).await?,
+                restricted.iter().filter(|(status, _, _)| status == "escalated").filter_map(|(_, to, _)| to.clone()),
+            ),
+            restricted_assignees: restricted.into_iter().filter_map(|(_, _, assignee)| assignee).collect(),
         };
         state.console.store_status_counts(at, counts.clone());
         Ok::<_, event_store::StoreError>(counts)
@@ -295,13 +304,16 @@ pub async fn nav_counts(state: &AppState, user: &StaffUser) -> Counts {
     let mine = queues::assigned_open(&state.database, &user.name);
     match (shared.await, mine.await) {
         (Ok(shared), Ok(mine)) => Counts {
-            queues: queues::queue_counts(&shared.by_status, mine)
-                .into_iter()
-                .map(|(queue, n)| {
-                    let name = queues::Queue::ALL.iter().find(|(_, q)| *q == queue).map(|(n, _)| *n).unwrap_or("");
-                    (name.to_owned(), n)
-                })
-                .collect(),
+            queues: queues::queue_counts(
+                &shared.by_status,
+                mine - shared.restricted_assignees.iter().filter(|a| **a == user.name.as_str()).count() as i64,
+            )
+            .into_iter()
+            .map(|(queue, n)| {
+                let name = queues::Queue::ALL.iter().find(|(_, q)| *q == queue).map(|(n, _)| *n).unwrap_or("");
+                (name.to_owned(), n)
+            })
+            .collect(),
             divisions: shared.by_division,
         },
         (Err(error), _) | (_, Err(error)) => {

@@ -81,6 +81,8 @@ impl Console {
 pub struct SharedCounts {
     pub by_status: Vec<(String, i64)>,
     pub by_division: Vec<(String, i64)>,
+    /// The assignees of the open restricted tickets, one entry a ticket (taken off "mine").
+    pub restricted_assignees: Vec<String>,
 }
 
 /// A signed-in member of staff.
