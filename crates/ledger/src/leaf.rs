@@ -457,12 +457,11 @@ impl<'a> Scanner<'a> {
                 return Err(self.error("a malformed exponent"));
             }
         }
-        let token = &self.text[start..self.at];
-        if plain && token.len() <= 15 && token != b"-0" {
-            out.extend_from_slice(token);
+        let token = &self.source[start..self.at];
+        if plain && token.len() <= 15 && token != "-0" {
+            out.extend_from_slice(token.as_bytes());
         } else {
             // serde_json's own reading of the number (not `str::parse`): the value route's.
-            let token = std::str::from_utf8(token).expect("a number token is ASCII");
             let number: f64 = serde_json::from_str(token).map_err(|_| self.error("a number out of range"))?;
             out.extend_from_slice(ryu_js::Buffer::new().format(number).as_bytes());
         }
